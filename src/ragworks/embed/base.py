@@ -1,0 +1,41 @@
+"""The Embedder protocol: texts in, L2-normalized float32 vectors out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns passages and queries into unit-length vectors of one fixed dimension.
+
+    `name` identifies the model (and its settings that change vectors, such as prefixes): it keys the embedding
+    cache and is recorded in a collection, so a collection is never searched with another model's vectors.
+    """
+
+    name: str
+    dimension: int
+    max_tokens: int
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Passages → float32 array of shape (len(texts), dimension), rows L2-normalized."""
+        ...
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Queries → float32 array; may differ from passages (prefixes, instructions)."""
+        ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Token count of each text under the model's own tokenizer (no special tokens)."""
+        ...
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalization into a new contiguous float32 array; zero rows stay zero."""
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return v / norms

@@ -1,0 +1,41 @@
+"""Generation: LLM clients, the grounded prompt, citation resolution, and the no-LLM extractive answerer."""
+
+from __future__ import annotations
+
+from ragworks.config import FIREWORKS_BASE_URL, FIREWORKS_DEFAULT_MODEL, Settings
+from ragworks.errors import ConfigError
+from ragworks.generate.base import LLM, Message, complete
+
+__all__ = ["LLM", "Message", "complete", "make_llm"]
+
+
+def make_llm(settings: Settings) -> LLM | None:
+    """The LLM the settings ask for; None means 'answer extractively' (auto with no local model installed)."""
+    import os
+
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    if settings.llm == "extractive":
+        return None
+    if settings.llm in ("openai", "fireworks"):
+        from ragworks.generate.openai_compat import OpenAICompatibleLLM
+
+        if settings.llm == "fireworks":
+            base = FIREWORKS_BASE_URL
+            key = key or os.environ.get("FIREWORKS_API_KEY")
+            model = settings.llm_model or FIREWORKS_DEFAULT_MODEL
+            if not key:
+                raise ConfigError("the fireworks preset needs an API key: set FIREWORKS_API_KEY or RAGWORKS_LLM_API_KEY")
+        else:
+            base = settings.llm_base_url
+            key = key or os.environ.get("OPENAI_API_KEY")
+            model = settings.llm_model or "default"
+        return OpenAICompatibleLLM(
+            base_url=base, model=model, api_key=key, context_tokens=settings.llm_context_tokens,
+            timeout_s=settings.request_timeout_s,
+        )
+    from ragworks.generate.llamacpp import LlamaCppLLM, llama_cpp_available, packaged_gguf
+
+    if settings.llm == "auto" and not (llama_cpp_available() and (settings.llm_gguf_path or packaged_gguf())):
+        return None
+    return LlamaCppLLM(settings.llm_gguf_path, context_tokens=settings.llm_context_tokens,
+                       threads=settings.llm_threads)

@@ -1,0 +1,208 @@
+"""Structure-aware chunking sized in the embedding model's own tokens.
+
+Units are sentences (a sentence longer than the budget is cut into word windows). Units are packed greedily
+into chunks; a heading starts a new chunk once the current one holds something, a paragraph boundary is preferred
+over a mid-paragraph one when the chunk is mostly full, and a chunk that continues the previous one repeats its
+last sentences up to `overlap` tokens. Every chunk is an exact slice of the document text, so its offsets (and
+pages) point at the cited place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ragworks.documents import Chunk, Document, Span, SpanKind
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+
+_ABBREV = {"mr", "mrs", "ms", "dr", "prof", "st", "no", "vs", "etc", "e.g", "i.e", "fig", "al", "inc", "ltd",
+           "jr", "sr", "mt", "approx", "cf", "ca", "vol", "pp", "jan", "feb", "mar", "apr", "jun", "jul", "aug",
+           "sep", "sept", "oct", "nov", "dec", "u.s", "u.k"}
+_SENT_BOUNDARY = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9À-ÖØ-Þ])")
+_CONTEXT_MAX_CHARS = 200
+
+
+def split_sentences(text: str, base: int = 0) -> list[tuple[int, int]]:
+    """Sentence [start, end) offsets (shifted by `base`), trimmed; abbreviations don't end sentences."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    for m in _SENT_BOUNDARY.finditer(text):
+        before = text[start : m.start()].rstrip("\"'”’)]")
+        last_word = before.rsplit(None, 1)[-1].rstrip(".").lower() if before.split() else ""
+        if last_word in _ABBREV or (len(last_word) == 1 and last_word.isalpha()):
+            continue
+        out.append((start, m.start()))
+        start = m.end()
+    out.append((start, len(text)))
+    result = []
+    for s, e in out:
+        seg = text[s:e]
+        lead = len(seg) - len(seg.lstrip())
+        trail = len(seg) - len(seg.rstrip())
+        if e - trail > s + lead:
+            result.append((base + s + lead, base + e - trail))
+    return result
+
+
+@dataclass(slots=True)
+class _Unit:
+    start: int
+    end: int
+    tokens: int
+    para: int  # index of the block it belongs to
+    heading_path: tuple[str, ...]
+    heading: bool = False
+
+
+def _word_windows(text: str, start: int, end: int, tokens: int, budget: int) -> list[tuple[int, int]]:
+    """Cut an over-long sentence into roughly equal word-aligned pieces of at most ~budget tokens."""
+    pieces = max(2, -(-tokens // max(budget, 1)))
+    words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
+    if len(words) <= 1:  # one giant "word" (a URL, base64): cut by characters
+        step = max(1, (end - start) // pieces)
+        return [(s, min(s + step, end)) for s in range(start, end, step)]
+    per = -(-len(words) // pieces)
+    return [(words[i][0], words[min(i + per, len(words)) - 1][1]) for i in range(0, len(words), per)]
+
+
+class Chunker:
+    """Splits documents into chunks of at most `max_tokens` tokens (context line included)."""
+
+    def __init__(
+        self,
+        count_tokens: TokenCounter,
+        *,
+        chunk_tokens: int = 256,
+        overlap: int = 32,
+        model_max_tokens: int = 512,
+        with_context: bool = True,
+    ) -> None:
+        self.count_tokens = count_tokens
+        self.chunk_tokens = min(chunk_tokens, model_max_tokens - 2)  # [CLS] and [SEP]
+        self.overlap = min(overlap, self.chunk_tokens // 2)
+        self.with_context = with_context
+        self._context_tokens: dict[str, int] = {}
+
+    def context_for(self, doc: Document, path: tuple[str, ...]) -> str:
+        if not self.with_context:
+            return ""
+        parts = [doc.title.strip()] if doc.title.strip() else []
+        for h in path:
+            if not parts or h.strip().lower() != parts[-1].lower():
+                parts.append(h.strip())
+        return " › ".join(parts)[:_CONTEXT_MAX_CHARS]
+
+    def _units(self, doc: Document) -> list[_Unit]:
+        text = doc.text
+        spans = doc.spans or _fallback_spans(text)
+        path: list[tuple[int, str]] = []  # (level, heading)
+        raw: list[tuple[int, int, int, tuple[str, ...], bool]] = []
+        for pi, sp in enumerate(spans):
+            if sp.kind is SpanKind.HEADING:
+                heading = " ".join(text[sp.start : sp.end].split())
+                path = [(lvl, h) for lvl, h in path if lvl < max(sp.level, 1)]
+                path.append((max(sp.level, 1), heading))
+                raw.append((sp.start, sp.end, pi, tuple(h for _, h in path), True))
+                continue
+            hp = tuple(h for _, h in path)
+            if sp.kind in (SpanKind.CODE, SpanKind.TABLE):
+                lines = [(m.start() + sp.start, m.end() + sp.start)
+                         for m in re.finditer(r"[^\n]*\S[^\n]*", text[sp.start : sp.end])]
+                raw.extend((s, e, pi, hp, False) for s, e in lines)
+            else:
+                raw.extend((s, e, pi, hp, False) for s, e in split_sentences(text[sp.start : sp.end], sp.start))
+        counts = self.count_tokens([text[s:e] for s, e, *_ in raw])
+        units: list[_Unit] = []
+        for (s, e, pi, hp, is_h), n in zip(raw, counts, strict=True):
+            if n > self.chunk_tokens and not is_h:
+                pieces = _word_windows(text, s, e, n, self.chunk_tokens)
+                piece_counts = self.count_tokens([text[a:b] for a, b in pieces])
+                for (a, b), pn in zip(pieces, piece_counts, strict=True):
+                    for a2, b2 in (
+                        _word_windows(text, a, b, pn, self.chunk_tokens) if pn > self.chunk_tokens else [(a, b)]
+                    ):
+                        units.append(_Unit(a2, b2, min(pn, self.chunk_tokens), pi, hp))
+            else:
+                units.append(_Unit(s, e, min(n, self.chunk_tokens), pi, hp, is_h))
+        return units
+
+    def _budget(self, doc: Document, path: tuple[str, ...]) -> int:
+        ctx = self.context_for(doc, path)
+        if ctx not in self._context_tokens:
+            if len(self._context_tokens) > 4096:
+                self._context_tokens.clear()
+            self._context_tokens[ctx] = self.count_tokens([ctx])[0] + 1 if ctx else 0
+        return max(16, self.chunk_tokens - self._context_tokens[ctx])
+
+    def chunk(self, doc: Document) -> list[Chunk]:
+        units = self._units(doc)
+        para_tokens: dict[int, int] = {}
+        for u in units:
+            para_tokens[u.para] = para_tokens.get(u.para, 0) + u.tokens
+        groups: list[list[_Unit]] = []
+        current: list[_Unit] = []
+        used = 0
+        budget = self.chunk_tokens
+        for u in units:
+            content = [x for x in current if not x.heading]
+            if u.heading and content:
+                groups.append(current)
+                current, used = [], 0
+            if not current:
+                budget = self._budget(doc, u.heading_path)
+            new_para = bool(current) and u.para != current[-1].para
+            para_fits = used + para_tokens[u.para] <= budget
+            if current and (used + u.tokens > budget or (new_para and not para_fits and used >= 0.7 * budget)):
+                groups.append(current)
+                carry = self._overlap(current) if not u.heading else []
+                current, used = list(carry), sum(x.tokens for x in carry)
+                budget = self._budget(doc, (carry[0] if carry else u).heading_path)
+                while current and used + u.tokens > budget:
+                    used -= current.pop(0).tokens
+            current.append(u)
+            used += u.tokens
+        if current:
+            groups.append(current)
+
+        chunks: list[Chunk] = []
+        for group in groups:
+            if all(u.heading for u in group) and chunks:
+                continue  # a trailing heading with nothing under it
+            start, end = group[0].start, group[-1].end
+            first_content = next((u for u in group if not u.heading), group[0])
+            path = first_content.heading_path
+            chunks.append(
+                Chunk(
+                    doc_id=doc.id,
+                    ordinal=len(chunks),
+                    text=doc.text[start:end],
+                    start=start,
+                    end=end,
+                    heading_path=path,
+                    page_start=doc.page_at(start),
+                    page_end=doc.page_at(max(start, end - 1)),
+                    token_count=sum(u.tokens for u in group),
+                    context=self.context_for(doc, path),
+                )
+            )
+        return chunks
+
+    def _overlap(self, group: list[_Unit]) -> list[_Unit]:
+        if self.overlap <= 0:
+            return []
+        carry: list[_Unit] = []
+        total = 0
+        for u in reversed(group):
+            if u.heading or total + u.tokens > self.overlap:
+                break
+            carry.insert(0, u)
+            total += u.tokens
+        return carry
+
+
+def _fallback_spans(text: str) -> list[Span]:
+    from ragworks.ingest.loaders import paragraph_spans
+
+    return paragraph_spans(text)

@@ -1,0 +1,536 @@
+"""One loader per format. Each keeps the document's structure as spans (headings, paragraphs) over its text."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ragworks.documents import Document, Span, SpanKind
+from ragworks.errors import (
+    BinaryFile,
+    CorruptFile,
+    DecodeError,
+    EmptyDocument,
+    EncryptedFile,
+    UnsupportedFormat,
+)
+from ragworks.ingest.base import Loader, LoadOptions, LoadReport
+
+_SNIFF_BYTES = 8192
+
+
+# --- text decoding ----------------------------------------------------------------------------------------------
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """Bytes → str: UTF-8 (with or without BOM), UTF-16 with BOM, else the most plausible legacy encoding."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise DecodeError(f"{name}: invalid UTF-16: {exc.reason}") from exc
+    if b"\x00" in data[:_SNIFF_BYTES]:
+        raise BinaryFile(f"{name}: binary content (NUL bytes), not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None or best.chaos > 0.2:
+        raise DecodeError(f"{name}: not valid UTF-8 and no plausible text encoding detected")
+    return str(best)
+
+
+def _normalize_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _require_text(text: str, name: str) -> None:
+    if not text.strip():
+        raise EmptyDocument(f"{name}: no text to index")
+
+
+# --- plain text and Markdown ------------------------------------------------------------------------------------
+
+_BLANK_SPLIT = re.compile(r"\n[ \t]*\n+")
+_MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
+_MD_FENCE = re.compile(r"^(```|~~~)")
+_MD_LIST = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+
+
+def paragraph_spans(text: str, base: int = 0) -> list[Span]:
+    """Paragraph spans separated by blank lines, trimmed of surrounding whitespace."""
+    spans = []
+    pos = 0
+    for m in [*_BLANK_SPLIT.finditer(text), None]:
+        end = m.start() if m else len(text)
+        block = text[pos:end]
+        stripped = block.strip()
+        if stripped:
+            lead = len(block) - len(block.lstrip())
+            s = base + pos + lead
+            spans.append(Span(s, s + len(stripped)))
+        if m:
+            pos = m.end()
+    return spans
+
+
+def markdown_spans(text: str) -> list[Span]:
+    """Headings (ATX and setext), fenced code, list items and paragraphs of a Markdown text."""
+    spans: list[Span] = []
+    lines = text.split("\n")
+    offsets = []
+    pos = 0
+    for line in lines:
+        offsets.append(pos)
+        pos += len(line) + 1
+
+    para_start: int | None = None
+    para_end = 0
+
+    def flush() -> None:
+        nonlocal para_start
+        if para_start is not None:
+            spans.extend(paragraph_spans(text[para_start:para_end], para_start))
+            para_start = None
+
+    i = 0
+    while i < len(lines):
+        line, off = lines[i], offsets[i]
+        heading = _MD_HEADING.match(line)
+        if _MD_FENCE.match(line.strip()):
+            flush()
+            fence = line.strip()[:3]
+            j = i + 1
+            while j < len(lines) and not lines[j].strip().startswith(fence):
+                j += 1
+            end = offsets[j] + len(lines[j]) if j < len(lines) else len(text)
+            spans.append(Span(off, end, SpanKind.CODE))
+            i = j + 1
+            continue
+        if heading:
+            flush()
+            s = off + heading.start(2)
+            spans.append(Span(s, s + len(heading.group(2)), SpanKind.HEADING, len(heading.group(1))))
+        elif (
+            i + 1 < len(lines)
+            and line.strip()
+            and re.fullmatch(r"\s*(=+|-+)\s*", lines[i + 1])
+            and (para_start is None)
+        ):
+            flush()
+            level = 1 if "=" in lines[i + 1] else 2
+            s = off + len(line) - len(line.lstrip())
+            spans.append(Span(s, s + len(line.strip()), SpanKind.HEADING, level))
+            i += 2
+            continue
+        elif _MD_LIST.match(line):
+            flush()
+            j = i + 1  # continuation lines: indented, not a new item, not blank
+            while j < len(lines) and lines[j].strip() and lines[j].startswith((" ", "\t")) and not _MD_LIST.match(
+                lines[j]
+            ):
+                j += 1
+            end = offsets[j - 1] + len(lines[j - 1])
+            s = off + len(line) - len(line.lstrip())
+            spans.append(Span(s, end, SpanKind.LIST_ITEM))
+            i = j
+            continue
+        elif not line.strip():
+            flush()
+        else:
+            if para_start is None:
+                para_start = off
+            para_end = off + len(line)
+        i += 1
+    flush()
+    return spans
+
+
+def _first_heading(text: str, spans: list[Span]) -> str:
+    for sp in spans:
+        if sp.kind is SpanKind.HEADING:
+            return text[sp.start : sp.end].strip()
+    return ""
+
+
+def load_text(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
+    text = _normalize_newlines(decode_text(path.read_bytes(), path.name))
+    _require_text(text, path.name)
+    yield Document(source=source, text=text, title=path.stem, spans=paragraph_spans(text))
+
+
+def load_markdown(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
+    text = _normalize_newlines(decode_text(path.read_bytes(), path.name))
+    _require_text(text, path.name)
+    spans = markdown_spans(text)
+    yield Document(source=source, text=text, title=_first_heading(text, spans) or path.stem, spans=spans)
+
+
+# --- building text from blocks (HTML, PDF, DOCX) ----------------------------------------------------------------
+
+
+class TextBuilder:
+    """Appends blocks of text separated by blank lines, recording a span for each."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.spans: list[Span] = []
+        self.length = 0
+
+    def add(self, block: str, kind: SpanKind = SpanKind.PARAGRAPH, level: int = 0) -> None:
+        block = re.sub(r"[ \t\u00a0]+", " ", block).strip()
+        if not block:
+            return
+        if self.parts:
+            self.parts.append("\n\n")
+            self.length += 2
+        self.spans.append(Span(self.length, self.length + len(block), kind, level))
+        self.parts.append(block)
+        self.length += len(block)
+
+    def mark(self) -> int:
+        """Offset where the next block will start (used for page boundaries)."""
+        return self.length + (2 if self.parts else 0)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+# --- HTML ------------------------------------------------------------------------------------------------------
+
+_HTML_DROP = {"script", "style", "nav", "footer", "header", "aside", "noscript", "form", "iframe", "svg",
+              "template", "button", "select", "input", "textarea", "head", "menu", "dialog"}
+_HTML_BLOCKS = {"p", "div", "section", "article", "main", "blockquote", "pre", "li", "dt", "dd", "tr",
+                "table", "ul", "ol", "dl", "figure", "figcaption", "address", "body", "br", "hr", "td", "th"}
+_HEADING_TAGS = {f"h{i}": i for i in range(1, 7)}
+
+
+def html_to_blocks(html: str) -> tuple[str, TextBuilder]:
+    """Main text of an HTML page as blocks: navigation, scripts, styles, headers and footers dropped."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    tree = LexborHTMLParser(html)
+    title_node = tree.css_first("title")
+    title = title_node.text(strip=True) if title_node else ""
+    root = tree.css_first("main") or tree.css_first("article") or tree.body or tree.root
+    builder = TextBuilder()
+    if root is None:
+        return title, builder
+    for tag in _HTML_DROP:
+        for node in root.css(tag):
+            node.decompose()
+    for node in root.css('[role="navigation"], [aria-hidden="true"], [hidden]'):
+        node.decompose()
+
+    buf: list[str] = []
+
+    def flush(kind: SpanKind = SpanKind.PARAGRAPH, level: int = 0) -> None:
+        if buf:
+            builder.add("".join(buf), kind, level)
+            buf.clear()
+
+    def walk(node: Any) -> None:
+        for child in node.iter(include_text=True):
+            tag = child.tag
+            if tag == "-text":
+                buf.append(child.text_content or "")
+            elif tag in _HEADING_TAGS:
+                flush()
+                buf.append(child.text(separator=" "))
+                flush(SpanKind.HEADING, _HEADING_TAGS[tag])
+            elif tag == "pre":
+                flush()
+                code = child.text()
+                builder.add(code, SpanKind.CODE)
+            elif tag in ("td", "th"):
+                walk(child)
+                buf.append(" | ")
+            elif tag in _HTML_BLOCKS:
+                flush()
+                walk(child)
+                flush(SpanKind.LIST_ITEM if tag == "li" else SpanKind.PARAGRAPH)
+            elif tag in ("-comment",):
+                continue
+            else:
+                walk(child)
+
+    walk(root)
+    flush()
+    return title, builder
+
+
+def load_html(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
+    html = decode_text(path.read_bytes(), path.name)
+    title, builder = html_to_blocks(html)
+    text = builder.text
+    _require_text(text, path.name)
+    title = title or _first_heading(text, builder.spans) or path.stem
+    yield Document(source=source, text=text, title=title, spans=builder.spans)
+
+
+# --- PDF -------------------------------------------------------------------------------------------------------
+
+_SENTENCE_END = re.compile(r"[.!?:;\"')\]]$")
+
+
+def _looks_like_heading(line: str) -> bool:
+    words = line.split()
+    return (
+        0 < len(words) <= 12
+        and len(line) <= 80
+        and not _SENTENCE_END.search(line)
+        and (line[0].isupper() or line[0].isdigit())
+        and sum(w[0].isupper() for w in words if w[0].isalpha()) >= max(1, len(words) // 2)
+    )
+
+
+def pdf_page_blocks(page_text: str) -> list[tuple[str, SpanKind]]:
+    """Reflow a PDF page's lines into paragraphs; short title-case lines become headings."""
+    lines = [ln.strip() for ln in _normalize_newlines(page_text).split("\n")]
+    blocks: list[tuple[str, SpanKind]] = []
+    para: list[str] = []
+    typical = sorted((len(ln) for ln in lines if ln), reverse=True)
+    full = typical[len(typical) // 4] if typical else 80
+
+    def flush() -> None:
+        if para:
+            joined = ""
+            for ln in para:  # join lines, undoing end-of-line hyphenation
+                if joined.endswith("-") and ln[:1].islower():
+                    joined = joined[:-1] + ln
+                else:
+                    joined = f"{joined} {ln}" if joined else ln
+            blocks.append((joined, SpanKind.PARAGRAPH))
+            para.clear()
+
+    for ln in lines:
+        if not ln:
+            flush()
+            continue
+        if _looks_like_heading(ln) and not para:
+            blocks.append((ln, SpanKind.HEADING))
+            continue
+        if _looks_like_heading(ln) and para and _SENTENCE_END.search(para[-1]):
+            flush()
+            blocks.append((ln, SpanKind.HEADING))
+            continue
+        para.append(ln)
+        if _SENTENCE_END.search(ln) and len(ln) < 0.7 * full:
+            flush()
+    flush()
+    return blocks
+
+
+def load_pdf(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise EncryptedFile(f"{path.name}: encrypted PDF (a password is needed)")
+        pages = list(reader.pages)
+    except EncryptedFile:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError, AssertionError) as exc:
+        raise CorruptFile(f"{path.name}: not a readable PDF ({exc.__class__.__name__}: {exc})") from exc
+    except Exception as exc:
+        if "encrypt" in str(exc).lower() or "crypt" in exc.__class__.__name__.lower():
+            raise EncryptedFile(f"{path.name}: encrypted PDF ({exc})") from exc
+        raise CorruptFile(f"{path.name}: not a readable PDF ({exc.__class__.__name__}: {exc})") from exc
+
+    builder = TextBuilder()
+    page_starts: list[int] = []
+    for page in pages:
+        page_starts.append(builder.mark())
+        try:
+            page_text = page.extract_text() or ""
+        except Exception as exc:  # one damaged page must not lose the others
+            report.warnings.append(f"{path.name}: page {len(page_starts)} unreadable ({exc})")
+            continue
+        for block, kind in pdf_page_blocks(page_text):
+            builder.add(block, kind, 2 if kind is SpanKind.HEADING else 0)
+    text = builder.text
+    if not text.strip():
+        raise EmptyDocument(f"{path.name}: no text layer (a scanned PDF needs OCR first)")
+    meta_title = ""
+    try:
+        meta_title = str((reader.metadata or {}).get("/Title") or "")
+    except Exception:
+        meta_title = ""
+    title = meta_title.strip() or _first_heading(text, builder.spans) or path.stem
+    yield Document(
+        source=source, text=text, title=title, spans=builder.spans, page_starts=page_starts,
+        metadata={"pages": len(pages)},
+    )
+
+
+# --- DOCX ------------------------------------------------------------------------------------------------------
+
+
+def load_docx(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    try:
+        d = docx.Document(str(path))
+    except (zipfile.BadZipFile, PackageNotFoundError, KeyError, ValueError) as exc:
+        if _is_ole_encrypted(path):
+            raise EncryptedFile(f"{path.name}: encrypted Office document (a password is needed)") from exc
+        raise CorruptFile(f"{path.name}: not a readable DOCX ({exc.__class__.__name__}: {exc})") from exc
+    except Exception as exc:
+        raise CorruptFile(f"{path.name}: not a readable DOCX ({exc.__class__.__name__}: {exc})") from exc
+
+    builder = TextBuilder()
+    body = d.element.body
+    for child in body.iterchildren():
+        tag = child.tag.rsplit("}", 1)[-1]
+        if tag == "p":
+            para = Paragraph(child, d)
+            style = (para.style.name if para.style is not None else "") or ""
+            m = re.match(r"Heading (\d)", style)
+            if style == "Title":
+                builder.add(para.text, SpanKind.HEADING, 1)
+            elif m:
+                builder.add(para.text, SpanKind.HEADING, int(m.group(1)))
+            elif style.startswith("List"):
+                builder.add(para.text, SpanKind.LIST_ITEM)
+            else:
+                builder.add(para.text)
+        elif tag == "tbl":
+            table = Table(child, d)
+            rows = [" | ".join(cell.text.strip() for cell in row.cells) for row in table.rows]
+            builder.add("\n".join(r for r in rows if r.strip(" |")), SpanKind.TABLE)
+    text = builder.text
+    _require_text(text, path.name)
+    title = (d.core_properties.title or "").strip() or _first_heading(text, builder.spans) or path.stem
+    yield Document(source=source, text=text, title=title, spans=builder.spans)
+
+
+def _is_ole_encrypted(path: Path) -> bool:
+    """Password-protected Office files are OLE compound files, not ZIPs."""
+    with path.open("rb") as f:
+        return f.read(8) == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+# --- JSONL / JSON ----------------------------------------------------------------------------------------------
+
+
+def _record_document(
+    rec: Any, where: str, source_path: str, options: LoadOptions, report: LoadReport
+) -> Document | None:
+    if not isinstance(rec, dict):
+        report.skipped += 1
+        report.warnings.append(f"{where}: not a JSON object")
+        return None
+    text = rec.get(options.text_field)
+    if not isinstance(text, str) or not text.strip():
+        report.skipped += 1
+        report.warnings.append(f"{where}: no {options.text_field!r} text")
+        return None
+    rid = rec.get(options.id_field)
+    key = str(rid) if rid is not None and str(rid) != "" else where.rsplit(":", 1)[-1]
+    title = rec.get(options.title_field)
+    meta: dict[str, Any] = {}
+    nested = rec.get("metadata")
+    if isinstance(nested, dict):
+        meta.update({k: v for k, v in nested.items() if isinstance(v, str | int | float | bool)})
+    keep = options.metadata_fields
+    for k, v in rec.items():
+        if k in (options.text_field, options.title_field, "metadata"):
+            continue
+        if (not keep or k in keep) and isinstance(v, str | int | float | bool) and len(str(v)) < 512:
+            meta[k] = v
+    text = _normalize_newlines(text)
+    return Document(
+        source=f"{source_path}#{key}",
+        text=text,
+        title=title if isinstance(title, str) else "",
+        metadata=meta,
+        spans=paragraph_spans(text),
+    )
+
+
+def load_jsonl(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
+    """One document per line; bad lines are skipped and reported, the rest stream through."""
+    opener: Callable[..., Any] = open
+    if path.suffix == ".gz":
+        import gzip
+
+        opener = gzip.open
+    produced = 0
+    with opener(path, "rb") as f:
+        head = f.read(_SNIFF_BYTES)
+        if b"\x00" in head:
+            raise BinaryFile(f"{path.name}: binary content (NUL bytes), not JSON lines")
+        f.seek(0)
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                report.skipped += 1
+                if len(report.warnings) < 20:
+                    report.warnings.append(f"{path.name}:{lineno}: invalid JSON ({exc})")
+                continue
+            doc = _record_document(rec, f"{path.name}:{lineno}", source, options, report)
+            if doc is not None:
+                produced += 1
+                yield doc
+    if produced == 0:
+        if report.skipped:
+            raise CorruptFile(f"{path.name}: none of {report.skipped} lines is a usable JSON record")
+        raise EmptyDocument(f"{path.name}: no records")
+
+
+def load_json(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
+    try:
+        data = json.loads(decode_text(path.read_bytes(), path.name))
+    except json.JSONDecodeError as exc:
+        raise CorruptFile(f"{path.name}: invalid JSON ({exc})") from exc
+    records = data if isinstance(data, list) else [data]
+    docs = [_record_document(r, f"{path.name}:{i}", source, options, report) for i, r in enumerate(records)]
+    found = [d for d in docs if d is not None]
+    if not found:
+        raise EmptyDocument(f"{path.name}: no record with a {options.text_field!r} field")
+    yield from found
+
+
+LOADERS: dict[str, Loader] = {
+    ".txt": load_text,
+    ".text": load_text,
+    ".md": load_markdown,
+    ".markdown": load_markdown,
+    ".html": load_html,
+    ".htm": load_html,
+    ".xhtml": load_html,
+    ".pdf": load_pdf,
+    ".docx": load_docx,
+    ".jsonl": load_jsonl,
+    ".ndjson": load_jsonl,
+    ".jsonl.gz": load_jsonl,
+    ".json": load_json,
+}
+
+
+def loader_for(path: Path) -> Loader:
+    """The loader for a file's extension, or UnsupportedFormat naming the ones there are."""
+    name = path.name.lower()
+    for suffix in sorted(LOADERS, key=len, reverse=True):
+        if name.endswith(suffix):
+            return LOADERS[suffix]
+    raise UnsupportedFormat(
+        f"{path.name}: unsupported format {path.suffix or '(no extension)'!r} "
+        f"(supported: {', '.join(sorted(LOADERS))})"
+    )

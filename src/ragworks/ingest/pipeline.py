@@ -1,0 +1,363 @@
+"""load → chunk → dedup → embed → write, batched and resumable.
+
+A reader thread walks the files, skips unchanged ones (size + mtime, then content hash), loads and chunks the
+rest; the calling thread embeds only chunk texts that have no cached vector and commits a batch of whole
+documents in one transaction. A file's record (what makes it "unchanged" next time) is committed with its last
+document, so a run killed half-way redoes only the files it had not finished, and never duplicates a chunk.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragworks.documents import Document
+from ragworks.embed.base import Embedder
+from ragworks.errors import FileTooLarge, LoadError
+from ragworks.ingest.base import LoadOptions, LoadReport
+from ragworks.ingest.chunker import Chunker
+from ragworks.ingest.loaders import loader_for
+from ragworks.store.base import DocumentWrite, FileRecord, WriteBatch
+from ragworks.store.embedded import EmbeddedStore
+
+STREAMING_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz")
+
+
+@dataclass(slots=True)
+class FileResult:
+    path: str
+    status: str  # new | updated | unchanged | failed | removed
+    documents: int = 0
+    chunks: int = 0
+    embedded: int = 0
+    error: str = ""
+    reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class IngestReport:
+    files: list[FileResult] = field(default_factory=list)
+    chunks_written: int = 0
+    chunks_embedded: int = 0
+    documents_removed: int = 0
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "files": len(self.files),
+            "new": self.count("new"),
+            "updated": self.count("updated"),
+            "unchanged": self.count("unchanged"),
+            "failed": self.count("failed"),
+            "removed": self.count("removed"),
+            "chunks_written": self.chunks_written,
+            "chunks_embedded": self.chunks_embedded,
+            "documents_removed": self.documents_removed,
+            "seconds": round(self.seconds, 3),
+            "failures": [{"path": f.path, "reason": f.reason, "error": f.error} for f in self.failed],
+        }
+
+
+@dataclass(slots=True)
+class Progress:
+    """What a progress display needs; `event` is 'start', 'file' or 'batch'."""
+
+    event: str
+    files_total: int = 0
+    files_done: int = 0
+    chunks_written: int = 0
+    chunks_embedded: int = 0
+    current: str = ""
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def discover(paths: Sequence[str | Path], include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[Path]:
+    """Files under `paths` (recursively, hidden entries skipped), filtered by globs on the relative path."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_file():
+            found.append(p.resolve())
+            continue
+        if not p.is_dir():
+            raise FileNotFoundError(f"{p}: no such file or directory")
+        root = p.resolve()
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                full = Path(dirpath) / name
+                rel = full.relative_to(root).as_posix()
+                if include and not any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(name, g) for g in include):
+                    continue
+                if any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(name, g) for g in exclude):
+                    continue
+                found.append(full)
+    return list(dict.fromkeys(found))
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(slots=True)
+class _Doc:
+    write: DocumentWrite
+    result: FileResult
+
+
+@dataclass(slots=True)
+class _FileDone:
+    result: FileResult
+    record: FileRecord | None
+    delete_doc_ids: list[str]
+
+
+_END = object()
+
+
+class IngestPipeline:
+    """Ingests files or documents into a store with one embedder and one chunker."""
+
+    def __init__(
+        self,
+        store: EmbeddedStore,
+        embedder: Embedder,
+        chunker: Chunker | Callable[[], Chunker],
+        *,
+        options: LoadOptions | None = None,
+        batch_chunks: int = 512,
+        max_file_bytes: int = 100 * 2**20,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self._chunker = chunker
+        self.options = options or LoadOptions()
+        self.batch_chunks = batch_chunks
+        self.max_file_bytes = max_file_bytes
+        self.progress = progress or (lambda p: None)
+
+    @property
+    def chunker(self) -> Chunker:
+        """Built on first use: the chunker needs the model's tokenizer, which unchanged files never do."""
+        if not isinstance(self._chunker, Chunker):
+            self._chunker = self._chunker()
+        return self._chunker
+
+    # --- producer side (reader thread)
+
+    def _read_file(self, path: Path) -> Iterator[_Doc | _FileDone]:
+        key = str(path)
+        st = path.stat()
+        prev = self.store.file_record(key)
+        unchanged = FileResult(key, "unchanged")
+        if prev and prev.status == "ok" and prev.size == st.st_size and prev.mtime_ns == st.st_mtime_ns:
+            unchanged.documents, unchanged.chunks = prev.documents, prev.chunks
+            yield _FileDone(unchanged, None, [])
+            return
+        result = FileResult(key, "updated" if prev and prev.status == "ok" else "new")
+        sha = ""
+        try:
+            streaming = path.name.lower().endswith(STREAMING_SUFFIXES)
+            if st.st_size > self.max_file_bytes and not streaming:
+                raise FileTooLarge(
+                    f"{path.name}: {st.st_size / 2**20:.0f} MiB is over the {self.max_file_bytes / 2**20:.0f} MiB "
+                    "limit (raise max_file_mb to ingest it)"
+                )
+            sha = _sha256_file(path)
+            if prev and prev.status == "ok" and prev.sha256 == sha:  # touched, not changed
+                unchanged.documents, unchanged.chunks = prev.documents, prev.chunks
+                record = FileRecord(key, st.st_size, st.st_mtime_ns, sha, "ok", "", prev.documents, prev.chunks)
+                yield _FileDone(unchanged, record, [])
+                return
+            loader = loader_for(path)
+            old = self.store.documents_from(key)
+            seen: set[str] = set()
+            report = LoadReport()
+            for doc in loader(path, key, self.options, report):
+                doc.source_path = key
+                if doc.id in seen:
+                    report.warnings.append(f"duplicate record {doc.source!r}: later one kept")
+                seen.add(doc.id)
+                result.documents += 1
+                if old.get(doc.id) == doc.content_hash:
+                    continue  # this record did not change
+                chunks = self.chunker.chunk(doc)
+                result.chunks += len(chunks)
+                yield _Doc(DocumentWrite(doc, chunks), result)
+            result.warnings = report.warnings
+            if report.skipped:
+                result.warnings.insert(0, f"{report.skipped} record(s) skipped")
+            kept = [d for d in old if d in seen]
+            total_chunks = result.chunks + sum(self.store.chunk_counts(kept).values())
+            record = FileRecord(key, st.st_size, st.st_mtime_ns, sha, "ok", "", result.documents, total_chunks)
+            yield _FileDone(result, record, [d for d in old if d not in seen])
+        except LoadError as exc:
+            yield self._failed(path, st, sha, result, exc.reason, str(exc))
+        except Exception as exc:  # a loader bug or an OS error must not stop the run
+            yield self._failed(path, st, sha, result, "error", f"{path.name}: {exc.__class__.__name__}: {exc}")
+
+    def _failed(self, path: Path, st: os.stat_result, sha: str, result: FileResult, reason: str, msg: str) -> _FileDone:
+        result.status, result.reason, result.error = "failed", reason, msg
+        record = FileRecord(str(path), st.st_size, st.st_mtime_ns, sha, "failed", msg)
+        # A file that no longer loads keeps its previous documents: losing data on a bad write is worse.
+        return _FileDone(result, record, [])
+
+    def _produce(self, files: Sequence[Path], out: queue.Queue[Any], stop: threading.Event) -> None:
+        try:
+            for path in files:
+                if stop.is_set():
+                    return
+                for item in self._read_file(path):
+                    while not stop.is_set():
+                        try:
+                            out.put(item, timeout=0.5)
+                            break
+                        except queue.Full:
+                            continue
+        except BaseException as exc:  # surfaced in the consumer
+            out.put(exc)
+        finally:
+            out.put(_END)
+
+    # --- consumer side (calling thread)
+
+    def run(self, paths: Sequence[str | Path], *, include: Sequence[str] = (), exclude: Sequence[str] = (),
+            prune: bool = False) -> IngestReport:
+        """Ingest files and directories; with `prune`, also remove documents whose files are gone."""
+        started = time.perf_counter()
+        files = discover(paths, include, exclude)
+        report = IngestReport()
+        self.progress(Progress("start", files_total=len(files)))
+        q: queue.Queue[Any] = queue.Queue(maxsize=4 * self.batch_chunks)
+        stop = threading.Event()
+        reader = threading.Thread(target=self._produce, args=(files, q, stop), daemon=True, name="ragworks-reader")
+        reader.start()
+        try:
+            self._consume(q, report, len(files))
+        finally:
+            stop.set()
+            reader.join(timeout=5)
+        if prune:
+            self._prune(report)
+        self.store.flush()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def add_documents(self, docs: Iterable[Document]) -> IngestReport:
+        """Ingest documents given directly (API uploads of text); unchanged ones are skipped by content hash."""
+        started = time.perf_counter()
+        report = IngestReport()
+        q: queue.Queue[Any] = queue.Queue()
+        for doc in docs:
+            result = FileResult(doc.source, "new")
+            existing = self.store.content_hash_of(doc.id)
+            if existing == doc.content_hash:
+                result.status = "unchanged"
+                q.put(_FileDone(result, None, []))
+                continue
+            if existing is not None:
+                result.status = "updated"
+            chunks = self.chunker.chunk(doc)
+            result.documents, result.chunks = 1, len(chunks)
+            q.put(_Doc(DocumentWrite(doc, chunks), result))
+            q.put(_FileDone(result, None, []))
+        q.put(_END)
+        self._consume(q, report, q.qsize())
+        self.store.flush()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _consume(self, q: queue.Queue[Any], report: IngestReport, files_total: int) -> None:
+        batch = WriteBatch()
+        pending_results: list[FileResult] = []
+        done = 0
+        while True:
+            item = q.get()
+            if item is _END:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, _Doc):
+                batch.documents.append(item.write)
+                if len(batch) >= self.batch_chunks:
+                    self._commit(batch, pending_results, report, files_total, done)
+                    batch, pending_results = WriteBatch(), []
+                continue
+            # _FileDone
+            done += 1
+            report.files.append(item.result)
+            pending_results.append(item.result)
+            if item.record is not None:
+                batch.files.append(item.record)
+            batch.delete_doc_ids.extend(item.delete_doc_ids)
+            report.documents_removed += len(item.delete_doc_ids)
+            if item.result.status in ("unchanged", "failed") and not batch.documents and not batch.files:
+                self.progress(Progress("file", files_total, done, report.chunks_written, report.chunks_embedded,
+                                       item.result.path))
+                continue
+            if len(batch) >= self.batch_chunks or len(batch.files) >= 256:
+                self._commit(batch, pending_results, report, files_total, done)
+                batch, pending_results = WriteBatch(), []
+            else:
+                self.progress(Progress("file", files_total, done, report.chunks_written, report.chunks_embedded,
+                                       item.result.path))
+        if batch.documents or batch.files or batch.delete_doc_ids:
+            self._commit(batch, pending_results, report, files_total, done)
+
+    def _commit(self, batch: WriteBatch, results: list[FileResult], report: IngestReport, files_total: int,
+                done: int) -> None:
+        chunks = [c for dw in batch.documents for c in dw.chunks]
+        cached = self.store.cached_vectors([c.text_hash for c in chunks])
+        todo: dict[str, str] = {}
+        for c in chunks:
+            if c.text_hash not in cached and c.text_hash not in todo:
+                todo[c.text_hash] = c.index_text
+        if todo:
+            vectors = self.embedder.embed_documents(list(todo.values()))
+            batch.vectors = dict(zip(todo.keys(), vectors, strict=True))
+        self.store.write(batch)
+        embedded_by_doc = {dw.document.id: sum(1 for c in dw.chunks if c.text_hash in todo) for dw in batch.documents}
+        report.chunks_written += len(chunks)
+        report.chunks_embedded += len(todo)
+        for dw in batch.documents:
+            for r in results:
+                if r.path == dw.document.source_path or r.path == dw.document.source:
+                    r.embedded += embedded_by_doc.get(dw.document.id, 0)
+                    break
+        self.progress(Progress("batch", files_total, done, report.chunks_written, report.chunks_embedded))
+
+    def _prune(self, report: IngestReport) -> None:
+        gone = [rec.path for rec in self.store.file_records() if not Path(rec.path).exists()]
+        for path in gone:
+            doc_ids = list(self.store.documents_from(path))
+            self.store.write(WriteBatch(delete_doc_ids=doc_ids, delete_files=[path]))
+            report.documents_removed += len(doc_ids)
+            report.files.append(FileResult(path, "removed", documents=len(doc_ids)))

@@ -1,0 +1,73 @@
+"""Dense, BM25 and hybrid retrieval over a Store."""
+
+from __future__ import annotations
+
+from ragworks.config import FusionMethod, SearchMode
+from ragworks.documents import SearchHit, content_hash
+from ragworks.embed.base import Embedder
+from ragworks.retrieve.fusion import reciprocal_rank_fusion, weighted_fusion
+from ragworks.store.base import Filter
+from ragworks.store.embedded import EmbeddedStore
+
+
+class HybridRetriever:
+    """Runs the dense leg, the BM25 leg, or both fused (RRF by default, or min-max weighted)."""
+
+    def __init__(
+        self,
+        store: EmbeddedStore,
+        embedder: Embedder,
+        *,
+        fusion: FusionMethod = "rrf",
+        rrf_k: int = 60,
+        dense_weight: float = 0.5,
+        candidates: int = 100,
+        collapse_duplicates: bool = True,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.fusion = fusion
+        self.rrf_k = rrf_k
+        self.dense_weight = dense_weight
+        self.candidates = candidates
+        self.collapse_duplicates = collapse_duplicates
+
+    def search(
+        self, query: str, *, k: int = 10, mode: SearchMode = "hybrid", flt: Filter | None = None
+    ) -> list[SearchHit]:
+        if not query.strip():
+            return []
+        n = max(self.candidates, k)
+        dense = lexical = None
+        if mode in ("dense", "hybrid"):
+            qv = self.embedder.embed_queries([query])[0]
+            dense = self.store.dense_search(qv, n, flt)
+        if mode in ("bm25", "hybrid"):
+            lexical = self.store.lexical_search(query, n, flt)
+        if dense is not None and lexical is not None:
+            if self.fusion == "weighted":
+                fused = weighted_fusion([dense, lexical], [self.dense_weight, 1.0 - self.dense_weight])
+            else:
+                fused = reciprocal_rank_fusion([dense, lexical], k=self.rrf_k)
+        else:
+            fused = list(dense if dense is not None else lexical or [])
+        # Materialize a little more than k so collapsing duplicates still leaves k.
+        hits = self.store.hits(fused[: k * 2 if self.collapse_duplicates else k])
+        dense_at = {cid: (r, s) for r, (cid, s) in enumerate(dense or [], 1)}
+        lex_at = {cid: (r, s) for r, (cid, s) in enumerate(lexical or [], 1)}
+        out: list[SearchHit] = []
+        seen: set[str] = set()
+        for hit in hits:
+            if hit.row_id in dense_at:
+                hit.dense_rank, hit.dense_score = dense_at[hit.row_id]
+            if hit.row_id in lex_at:
+                hit.lexical_rank, hit.lexical_score = lex_at[hit.row_id]
+            if self.collapse_duplicates:
+                key = content_hash(" ".join(hit.chunk.text.split()))
+                if key in seen:
+                    continue
+                seen.add(key)
+            out.append(hit)
+            if len(out) == k:
+                break
+        return out

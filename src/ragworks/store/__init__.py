@@ -1,0 +1,1 @@
+"""Stores: the Store protocol and the embedded SQLite + FTS5 + FAISS implementation."""

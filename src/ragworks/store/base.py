@@ -1,0 +1,115 @@
+"""The Store protocol: where documents, chunks, vectors and the keyword index live.
+
+A store is transactional at the level of a `WriteBatch`: everything in it becomes visible together or not at
+all, which is what makes a killed ingest harmless. Retrieval legs return `(chunk_id, score)` pairs; the
+retriever fuses them and asks the store for the chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ragworks.documents import Chunk, Document, SearchHit
+
+
+@dataclass(slots=True)
+class FileRecord:
+    """What the store remembers of an ingested file, to skip it next time when it hasn't changed."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    status: str = "ok"  # ok | failed
+    error: str = ""
+    documents: int = 0
+    chunks: int = 0
+
+
+@dataclass(slots=True)
+class DocumentWrite:
+    """A document to insert or replace, with its chunks (vectors are looked up by chunk text hash)."""
+
+    document: Document
+    chunks: list[Chunk]
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """Applied atomically: document upserts, deletions, new vectors and file records."""
+
+    documents: list[DocumentWrite] = field(default_factory=list)
+    delete_doc_ids: list[str] = field(default_factory=list)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # text_hash → vector (only new ones)
+    files: list[FileRecord] = field(default_factory=list)
+    delete_files: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return sum(len(d.chunks) for d in self.documents)
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Restricts search to chunks whose document matches every condition given."""
+
+    source_glob: str | None = None  # shell-style glob on the document's source ("docs/*.pdf")
+    metadata: dict[str, Any] = field(default_factory=dict)  # equality on metadata keys
+    doc_ids: tuple[str, ...] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.source_glob or self.metadata or self.doc_ids is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    id: str
+    source: str
+    source_path: str
+    title: str
+    metadata: dict[str, Any]
+    chunks: int
+    content_hash: str
+
+
+class Store(Protocol):
+    """Persistence and the two retrieval legs. Implementations: `EmbeddedStore` (SQLite + FTS5 + FAISS)."""
+
+    def file_record(self, path: str) -> FileRecord | None: ...
+
+    def file_records(self) -> list[FileRecord]: ...
+
+    def documents_from(self, source_path: str) -> dict[str, str]:
+        """doc id → content hash of the documents that came from one file."""
+        ...
+
+    def cached_vectors(self, text_hashes: Sequence[str]) -> set[str]:
+        """Which of these chunk texts already have a vector (for the active model)."""
+        ...
+
+    def write(self, batch: WriteBatch) -> None: ...
+
+    def dense_search(self, query: np.ndarray, k: int, flt: Filter | None = None) -> list[tuple[int, float]]: ...
+
+    def lexical_search(self, query: str, k: int, flt: Filter | None = None) -> list[tuple[int, float]]: ...
+
+    def hits(self, scored: Sequence[tuple[int, float]]) -> list[SearchHit]:
+        """Materialize chunk ids into hits with document identity, in the given order."""
+        ...
+
+    def get_document(self, doc_id_or_source: str) -> tuple[StoredDocument, str, list[Chunk]]: ...
+
+    def list_documents(self, *, limit: int = 100, offset: int = 0) -> list[StoredDocument]: ...
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> int: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def flush(self) -> None:
+        """Persist derived indexes (the FAISS file) so the next open needs no replay."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,520 @@
+"""The zero-server store: one directory with SQLite (WAL) for everything and a FAISS file for fast vector search.
+
+SQLite is the source of truth, vectors included (`embeddings`, keyed by chunk text hash, doubling as the
+embedding cache). Every chunk insert or delete appends to `vector_log` in the same transaction; the FAISS index
+is derived state that records the last log entry it contains and catches up by replaying the rest. So a
+`kill -9` at any moment leaves SQLite at its last commit and the index at its last complete file, and the next
+open reconciles them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragworks.documents import Chunk, SearchHit
+from ragworks.errors import CollectionLocked, CollectionNotFound, DocumentNotFound, EmbedderMismatch
+from ragworks.store.base import FileRecord, Filter, StoredDocument, WriteBatch
+from ragworks.store.vector_index import VectorIndex
+
+SCHEMA_VERSION = 1
+DB_NAME = "ragworks.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS models(
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, dimension INTEGER NOT NULL,
+    active INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS files(
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    status TEXT NOT NULL, error TEXT NOT NULL DEFAULT '', documents INTEGER NOT NULL DEFAULT 0,
+    chunks INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS documents(
+    id TEXT PRIMARY KEY, source TEXT NOT NULL UNIQUE, source_path TEXT NOT NULL, title TEXT NOT NULL,
+    content_hash TEXT NOT NULL, metadata TEXT NOT NULL, page_starts TEXT NOT NULL, text TEXT NOT NULL,
+    chunks INTEGER NOT NULL, updated REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS documents_path ON documents(source_path);
+CREATE TABLE IF NOT EXISTS chunks(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, doc_id TEXT NOT NULL, ordinal INTEGER NOT NULL, text TEXT NOT NULL,
+    context TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL, heading_path TEXT NOT NULL,
+    page_start INTEGER, page_end INTEGER, tokens INTEGER NOT NULL, text_hash TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
+CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(text_hash);
+CREATE TABLE IF NOT EXISTS embeddings(
+    model INTEGER NOT NULL, text_hash TEXT NOT NULL, vector BLOB NOT NULL,
+    PRIMARY KEY(model, text_hash)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vector_log(seq INTEGER PRIMARY KEY AUTOINCREMENT, chunk_id INTEGER NOT NULL,
+    op INTEGER NOT NULL);
+CREATE VIEW IF NOT EXISTS chunk_bodies AS
+    SELECT id, CASE WHEN context = '' THEN text ELSE context || char(10) || text END AS body FROM chunks;
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    body, content='chunk_bodies', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2');
+"""
+
+_ADD, _DEL = 1, 0
+
+# Query-side only: these words carry no BM25 signal but make OR-queries slow on big corpora.
+STOPWORDS = frozenset(
+    "a an and are as at be but by for from has have how i in is it its of on or that the their there these "
+    "this to was were what when where which who whom why will with does did do can could would should you your "
+    "we our they them he she his her".split()
+)
+_TERM = re.compile(r"\w+", re.UNICODE)
+
+
+def fts_query(text: str) -> str:
+    """A free-text question → an FTS5 OR-query of its quoted terms (stopwords dropped unless nothing is left)."""
+    terms = [t.lower() for t in _TERM.findall(text)]
+    kept = [t for t in terms if t not in STOPWORDS] or terms
+    unique = list(dict.fromkeys(kept))
+    return " OR ".join(f'"{t}"' for t in unique)
+
+
+def _filter_sql(flt: Filter | None) -> tuple[str, list[Any]]:
+    """SQL conditions over `documents d` for a filter."""
+    if not flt:
+        return "", []
+    conds: list[str] = []
+    args: list[Any] = []
+    if flt.source_glob:
+        conds.append("d.source GLOB ?")
+        args.append(flt.source_glob)
+    for key, value in flt.metadata.items():
+        conds.append("json_extract(d.metadata, ?) = ?")
+        args.append('$."' + key.replace('"', "") + '"')
+        args.append(int(value) if isinstance(value, bool) else value)
+    if flt.doc_ids is not None:
+        conds.append(f"d.id IN ({','.join('?' * len(flt.doc_ids))})" if flt.doc_ids else "0")
+        args.extend(flt.doc_ids)
+    return " AND ".join(conds), args
+
+
+class EmbeddedStore:
+    """SQLite + FTS5 + FAISS in one directory. Safe for one writer and many readers across processes."""
+
+    def __init__(self, path: Path, *, model_name: str | None = None, dimension: int | None = None,
+                 create: bool = True) -> None:
+        """Open (or create) the collection at `path`. Without `model_name`, use the model it was built with."""
+        self.path = Path(path)
+        db = self.path / DB_NAME
+        if not db.exists():
+            if not create:
+                raise CollectionNotFound(f"no collection at {self.path} (ingest something to create it)")
+            self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(db, check_same_thread=False, timeout=60, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=OFF")
+        self._conn.execute("PRAGMA cache_size=-65536")
+        with self._tx():
+            for stmt in _split_sql(_SCHEMA):
+                self._conn.execute(stmt)
+            self._conn.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            self.model_id, self.model_name, self.dimension = self._activate_model(model_name, dimension)
+        if model_name is not None and dimension is not None:
+            self.check_model(model_name, dimension)
+        self.index = VectorIndex(self.path, f"dense-m{self.model_id}", self.dimension)
+        self._index_loaded = False
+        self._deleted_since_gc = False
+
+    # --- plumbing
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def _activate_model(self, name: str | None, dimension: int | None) -> tuple[int, str, int]:
+        active = self._conn.execute("SELECT id, name, dimension FROM models WHERE active = 1").fetchone()
+        if active is None:
+            if name is None or dimension is None:
+                raise CollectionNotFound(f"collection at {self.path} is empty (ingest something first)")
+            cur = self._conn.execute(
+                "INSERT INTO models(name, dimension, active, created) VALUES(?, ?, 1, ?)",
+                (name, dimension, time.time()),
+            )
+            return int(cur.lastrowid or 0), name, dimension
+        return int(active[0]), str(active[1]), int(active[2])
+
+    def check_model(self, name: str, dimension: int) -> None:
+        """Raise EmbedderMismatch unless `name` is the model this collection's vectors come from."""
+        if name != self.model_name or dimension != self.dimension:
+            raise EmbedderMismatch(
+                f"collection {self.path.name!r} was embedded with {self.model_name!r} ({self.dimension}-d), but "
+                f"the configured embedder is {name!r} ({dimension}-d); configure the same model "
+                "(RAGWORKS_EMBED_MODEL / --embed-model) or ingest into a new collection"
+            )
+
+    @contextlib.contextmanager
+    def write_lock(self, wait_s: float = 0.0) -> Iterator[None]:
+        """Exclusive writer lock across processes (ingest, delete). Raises CollectionLocked if held."""
+        lock_path = self.path / "write.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait_s
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise CollectionLocked(
+                            f"collection {self.path.name!r} is being written by another process; "
+                            "try again when it finishes"
+                        ) from None
+                    time.sleep(0.2)
+            yield
+        finally:
+            os.close(fd)
+
+    # --- files and documents
+
+    def file_record(self, path: str) -> FileRecord | None:
+        row = self._query(
+            "SELECT path, size, mtime_ns, sha256, status, error, documents, chunks FROM files WHERE path = ?",
+            (path,),
+        )
+        return FileRecord(*row[0]) if row else None
+
+    def file_records(self) -> list[FileRecord]:
+        rows = self._query("SELECT path, size, mtime_ns, sha256, status, error, documents, chunks FROM files")
+        return [FileRecord(*r) for r in rows]
+
+    def documents_from(self, source_path: str) -> dict[str, str]:
+        rows = self._query("SELECT id, content_hash FROM documents WHERE source_path = ?", (source_path,))
+        return {r[0]: r[1] for r in rows}
+
+    def content_hash_of(self, doc_id: str) -> str | None:
+        row = self._query("SELECT content_hash FROM documents WHERE id = ?", (doc_id,))
+        return row[0][0] if row else None
+
+    def chunk_counts(self, doc_ids: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in range(0, len(doc_ids), 500):
+            part = list(doc_ids[i : i + 500])
+            rows = self._query(f"SELECT id, chunks FROM documents WHERE id IN ({','.join('?' * len(part))})", part)
+            out.update({r[0]: r[1] for r in rows})
+        return out
+
+    def cached_vectors(self, text_hashes: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        hashes = list(dict.fromkeys(text_hashes))
+        for i in range(0, len(hashes), 500):
+            part = hashes[i : i + 500]
+            rows = self._query(
+                f"SELECT text_hash FROM embeddings WHERE model = ? AND text_hash IN ({','.join('?' * len(part))})",
+                [self.model_id, *part],
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    def _delete_doc(self, conn: sqlite3.Connection, doc_id: str) -> int:
+        rows = conn.execute(
+            "SELECT id, CASE WHEN context = '' THEN text ELSE context || char(10) || text END "
+            "FROM chunks WHERE doc_id = ?",
+            (doc_id,),
+        ).fetchall()
+        if rows:
+            conn.executemany(
+                "INSERT INTO chunks_fts(chunks_fts, rowid, body) VALUES('delete', ?, ?)", rows
+            )
+            conn.executemany("INSERT INTO vector_log(chunk_id, op) VALUES(?, 0)", [(r[0],) for r in rows])
+            conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+            self._deleted_since_gc = True
+        conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+        return len(rows)
+
+    def write(self, batch: WriteBatch) -> None:
+        now = time.time()
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO embeddings(model, text_hash, vector) VALUES(?, ?, ?)",
+                [
+                    (self.model_id, h, np.asarray(v, dtype=np.float32).tobytes())
+                    for h, v in batch.vectors.items()
+                ],
+            )
+            for doc_id in batch.delete_doc_ids:
+                self._delete_doc(conn, doc_id)
+            for dw in batch.documents:
+                doc = dw.document
+                self._delete_doc(conn, doc.id)
+                conn.execute(
+                    "INSERT INTO documents(id, source, source_path, title, content_hash, metadata, page_starts, "
+                    "text, chunks, updated) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                    (doc.id, doc.source, doc.source_path, doc.title, doc.content_hash,
+                     json.dumps(doc.metadata, ensure_ascii=False, default=str), json.dumps(doc.page_starts),
+                     doc.text, len(dw.chunks), now),
+                )
+                for c in dw.chunks:
+                    cur = conn.execute(
+                        "INSERT INTO chunks(doc_id, ordinal, text, context, start, end, heading_path, page_start, "
+                        "page_end, tokens, text_hash) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                        (c.doc_id, c.ordinal, c.text, c.context, c.start, c.end,
+                         json.dumps(list(c.heading_path), ensure_ascii=False), c.page_start, c.page_end,
+                         c.token_count, c.text_hash),
+                    )
+                    cid = cur.lastrowid
+                    conn.execute("INSERT INTO chunks_fts(rowid, body) VALUES(?, ?)", (cid, c.index_text))
+                    conn.execute("INSERT INTO vector_log(chunk_id, op) VALUES(?, 1)", (cid,))
+            for path in batch.delete_files:
+                conn.execute("DELETE FROM files WHERE path = ?", (path,))
+            conn.executemany(
+                "INSERT OR REPLACE INTO files(path, size, mtime_ns, sha256, status, error, documents, chunks, "
+                "updated) VALUES(?,?,?,?,?,?,?,?,?)",
+                [(f.path, f.size, f.mtime_ns, f.sha256, f.status, f.error, f.documents, f.chunks, now)
+                 for f in batch.files],
+            )
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> int:
+        """Delete documents with their chunks, vectors and BM25 rows; forget their files so re-ingest restores."""
+        removed = 0
+        with self._tx() as conn:
+            for doc_id in doc_ids:
+                row = conn.execute("SELECT source_path FROM documents WHERE id = ?", (doc_id,)).fetchone()
+                if row is None:
+                    continue
+                self._delete_doc(conn, doc_id)
+                removed += 1
+                if row[0]:
+                    conn.execute("DELETE FROM files WHERE path = ?", (row[0],))
+        return removed
+
+    def resolve_documents(self, ref: str) -> list[str]:
+        """Doc ids for a document id, an exact source, or a source glob."""
+        rows = self._query("SELECT id FROM documents WHERE id = ? OR source = ?", (ref, ref))
+        if not rows:
+            rows = self._query("SELECT id FROM documents WHERE source GLOB ? OR source_path = ?", (ref, ref))
+        return [r[0] for r in rows]
+
+    def get_document(self, doc_id_or_source: str) -> tuple[StoredDocument, str, list[Chunk]]:
+        rows = self._query(
+            "SELECT id, source, source_path, title, metadata, chunks, content_hash, text FROM documents "
+            "WHERE id = ? OR source = ?",
+            (doc_id_or_source, doc_id_or_source),
+        )
+        if not rows:
+            raise DocumentNotFound(f"no document {doc_id_or_source!r} in collection {self.path.name!r}")
+        r = rows[0]
+        doc = StoredDocument(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6])
+        chunk_rows = self._query(
+            f"SELECT {_CHUNK_COLUMNS} FROM chunks c WHERE c.doc_id = ? ORDER BY c.ordinal", (r[0],)
+        )
+        return doc, r[7], [_chunk_from_row(cr) for cr in chunk_rows]
+
+    def list_documents(self, *, limit: int = 100, offset: int = 0) -> list[StoredDocument]:
+        rows = self._query(
+            "SELECT id, source, source_path, title, metadata, chunks, content_hash FROM documents "
+            "ORDER BY source LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [StoredDocument(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
+
+    # --- the vector index
+
+    def _log_head(self) -> int:
+        row = self._query("SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'")
+        return int(row[0][0]) if row else 0
+
+    def _saved_seq(self) -> int:
+        row = self._query("SELECT value FROM meta WHERE key = ?", (f"index_seq_m{self.model_id}",))
+        return int(row[0][0]) if row else 0
+
+    def _vectors_for(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        for i in range(0, len(chunk_ids), 900):
+            part = list(chunk_ids[i : i + 900])
+            rows = self._query(
+                "SELECT c.id, e.vector FROM chunks c JOIN embeddings e ON e.model = ? AND e.text_hash = c.text_hash "
+                f"WHERE c.id IN ({','.join('?' * len(part))})",
+                [self.model_id, *part],
+            )
+            for cid, blob in rows:
+                ids.append(cid)
+                blobs.append(blob)
+        if not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.dimension), dtype=np.float32)
+        vecs = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), self.dimension)
+        return np.asarray(ids, dtype=np.int64), vecs
+
+    def rebuild_index(self) -> None:
+        """Rebuild the FAISS index from the vectors in SQLite (after a lost or unreadable index file)."""
+        with self._lock:
+            head = self._log_head()
+            self.index.reset()
+            last = 0
+            while True:
+                rows = self._query("SELECT id FROM chunks WHERE id > ? ORDER BY id LIMIT 20000", (last,))
+                if not rows:
+                    break
+                ids, vecs = self._vectors_for([r[0] for r in rows])
+                self.index.add(ids, vecs)
+                last = rows[-1][0]
+            self.index.seq = head
+
+    def sync_index(self) -> None:
+        """Bring the in-memory index up to the last committed write (ours or another process's)."""
+        with self._lock:
+            if not self._index_loaded:
+                self.index.load()
+                self._index_loaded = True
+            head = self._log_head()
+            if self.index.seq == head:
+                return
+            saved = self._saved_seq()
+            if self.index.seq < saved:  # the log before `saved` was compacted away: start from that file
+                if not self.index.load() or self.index.seq < saved:
+                    self.rebuild_index()
+                    return
+            rows = self._query(
+                "SELECT seq, chunk_id, op FROM vector_log WHERE seq > ? ORDER BY seq", (self.index.seq,)
+            )
+            last_op: dict[int, int] = {}
+            top = self.index.seq
+            for seq, cid, op in rows:
+                last_op[cid] = op
+                top = seq
+            touched = list(last_op)
+            self.index.remove(touched)
+            ids, vecs = self._vectors_for([cid for cid, op in last_op.items() if op == _ADD])
+            self.index.add(ids, vecs)
+            self.index.seq = max(top, head if not rows else top)
+
+    def flush(self) -> None:
+        """Save the index file at the current log position, compact the log, drop unused cached vectors."""
+        with self._lock:
+            self.sync_index()
+            seq = self.index.seq
+            if seq > self._saved_seq() or not self.index.newest_on_disk():
+                self.index.save(seq)
+                with self._tx() as conn:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
+                        (f"index_seq_m{self.model_id}", str(seq)),
+                    )
+                    conn.execute("DELETE FROM vector_log WHERE seq <= ?", (seq,))
+            if self._deleted_since_gc:
+                with self._tx() as conn:
+                    conn.execute(
+                        "DELETE FROM embeddings WHERE text_hash NOT IN (SELECT text_hash FROM chunks)"
+                    )
+                self._deleted_since_gc = False
+
+    # --- retrieval legs
+
+    def _allowed_ids(self, flt: Filter) -> np.ndarray:
+        where, args = _filter_sql(flt)
+        rows = self._query(f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", args)
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def dense_search(self, query: np.ndarray, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
+        self.sync_index()
+        allowed = self._allowed_ids(flt) if flt else None
+        with self._lock:
+            return self.index.search(query, k, allowed)
+
+    def lexical_search(self, query: str, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
+        match = fts_query(query)
+        if not match:
+            return []
+        where, args = _filter_sql(flt)
+        if where:
+            sql = (
+                "SELECT f.rowid, bm25(chunks_fts) FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
+                f"JOIN documents d ON d.id = c.doc_id WHERE chunks_fts MATCH ? AND {where} ORDER BY rank LIMIT ?"
+            )
+            rows = self._query(sql, [match, *args, k])
+        else:
+            rows = self._query(
+                "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
+                (match, k),
+            )
+        return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def hits(self, scored: Sequence[tuple[int, float]]) -> list[SearchHit]:
+        if not scored:
+            return []
+        ids = [cid for cid, _ in scored]
+        rows = self._query(
+            f"SELECT {_CHUNK_COLUMNS}, d.source, d.title, d.metadata FROM chunks c "
+            f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({','.join('?' * len(ids))})",
+            ids,
+        )
+        by_id = {r[0]: r for r in rows}
+        out = []
+        for cid, score in scored:
+            r = by_id.get(cid)
+            if r is None:  # deleted between the index lookup and now
+                continue
+            out.append(
+                SearchHit(chunk=_chunk_from_row(r), score=score, source=r[-3], title=r[-2],
+                          metadata=json.loads(r[-1]), row_id=cid)
+            )
+        return out
+
+    # --- reporting
+
+    def stats(self) -> dict[str, Any]:
+        self.sync_index()
+        q = self._query
+        files = q("SELECT count(*), sum(status != 'ok') FROM files")[0]
+        size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+        return {
+            "collection": self.path.name,
+            "path": str(self.path),
+            "documents": q("SELECT count(*) FROM documents")[0][0],
+            "chunks": q("SELECT count(*) FROM chunks")[0][0],
+            "files": files[0],
+            "failed_files": files[1] or 0,
+            "vectors": len(self.index),
+            "embedding_model": self.model_name,
+            "dimension": self.dimension,
+            "disk_bytes": size,
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+_CHUNK_COLUMNS = (
+    "c.id, c.doc_id, c.ordinal, c.text, c.context, c.start, c.end, c.heading_path, c.page_start, c.page_end, "
+    "c.tokens"
+)
+
+
+def _chunk_from_row(r: Sequence[Any]) -> Chunk:
+    return Chunk(
+        doc_id=r[1], ordinal=r[2], text=r[3], context=r[4], start=r[5], end=r[6],
+        heading_path=tuple(json.loads(r[7])), page_start=r[8], page_end=r[9], token_count=r[10],
+    )
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
