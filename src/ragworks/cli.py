@@ -284,6 +284,11 @@ def delete(
     out.print(f"deleted {n} document(s)")
 
 
+from ragworks.evaluate.cli import eval_app  # noqa: E402 - registered after the core commands
+
+app.add_typer(eval_app, name="eval")
+
+
 def main() -> None:
     """Entry point: RagworksError and bad input become one line on stderr and a non-zero exit, never a traceback."""
     try:

@@ -21,6 +21,13 @@ def estimate_tokens(text: str) -> int:
     return int(len(_WORDISH.findall(text)) * 1.3) + 1
 
 
+def _pooled(embedding: list[float] | list[list[float]]) -> np.ndarray:
+    """One vector per input. Servers without a pooling layer (llama.cpp with pooling 'none') return a vector
+    per token; those are mean-pooled."""
+    arr = np.asarray(embedding, dtype=np.float32)
+    return arr.mean(axis=0) if arr.ndim == 2 else arr
+
+
 class OpenAICompatibleEmbedder:
     """POSTs batches to `{base_url}/embeddings`; retries rate limits and server errors with backoff."""
 
@@ -83,7 +90,7 @@ class OpenAICompatibleEmbedder:
             delay *= 2
         try:
             data = sorted(resp.json()["data"], key=lambda d: d.get("index", 0))
-            vecs = np.asarray([d["embedding"] for d in data], dtype=np.float32)
+            vecs = np.vstack([_pooled(d["embedding"]) for d in data])
         except (KeyError, TypeError, ValueError) as exc:
             raise EmbeddingError(f"malformed embeddings response: {resp.text[:300]}") from exc
         if vecs.ndim != 2 or vecs.shape[0] != len(texts):

@@ -20,8 +20,12 @@ TokenCounter = Callable[[Sequence[str]], list[int]]
 _ABBREV = {"mr", "mrs", "ms", "dr", "prof", "st", "no", "vs", "etc", "e.g", "i.e", "fig", "al", "inc", "ltd",
            "jr", "sr", "mt", "approx", "cf", "ca", "vol", "pp", "jan", "feb", "mar", "apr", "jun", "jul", "aug",
            "sep", "sept", "oct", "nov", "dec", "u.s", "u.k"}
-_SENT_BOUNDARY = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9À-ÖØ-Þ])")
+_SENT_BOUNDARY = re.compile(r"(?<=[.!?…])([\"'”’)\]]*)\s+(?=[\"'“‘(\[]?[A-Z0-9À-ÖØ-Þ])")
 _CONTEXT_MAX_CHARS = 200
+# No real text averages more characters per token than this. A tokenizer may count a giant "word" (a hex digest,
+# URL-safe base64: over 100 characters without punctuation) as one [UNK] token; sizing such a unit by its
+# length instead keeps it from becoming a single 20,000-character chunk.
+_MAX_CHARS_PER_TOKEN = 10
 
 
 def split_sentences(text: str, base: int = 0) -> list[tuple[int, int]]:
@@ -29,11 +33,11 @@ def split_sentences(text: str, base: int = 0) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     start = 0
     for m in _SENT_BOUNDARY.finditer(text):
-        before = text[start : m.start()].rstrip("\"'”’)]")
+        before = text[start : m.start()]
         last_word = before.rsplit(None, 1)[-1].rstrip(".").lower() if before.split() else ""
         if last_word in _ABBREV or (len(last_word) == 1 and last_word.isalpha()):
             continue
-        out.append((start, m.start()))
+        out.append((start, m.end(1)))  # closing quotes and brackets stay with their sentence
         start = m.end()
     out.append((start, len(text)))
     result = []
@@ -113,12 +117,14 @@ class Chunker:
                 raw.extend((s, e, pi, hp, False) for s, e in lines)
             else:
                 raw.extend((s, e, pi, hp, False) for s, e in split_sentences(text[sp.start : sp.end], sp.start))
-        counts = self.count_tokens([text[s:e] for s, e, *_ in raw])
+        counts = [self._sized(n, e - s) for (s, e, *_), n in
+                  zip(raw, self.count_tokens([text[s:e] for s, e, *_ in raw]), strict=True)]
         units: list[_Unit] = []
         for (s, e, pi, hp, is_h), n in zip(raw, counts, strict=True):
-            if n > self.chunk_tokens and not is_h:
+            if n > self.chunk_tokens:  # an over-long heading (HTML <h2> around a paragraph) is split like text
                 pieces = _word_windows(text, s, e, n, self.chunk_tokens)
-                piece_counts = self.count_tokens([text[a:b] for a, b in pieces])
+                piece_counts = [self._sized(pn, b - a) for (a, b), pn in
+                                zip(pieces, self.count_tokens([text[a:b] for a, b in pieces]), strict=True)]
                 for (a, b), pn in zip(pieces, piece_counts, strict=True):
                     for a2, b2 in (
                         _word_windows(text, a, b, pn, self.chunk_tokens) if pn > self.chunk_tokens else [(a, b)]
@@ -127,6 +133,13 @@ class Chunker:
             else:
                 units.append(_Unit(s, e, min(n, self.chunk_tokens), pi, hp, is_h))
         return units
+
+    @staticmethod
+    def _sized(tokens: int, chars: int) -> int:
+        """`tokens`, or more for a unit far too long in characters for its token count (see _MAX_CHARS_PER_TOKEN)."""
+        if chars <= 256:  # short units: a heading like "Organisation" is legitimately 12 characters, 1 token
+            return tokens
+        return max(tokens, -(-chars // _MAX_CHARS_PER_TOKEN))
 
     def _budget(self, doc: Document, path: tuple[str, ...]) -> int:
         ctx = self.context_for(doc, path)

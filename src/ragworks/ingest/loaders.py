@@ -41,10 +41,38 @@ def decode_text(data: bytes, name: str) -> str:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    matches = from_bytes(data)
+    best = matches.best()
     if best is None or best.chaos > 0.2:
         raise DecodeError(f"{name}: not valid UTF-8 and no plausible text encoding detected")
-    return str(best)
+    western = _as_western(data, best.chaos, matches)
+    return western if western is not None else str(best)
+
+
+# Non-ASCII characters of Western European text (plus typographic punctuation). Icelandic ð þ ý are left out on
+# purpose: they are what Turkish (cp1254) bytes look like when read as cp1252.
+_WESTERN_CHARS = frozenset(
+    "àáâãäåæçèéêëìíîïñòóôõöøùúûüÿœšžÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÑÒÓÔÕÖØÙÚÛÜŒŠŽŸß"
+    "“”‘’‚„–—…€«»°©®™·•¡¿§£¥¢ªº±×÷½¼¾²\u00a0"
+)
+
+
+def _as_western(data: bytes, best_chaos: float, matches: Any) -> str | None:
+    """The cp1252 reading of `data` when it is as plausible as the detector's pick and reads as Western text.
+
+    charset_normalizer often ranks a Baltic or Central European code page (cp1257, cp1250) first for French or
+    Portuguese Latin-1 text, turning "è" into "č"; cp1252 is by far the most common legacy encoding, so it wins
+    ties.
+    """
+    if not any(m.encoding == "cp1252" and m.chaos <= best_chaos + 0.05 for m in matches):
+        return None
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        return None
+    if all(ch in _WESTERN_CHARS for ch in text if ord(ch) > 127):
+        return text
+    return None
 
 
 def _normalize_newlines(text: str) -> str:
@@ -463,31 +491,33 @@ def _record_document(
 
 def load_jsonl(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
     """One document per line; bad lines are skipped and reported, the rest stream through."""
-    opener: Callable[..., Any] = open
-    if path.suffix == ".gz":
-        import gzip
+    import gzip
+    import zlib
 
-        opener = gzip.open
+    opener: Callable[..., Any] = gzip.open if path.name.lower().endswith(".gz") else open
     produced = 0
-    with opener(path, "rb") as f:
-        head = f.read(_SNIFF_BYTES)
-        if b"\x00" in head:
-            raise BinaryFile(f"{path.name}: binary content (NUL bytes), not JSON lines")
-        f.seek(0)
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                report.skipped += 1
-                if len(report.warnings) < 20:
-                    report.warnings.append(f"{path.name}:{lineno}: invalid JSON ({exc})")
-                continue
-            doc = _record_document(rec, f"{path.name}:{lineno}", source, options, report)
-            if doc is not None:
-                produced += 1
-                yield doc
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+            if b"\x00" in head:
+                raise BinaryFile(f"{path.name}: binary content (NUL bytes), not JSON lines")
+            f.seek(0)
+            for lineno, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    rec = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    report.skipped += 1
+                    if len(report.warnings) < 20:
+                        report.warnings.append(f"{path.name}:{lineno}: invalid JSON ({exc})")
+                    continue
+                doc = _record_document(rec, f"{path.name}:{lineno}", source, options, report)
+                if doc is not None:
+                    produced += 1
+                    yield doc
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # not gzip, or a truncated / damaged stream
+        raise CorruptFile(f"{path.name}: not a readable gzip file ({exc.__class__.__name__}: {exc})") from exc
     if produced == 0:
         if report.skipped:
             raise CorruptFile(f"{path.name}: none of {report.skipped} lines is a usable JSON record")
