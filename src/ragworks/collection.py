@@ -84,9 +84,10 @@ class Collection:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = LazyEmbedder(self.settings, on_load=self._check_embedder)
-            if self._store is not None and self._embedder.name != self._store.model_name:
-                self._embedder.loaded  # noqa: B018 - loading raises the mismatch with both models named
+            lazy = LazyEmbedder(self.settings, on_load=self._check_embedder)
+            if self._store is not None and lazy.name != self._store.model_name:
+                lazy.loaded  # noqa: B018 - loading raises the mismatch with both models named
+            self._embedder = lazy
         return self._embedder
 
     def _check_embedder(self, embedder: Embedder) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import random
 from pathlib import Path
 
@@ -225,7 +226,7 @@ def test_a_continuing_section_repeats_the_tail_of_the_previous_chunk(embedder):
     sent_bounds = split_sentences(text)
     starts = {a for a, _ in sent_bounds}
     ends = {b for _, b in sent_bounds}
-    for prev, cur in zip(chunks, chunks[1:], strict=False):
+    for prev, cur in itertools.pairwise(chunks):
         assert cur.start < prev.end, "no overlap"
         assert cur.start > prev.start
         shared = text[cur.start : prev.end]
@@ -250,7 +251,7 @@ def test_zero_overlap_gives_disjoint_chunks(embedder):
     ch = Chunker(embedder.count_tokens, chunk_tokens=64, overlap=0, model_max_tokens=embedder.max_tokens)
     chunks = ch.chunk(md_doc("# S\n\n" + sentences(20, seed=5)))
     assert len(chunks) > 3
-    for prev, cur in zip(chunks, chunks[1:], strict=False):
+    for prev, cur in itertools.pairwise(chunks):
         assert cur.start >= prev.end
 
 

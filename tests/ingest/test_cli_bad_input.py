@@ -63,14 +63,6 @@ def test_cli_ingest_with_a_corrupt_file_exits_1_and_names_it_without_a_traceback
     assert [(Path(f["path"]).name, f["reason"]) for f in summary["failures"]] == [("bad.pdf", "corrupt")]
 
 
-def test_cli_ingest_of_a_missing_path_is_one_error_line(tmp_path):
-    proc = run_cli("ingest", "does-not-exist", "--data-dir", "data", cwd=tmp_path)
-    assert proc.returncode != 0
-    assert_no_traceback(proc)
-    assert proc.stderr.count("error:") == 1
-    assert "does-not-exist" in proc.stderr
-
-
 def test_cli_search_on_a_missing_collection_is_one_clear_error(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -10,7 +10,7 @@ import pytest
 from ragworks.documents import Document, SpanKind
 from ragworks.errors import UnsupportedFormat
 from ragworks.ingest.base import LoadOptions
-from ragworks.ingest.loaders import decode_text, loader_for, load_jsonl, load_pdf
+from ragworks.ingest.loaders import decode_text, load_jsonl, load_pdf, loader_for
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample-corpus"
 HTML_MARKERS = ("NAVMARKER", "SCRIPTMARKER", "STYLEMARKER", "FOOTERMARKER", "HEADERMARKER", "ASIDEMARKER",

@@ -65,7 +65,8 @@ def _assert_consistent(path: Path) -> tuple[int, int]:
         orphan_chunks = con.execute(
             "SELECT count(*) FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)").fetchone()[0]
         missing_vectors = con.execute(
-            "SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.text_hash = c.text_hash)"
+            "SELECT count(*) FROM chunks c "
+            "WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.text_hash = c.text_hash)"
         ).fetchone()[0]
         dupes = con.execute(
             "SELECT count(*) FROM (SELECT doc_id, ordinal FROM chunks GROUP BY doc_id, ordinal HAVING count(*) > 1)"

@@ -17,10 +17,11 @@ def _counts(path):
     db = sqlite3.connect(path / DB_NAME)
     try:
         chunks = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
-        fts = db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'lighthouse OR the OR a'").fetchone()[0]
+        fts = db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
         doc_chunks = db.execute("SELECT coalesce(sum(chunks), 0) FROM documents").fetchone()[0]
         orphans = db.execute(
-            "SELECT count(*) FROM chunks c LEFT JOIN embeddings e ON e.text_hash = c.text_hash WHERE e.text_hash IS NULL"
+            "SELECT count(*) FROM chunks c LEFT JOIN embeddings e ON e.text_hash = c.text_hash "
+            "WHERE e.text_hash IS NULL"
         ).fetchone()[0]
     finally:
         db.close()

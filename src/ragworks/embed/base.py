@@ -16,9 +16,14 @@ class Embedder(Protocol):
     cache and is recorded in a collection, so a collection is never searched with another model's vectors.
     """
 
-    name: str
-    dimension: int
-    max_tokens: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         """Passages → float32 array of shape (len(texts), dimension), rows L2-normalized."""

@@ -77,8 +77,8 @@ class SentenceTransformerEmbedder:
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
-        self.dimension = int(get_dim())
-        self.max_tokens = int(self._model.max_seq_length)
+        self.dimension = int(get_dim() or 0)
+        self.max_tokens = int(self._model.max_seq_length or 512)
         prefixes = f"|q={query_prefix}|p={passage_prefix}" if (query_prefix or passage_prefix) else ""
         self.name = f"st:{Path(model).name}{prefixes}"  # kept in sync with ragworks.embed.embedder_name
 

@@ -24,7 +24,9 @@ def make_llm(settings: Settings) -> LLM | None:
             key = key or os.environ.get("FIREWORKS_API_KEY")
             model = settings.llm_model or FIREWORKS_DEFAULT_MODEL
             if not key:
-                raise ConfigError("the fireworks preset needs an API key: set FIREWORKS_API_KEY or RAGWORKS_LLM_API_KEY")
+                raise ConfigError(
+                    "the fireworks preset needs an API key: set FIREWORKS_API_KEY or RAGWORKS_LLM_API_KEY"
+                )
         else:
             base = settings.llm_base_url
             key = key or os.environ.get("OPENAI_API_KEY")

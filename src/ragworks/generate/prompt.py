@@ -35,9 +35,8 @@ def pack_sources(
     used = 0
     for hit in hits:
         cost = count_tokens(source_header(len(packed) + 1, hit) + "\n" + hit.chunk.text) + 2
-        if used + cost > budget_tokens:
-            if packed:
-                continue  # a smaller later source may still fit
+        if used + cost > budget_tokens and packed:
+            continue  # a smaller later source may still fit
         packed.append(hit)
         used += cost
     return packed

@@ -389,10 +389,9 @@ def load_pdf(path: Path, source: str, options: LoadOptions, report: LoadReport) 
     text = builder.text
     if not text.strip():
         raise EmptyDocument(f"{path.name}: no text layer (a scanned PDF needs OCR first)")
-    meta_title = ""
     try:
-        meta_title = str((reader.metadata or {}).get("/Title") or "")
-    except Exception:
+        meta_title = str(reader.metadata.get("/Title") or "") if reader.metadata else ""
+    except Exception:  # damaged metadata must not lose the text
         meta_title = ""
     title = meta_title.strip() or _first_heading(text, builder.spans) or path.stem
     yield Document(

@@ -66,9 +66,10 @@ _ADD, _DEL = 1, 0
 
 # Query-side only: these words carry no BM25 signal but make OR-queries slow on big corpora.
 STOPWORDS = frozenset(
-    "a an and are as at be but by for from has have how i in is it its of on or that the their there these "
-    "this to was were what when where which who whom why will with does did do can could would should you your "
-    "we our they them he she his her".split()
+    "a an and are as at be but by for from has have how i in is it its of on or that the their there "
+    "these this to was were what when where which who whom why will with does did do can could would "
+    "should you your we our they them he she his her"
+    .split()
 )
 _TERM = re.compile(r"\w+", re.UNICODE)
 
@@ -103,8 +104,9 @@ def _filter_sql(flt: Filter | None) -> tuple[str, list[Any]]:
 class EmbeddedStore:
     """SQLite + FTS5 + FAISS in one directory. Safe for one writer and many readers across processes."""
 
-    def __init__(self, path: Path, *, model_name: str | None = None, dimension: int | None = None,
-                 create: bool = True) -> None:
+    def __init__(
+        self, path: Path, *, model_name: str | None = None, dimension: int | None = None, create: bool = True
+    ) -> None:
         """Open (or create) the collection at `path`. Without `model_name`, use the model it was built with."""
         self.path = Path(path)
         db = self.path / DB_NAME
@@ -240,9 +242,7 @@ class EmbeddedStore:
             (doc_id,),
         ).fetchall()
         if rows:
-            conn.executemany(
-                "INSERT INTO chunks_fts(chunks_fts, rowid, body) VALUES('delete', ?, ?)", rows
-            )
+            conn.executemany("INSERT INTO chunks_fts(chunks_fts, rowid, body) VALUES('delete', ?, ?)", rows)
             conn.executemany("INSERT INTO vector_log(chunk_id, op) VALUES(?, 0)", [(r[0],) for r in rows])
             conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
             self._deleted_since_gc = True
@@ -254,10 +254,7 @@ class EmbeddedStore:
         with self._tx() as conn:
             conn.executemany(
                 "INSERT OR IGNORE INTO embeddings(model, text_hash, vector) VALUES(?, ?, ?)",
-                [
-                    (self.model_id, h, np.asarray(v, dtype=np.float32).tobytes())
-                    for h, v in batch.vectors.items()
-                ],
+                [(self.model_id, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in batch.vectors.items()],
             )
             for doc_id in batch.delete_doc_ids:
                 self._delete_doc(conn, doc_id)
@@ -267,17 +264,36 @@ class EmbeddedStore:
                 conn.execute(
                     "INSERT INTO documents(id, source, source_path, title, content_hash, metadata, page_starts, "
                     "text, chunks, updated) VALUES(?,?,?,?,?,?,?,?,?,?)",
-                    (doc.id, doc.source, doc.source_path, doc.title, doc.content_hash,
-                     json.dumps(doc.metadata, ensure_ascii=False, default=str), json.dumps(doc.page_starts),
-                     doc.text, len(dw.chunks), now),
+                    (
+                        doc.id,
+                        doc.source,
+                        doc.source_path,
+                        doc.title,
+                        doc.content_hash,
+                        json.dumps(doc.metadata, ensure_ascii=False, default=str),
+                        json.dumps(doc.page_starts),
+                        doc.text,
+                        len(dw.chunks),
+                        now,
+                    ),
                 )
                 for c in dw.chunks:
                     cur = conn.execute(
                         "INSERT INTO chunks(doc_id, ordinal, text, context, start, end, heading_path, page_start, "
                         "page_end, tokens, text_hash) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-                        (c.doc_id, c.ordinal, c.text, c.context, c.start, c.end,
-                         json.dumps(list(c.heading_path), ensure_ascii=False), c.page_start, c.page_end,
-                         c.token_count, c.text_hash),
+                        (
+                            c.doc_id,
+                            c.ordinal,
+                            c.text,
+                            c.context,
+                            c.start,
+                            c.end,
+                            json.dumps(list(c.heading_path), ensure_ascii=False),
+                            c.page_start,
+                            c.page_end,
+                            c.token_count,
+                            c.text_hash,
+                        ),
                     )
                     cid = cur.lastrowid
                     conn.execute("INSERT INTO chunks_fts(rowid, body) VALUES(?, ?)", (cid, c.index_text))
@@ -287,8 +303,10 @@ class EmbeddedStore:
             conn.executemany(
                 "INSERT OR REPLACE INTO files(path, size, mtime_ns, sha256, status, error, documents, chunks, "
                 "updated) VALUES(?,?,?,?,?,?,?,?,?)",
-                [(f.path, f.size, f.mtime_ns, f.sha256, f.status, f.error, f.documents, f.chunks, now)
-                 for f in batch.files],
+                [
+                    (f.path, f.size, f.mtime_ns, f.sha256, f.status, f.error, f.documents, f.chunks, now)
+                    for f in batch.files
+                ],
             )
 
     def delete_documents(self, doc_ids: Sequence[str]) -> int:
@@ -392,9 +410,7 @@ class EmbeddedStore:
                 if not self.index.load() or self.index.seq < saved:
                     self.rebuild_index()
                     return
-            rows = self._query(
-                "SELECT seq, chunk_id, op FROM vector_log WHERE seq > ? ORDER BY seq", (self.index.seq,)
-            )
+            rows = self._query("SELECT seq, chunk_id, op FROM vector_log WHERE seq > ? ORDER BY seq", (self.index.seq,))
             last_op: dict[int, int] = {}
             top = self.index.seq
             for seq, cid, op in rows:
@@ -421,9 +437,7 @@ class EmbeddedStore:
                     conn.execute("DELETE FROM vector_log WHERE seq <= ?", (seq,))
             if self._deleted_since_gc:
                 with self._tx() as conn:
-                    conn.execute(
-                        "DELETE FROM embeddings WHERE text_hash NOT IN (SELECT text_hash FROM chunks)"
-                    )
+                    conn.execute("DELETE FROM embeddings WHERE text_hash NOT IN (SELECT text_hash FROM chunks)")
                 self._deleted_since_gc = False
 
     # --- retrieval legs
@@ -473,8 +487,14 @@ class EmbeddedStore:
             if r is None:  # deleted between the index lookup and now
                 continue
             out.append(
-                SearchHit(chunk=_chunk_from_row(r), score=score, source=r[-3], title=r[-2],
-                          metadata=json.loads(r[-1]), row_id=cid)
+                SearchHit(
+                    chunk=_chunk_from_row(r),
+                    score=score,
+                    source=r[-3],
+                    title=r[-2],
+                    metadata=json.loads(r[-1]),
+                    row_id=cid,
+                )
             )
         return out
 
@@ -504,15 +524,22 @@ class EmbeddedStore:
 
 
 _CHUNK_COLUMNS = (
-    "c.id, c.doc_id, c.ordinal, c.text, c.context, c.start, c.end, c.heading_path, c.page_start, c.page_end, "
-    "c.tokens"
+    "c.id, c.doc_id, c.ordinal, c.text, c.context, c.start, c.end, c.heading_path, c.page_start, c.page_end, c.tokens"
 )
 
 
 def _chunk_from_row(r: Sequence[Any]) -> Chunk:
     return Chunk(
-        doc_id=r[1], ordinal=r[2], text=r[3], context=r[4], start=r[5], end=r[6],
-        heading_path=tuple(json.loads(r[7])), page_start=r[8], page_end=r[9], token_count=r[10],
+        doc_id=r[1],
+        ordinal=r[2],
+        text=r[3],
+        context=r[4],
+        start=r[5],
+        end=r[6],
+        heading_path=tuple(json.loads(r[7])),
+        page_start=r[8],
+        page_end=r[9],
+        token_count=r[10],
     )
 
 

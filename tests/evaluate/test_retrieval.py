@@ -1,0 +1,123 @@
+"""Evaluation through a real collection: ingest once, fuse cached legs exactly as Collection.search does."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from ragworks.config import Settings
+from ragworks.errors import ConfigError
+from ragworks.evaluate.beir import load_beir
+from ragworks.evaluate.configs import parse_config
+from ragworks.evaluate.retrieval import (
+    LegCache,
+    agreement,
+    as_run_scores,
+    best_chunk_ranking,
+    evaluate_configs,
+    open_for_dataset,
+)
+
+TOPICS = {
+    "vit": ("Vitamin D and bone density", "Vitamin D deficiency accelerates bone loss in elderly women. "
+            "Supplementation with vitamin D and calcium reduced hip fractures."),
+    "statin": ("Statins and LDL", "Statin therapy lowers LDL cholesterol and cardiovascular mortality."),
+    "sleep": ("Sleep and memory", "Slow-wave sleep consolidates declarative memory in adolescents."),
+    "covid": ("Masks and respiratory infection", "Surgical masks reduced influenza transmission in households."),
+    "coffee": ("Coffee and liver", "Coffee drinking is associated with lower rates of liver cirrhosis."),
+    "run": ("Running and knees", "Recreational running does not increase knee osteoarthritis risk."),
+    "salt": ("Sodium and blood pressure", "Reducing dietary salt lowers systolic blood pressure."),
+    "gut": ("Gut microbiome", "Antibiotics disrupt the gut microbiome for months after treatment."),
+}
+QUERIES = {"q1": "does vitamin D prevent fractures", "q2": "statins reduce cholesterol",
+           "q3": "salt intake and hypertension", "q4": "does sleep help memory"}
+QRELS = "query-id\tcorpus-id\tscore\nq1\tvit\t2\nq2\tstatin\t1\nq3\tsalt\t1\nq4\tsleep\t1\nq4\tgut\t0\n"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("beir") / "tiny"
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "title": t, "text": x}) + "\n" for k, (t, x) in TOPICS.items()))
+    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in QUERIES.items()))
+    (root / "qrels" / "test.tsv").write_text(QRELS)
+    return root
+
+
+def test_a_document_scores_as_its_best_chunk() -> None:
+    row_doc = {1: "a", 2: "b", 3: "a", 4: "c"}
+    assert best_chunk_ranking([(3, 0.9), (2, 0.8), (1, 0.7), (4, 0.1)], row_doc) == ["a", "b", "c"]
+    assert best_chunk_ranking([(3, 0.9), (2, 0.8), (4, 0.1)], row_doc, depth=2) == ["a", "b"]
+    assert as_run_scores(["a", "b", "c"]) == {"a": 3.0, "b": 2.0, "c": 1.0}
+
+
+def test_parse_config_reads_options_and_rejects_unknown_ones() -> None:
+    s = Settings(rrf_k=60, dense_weight=0.5, candidates=100)
+    cfg = parse_config("hybrid-weighted:w=0.7,candidates=200", s)
+    assert (cfg.kind, cfg.fusion, cfg.dense_weight, cfg.candidates) == ("hybrid", "weighted", 0.7, 200)
+    assert parse_config("hybrid-rrf:k=20", s).rrf_k == 20
+    assert parse_config("hybrid", s).fusion == s.fusion
+    with pytest.raises(ConfigError, match="unknown option 'alpha=1'"):
+        parse_config("hybrid:alpha=1", s)
+    with pytest.raises(ConfigError, match="unknown config 'splade'"):
+        parse_config("splade", s)
+
+
+def test_rerunning_an_evaluation_reuses_the_ingested_collection(tiny: Path, tmp_path: Path, embedder) -> None:
+    settings = Settings(data_dir=tmp_path, llm="extractive")
+    ds = load_beir(tiny)
+    col, first = open_for_dataset(ds, settings, embedder=embedder)
+    col.close()
+    col, again = open_for_dataset(ds, settings, embedder=embedder)
+    col.close()
+    assert first.chunks_embedded > 0
+    assert again.chunks_embedded == 0 and again.to_dict()["unchanged"] == 1
+
+
+def test_cached_leg_fusion_ranks_exactly_like_collection_search(tiny: Path, tmp_path: Path, embedder) -> None:
+    ds = load_beir(tiny)
+    col, _ = open_for_dataset(ds, Settings(data_dir=tmp_path, llm="extractive"), embedder=embedder)
+    try:
+        cache = LegCache(col, ds)
+        configs = [parse_config(c) for c in ("bm25", "dense", "hybrid-rrf:k=10", "hybrid-weighted:w=0.3,candidates=3")]
+        results = evaluate_configs(ds, configs, col=col, cache=cache, latency=True, latency_queries=4)
+        for cfg in configs:
+            assert agreement(col, cfg, cache, ds.queries, k=5) == 1.0, cfg.name
+        by_name = {r.config.name: r for r in results}
+        assert by_name["hybrid-rrf:k=10"].metrics["ndcg@10"] > 0.8
+        assert by_name["bm25"].latency is not None and by_name["bm25"].latency.queries == 4
+        assert set(cache.row_doc.values()) <= set(TOPICS)
+    finally:
+        col.close()
+
+
+def test_cli_writes_json_markdown_and_png(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from ragworks.cli import app
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["eval", "beir", str(tiny), "--config", "bm25s", "--out", str(out),
+                                      "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "results.json").read_text())
+    assert report["datasets"][0]["configs"][0]["name"] == "bm25s"
+    assert "| tiny | `bm25s` |" in (out / "results.md").read_text()
+    assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_reports_a_malformed_dataset_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from ragworks.cli import main
+
+    (tmp_path / "bad").mkdir()
+    monkeypatch.setattr(sys, "argv", ["ragworks", "eval", "beir", str(tmp_path / "bad"), "--data-dir", str(tmp_path)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "no corpus.jsonl" in err and "Traceback" not in err
