@@ -35,8 +35,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: when piped, long lines (errors, citations) stay one line instead of wrapping at 80 columns.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 CollectionOpt = Annotated[str | None, typer.Option("--collection", "-c", help="Collection name or directory.")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where named collections live.")]

@@ -152,6 +152,9 @@ class Collection:
         progress: ProgressCallback | None = None,
     ) -> IngestReport:
         """Ingest files and directories. Unchanged files are skipped; failures are reported per file."""
+        missing = [str(p) for p in paths if not Path(p).exists()]
+        if missing:  # before anything is created or loaded
+            raise FileNotFoundError(f"no such file or directory: {', '.join(missing)}")
         pipeline = self._pipeline(progress)
         with self.store.write_lock(wait_s=5):
             return pipeline.run(
@@ -200,7 +203,8 @@ class Collection:
         hits = self.search(question, **search_kwargs)
         s = self.settings
         return AnswerStream(question, hits, self.llm, self.embedder,
-                            AnswerOptions(s.max_answer_tokens, s.temperature, s.context_budget_tokens))
+                            AnswerOptions(s.max_answer_tokens, s.temperature, s.context_budget_tokens,
+                                          s.llm_max_sources))
 
     def ask(self, question: str, **search_kwargs: Any) -> Answer:
         """Retrieve and answer with citations (extractively when no LLM is available)."""

@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     max_answer_tokens: int = 320
     temperature: float = 0.1
     context_budget_tokens: int = 1500  # tokens of numbered sources packed into the prompt
+    llm_max_sources: int = Field(default=6, ge=1)  # passages given to the LLM (the best-ranked ones)
     request_timeout_s: float = 120.0
 
     @field_validator("data_dir", mode="before")

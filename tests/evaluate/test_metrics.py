@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,7 @@ from ragworks.evaluate.metrics import evaluate, per_query, ranked
 pytrec_eval = pytest.importorskip("pytrec_eval")
 
 CUTS = (1, 3, 5, 10, 100)
+SHARED_DATA = Path(os.environ.get("RAGWORKS_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
 
 def synthetic(seed: int, *, queries: int = 200, docs: int = 400, ties: bool = True) -> tuple[dict, dict]:
@@ -93,3 +96,36 @@ def test_a_query_with_only_irrelevant_judgements_scores_zero() -> None:
 def test_unknown_metric_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown metric 'p@10'"):
         evaluate({}, {"q": {"a": 1}}, ["p@10"])
+
+
+def test_a_real_bm25_run_on_a_scifact_slice_scores_as_in_trec_eval(tmp_path) -> None:
+    """bm25s over 300 SciFact abstracts (the judged ones first), written as a TREC run file and read back."""
+    bm25s = pytest.importorskip("bm25s")
+    from ragworks.evaluate.beir import load_beir, read_corpus
+
+    root = SHARED_DATA / "scifact"
+    if not (root / "corpus.jsonl").is_file():
+        pytest.skip("SciFact not available")
+    ds = load_beir(root).limited(100)
+    corpus = read_corpus(ds.corpus_path)
+    judged = list(dict.fromkeys(d for j in ds.qrels.values() for d in j if d in corpus))
+    ids = (judged + [d for d in corpus if d not in set(judged)])[:300]
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize([f"{corpus[d][0]} {corpus[d][1]}" for d in ids], show_progress=False),
+                    show_progress=False)
+    qids = list(ds.queries)
+    docs, scores = retriever.retrieve(bm25s.tokenize([ds.queries[q] for q in qids], show_progress=False), k=100,
+                                      show_progress=False)
+    run_file = tmp_path / "bm25.run"
+    run_file.write_text("".join(f"{q} Q0 {ids[d]} {r} {s:.6f} bm25s\n" for i, q in enumerate(qids)
+                                for r, (d, s) in enumerate(zip(docs[i], scores[i], strict=True), 1)))
+    with run_file.open() as f:
+        run = pytrec_eval.parse_run(f)
+    ref = trec(run, {q: dict(j) for q, j in ds.qrels.items()})
+    ours = per_query(run, ds.qrels, ["ndcg@10", "recall@100", "map@100"])
+    assert len(ref) == 100
+    for qid, values in ref.items():
+        assert ours["ndcg@10"][qid] == pytest.approx(values["ndcg_cut_10"], abs=1e-6)
+        assert ours["recall@100"][qid] == pytest.approx(values["recall_100"], abs=1e-6)
+        assert ours["map@100"][qid] == pytest.approx(values["map_cut_100"], abs=1e-6)
+    assert 0.3 < evaluate(run, ds.qrels, ["ndcg@10"])["ndcg@10"] < 1.0

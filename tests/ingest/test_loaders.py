@@ -13,6 +13,7 @@ from ragworks.ingest.base import LoadOptions
 from ragworks.ingest.loaders import decode_text, load_jsonl, load_pdf, loader_for
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample-corpus"
+needs_sample = pytest.mark.skipif(not SAMPLE.is_dir(), reason="examples/sample-corpus is not in this checkout")
 HTML_MARKERS = ("NAVMARKER", "SCRIPTMARKER", "STYLEMARKER", "FOOTERMARKER", "HEADERMARKER", "ASIDEMARKER",
                 "JSONLDMARKER")
 
@@ -202,6 +203,7 @@ def test_docx_without_core_title_is_titled_by_its_first_heading(tmp_path, load, 
     assert doc.title == "Second Level First"
 
 
+@needs_sample
 def test_sample_docx_loads_with_its_heading_structure(load):
     [doc], _ = load(SAMPLE / "grace-darling.docx")
     assert doc.title == "Grace Darling and the Wreck of the Forfarshire"

@@ -95,7 +95,7 @@ def beir(
             col.close()
     result = DatasetResult(dataset, dataset.name, str(col.path) if col else "", results, ingest,
                            cache.seconds if cache else 0.0)
-    report_dict = {"generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": platform.platform(),
+    report_dict: dict[str, Any] = {"generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": platform.platform(),
                    "datasets": [result.to_dict()]}
     paths = write_all(report_dict, out_dir)
     if as_json:

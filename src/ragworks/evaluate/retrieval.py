@@ -10,13 +10,18 @@ shortcut against `Collection.search` itself, and latencies are always timed on `
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
+
+import numpy as np
 
 from ragworks.collection import Collection
 from ragworks.config import Settings
+from ragworks.embed import make_embedder
 from ragworks.embed.base import Embedder
 from ragworks.evaluate.beir import BeirDataset, read_corpus
 from ragworks.evaluate.configs import RunConfig
@@ -28,6 +33,7 @@ from ragworks.retrieve.hybrid import HybridRetriever
 Ranked = list[tuple[int, float]]
 RECALL_CURVE_KS = (1, 2, 3, 5, 10, 20, 30, 50, 75, 100)
 RUN_DEPTH = 100  # documents kept per query: enough for Recall@100
+SEARCH_K = 10  # the k users search with; each leg then holds max(candidates, k) chunks, as in HybridRetriever
 LEG_DEPTH = 1000  # chunks fetched per leg: covers any `candidates` swept and 100 documents of several chunks
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -38,10 +44,52 @@ class QueryLegs:
     lexical: Ranked = field(default_factory=list)
 
 
+class SerializedEmbedder:
+    """An embedder whose calls run one at a time.
+
+    Ingest chunks in a reader thread (`count_tokens`) while it embeds in the calling thread; both use one Hugging
+    Face fast tokenizer, whose padding state is shared, so a count racing an encode yields an unpadded batch
+    ("expected sequence of length 247 at dim 1 (got 229)"). Serializing the calls avoids it until the embedder
+    itself is thread-safe.
+    """
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    @property
+    def max_tokens(self) -> int:
+        return self.inner.max_tokens
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self.inner.embed_documents(texts)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self.inner.embed_queries(texts)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        with self._lock:
+            return self.inner.count_tokens(texts)
+
+
 def open_for_dataset(dataset: BeirDataset, settings: Settings, *, collection: str | None = None,
                      embedder: Embedder | None = None) -> tuple[Collection, IngestReport]:
     """The collection holding `dataset`'s corpus, ingesting it if new or changed (unchanged: nothing embedded)."""
     name = collection or f"beir-{dataset.name}"
+    if embedder is None:
+        embedder = make_embedder(settings)
+    if not isinstance(embedder, SerializedEmbedder):
+        embedder = SerializedEmbedder(embedder)
     col = Collection.open(name, settings=settings, embedder=embedder, llm=None)
     report = col.ingest(dataset.corpus_path)
     if not report.ok:
@@ -76,7 +124,7 @@ class LegCache:
             for mode in ("dense", "bm25"):
                 if mode not in wanted:
                     continue
-                hits = self._retriever.search(text, k=self.depth, mode=mode)  # type: ignore[arg-type]
+                hits = self._retriever.search(text, k=self.depth, mode=mode)
                 ranked = [(h.row_id, h.score) for h in hits]
                 for h in hits:
                     self.row_doc[h.row_id] = self.dataset.doc_id_of(h.source)
@@ -90,13 +138,18 @@ class LegCache:
         self.seconds += time.perf_counter() - started
 
 
-def fuse(cfg: RunConfig, legs: QueryLegs) -> Ranked:
-    """Chunks best first, as `HybridRetriever.search` ranks them for `cfg` (before cutting to k)."""
+def fuse(cfg: RunConfig, legs: QueryLegs, *, k: int = SEARCH_K) -> Ranked:
+    """Chunks best first, as `HybridRetriever.search(k=k)` ranks them for `cfg` (before cutting to k).
+
+    Like the retriever, each leg contributes max(candidates, k) chunks; the whole fused list (up to twice that)
+    is kept, so Recall@100 sees every chunk the fusion ranked.
+    """
     if cfg.kind == "bm25":
         return legs.lexical
     if cfg.kind == "dense":
         return legs.dense
-    dense, lexical = legs.dense[: cfg.candidates], legs.lexical[: cfg.candidates]
+    n = max(cfg.candidates, k)
+    dense, lexical = legs.dense[:n], legs.lexical[:n]
     if cfg.fusion == "weighted":
         return weighted_fusion([dense, lexical], [cfg.dense_weight, 1.0 - cfg.dense_weight])
     return reciprocal_rank_fusion([dense, lexical], k=cfg.rrf_k)
@@ -148,6 +201,10 @@ class Bm25sReference:
                 zip(docs, scores, strict=True)]
 
 
+def _search_one(ref: Bm25sReference, text: str) -> list[list[str]]:
+    return ref.search([text], k=SEARCH_K)
+
+
 @dataclass(slots=True)
 class Latency:
     p50_ms: float
@@ -196,7 +253,7 @@ def agreement(col: Collection, cfg: RunConfig, cache: LegCache, queries: Mapping
     same = 0
     for qid, text in queries.items():
         product = list(dict.fromkeys(cache.dataset.doc_id_of(h.source) for h in view.search(text, k=k)))
-        ours = best_chunk_ranking(fuse(cfg, cache.legs[qid]), cache.row_doc, len(product))
+        ours = best_chunk_ranking(fuse(cfg, cache.legs[qid], k=k), cache.row_doc, len(product))
         same += product == ours
     return same / max(len(queries), 1)
 
@@ -293,7 +350,7 @@ def evaluate_configs(
             m, curve = score_run(run, dataset, metrics)
             res = ConfigResult(cfg, m, curve, note="reference: indexes the BEIR corpus directly, not the collection")
             if latency:
-                res.latency = time_search(lambda t, ref=ref: ref.search([t], k=10), texts)
+                res.latency = time_search(partial(_search_one, ref), texts)
         out.append(res)
         if progress is not None:
             progress(f"evaluated {cfg.name}", len(out), len(configs))

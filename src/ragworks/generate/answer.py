@@ -15,6 +15,16 @@ from ragworks.generate.extractive import extract_answer
 from ragworks.generate.prompt import NO_ANSWER, build_messages, pack_sources
 
 EXTRACTIVE_NOTICE = "no LLM configured: the answer is the best-matching source sentences (extractive)"
+DEGENERATE_NOTICE = "the LLM's answer degenerated into repetition and was replaced by the extractive answer"
+
+
+def is_degenerate(text: str, *, min_words: int = 40, min_unique_ratio: float = 0.45) -> bool:
+    """True when generated text loops: few distinct word trigrams among many (small models do this)."""
+    words = text.lower().split()
+    if len(words) < min_words:
+        return False
+    trigrams = list(zip(words, words[1:], words[2:], strict=False))
+    return len(set(trigrams)) / len(trigrams) < min_unique_ratio
 
 
 @dataclass
@@ -22,6 +32,7 @@ class AnswerOptions:
     max_answer_tokens: int = 320
     temperature: float = 0.1
     context_budget_tokens: int = 1500
+    max_sources: int = 6  # small models answer better from fewer passages
 
 
 class AnswerStream:
@@ -41,7 +52,7 @@ class AnswerStream:
         else:
             budget = min(options.context_budget_tokens,
                          llm.context_tokens - options.max_answer_tokens - 300)  # system prompt and question
-            self.sources = pack_sources(hits, max(budget, 200), llm.count_tokens)
+            self.sources = pack_sources(hits[: options.max_sources], max(budget, 200), llm.count_tokens)
         self.answer: Answer | None = None
 
     def __iter__(self) -> Iterator[str]:
@@ -61,7 +72,15 @@ class AnswerStream:
                                      temperature=self.options.temperature):
             pieces.append(piece)
             yield piece
+            if len(pieces) % 16 == 0 and is_degenerate("".join(pieces)):
+                break  # stop paying for a loop
         raw = "".join(pieces).strip()
+        if is_degenerate(raw):
+            text, citations = extract_answer(self.question, self.sources, self.embedder)
+            yield "\n\n[extractive answer] " + text
+            self.answer = Answer(self.question, text, citations, self.sources, self.llm.name,
+                                 notice=DEGENERATE_NOTICE)
+            return
         citations, dropped = resolve_citations(raw, self.sources)
         text = strip_invalid_markers(raw, len(self.sources)) if dropped else raw
         notice = ""

