@@ -46,3 +46,15 @@ def test_packing_keeps_best_ranked_sources_within_the_token_budget():
     assert [h.chunk.doc_id for h in packed] == ["d1", "d2"]
     # The first source is always given, even when alone it is over budget.
     assert len(pack_sources(hits, budget_tokens=10, count_tokens=lambda t: len(t.split()))) == 1
+
+
+def test_looping_generation_is_recognised_and_normal_prose_is_not():
+    from ragworks.generate.answer import is_degenerate
+
+    loop = "The Fresnel Lens › The first lighthouse › " * 30
+    prose = ("The Fresnel lens was invented by Augustin-Jean Fresnel, who presented his design in 1822. "
+             "It was first installed in the Cordouan lighthouse in 1823, at the mouth of the Gironde. "
+             "Its concentric prisms bend light into a horizontal beam visible far out to sea [1].")
+    assert is_degenerate(loop)
+    assert not is_degenerate(prose)
+    assert not is_degenerate("yes yes yes")  # too short to judge
