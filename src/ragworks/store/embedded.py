@@ -425,6 +425,8 @@ class EmbeddedStore:
     def flush(self) -> None:
         """Save the index file at the current log position, compact the log, drop unused cached vectors."""
         with self._lock:
+            if not self._deleted_since_gc and self._log_head() == self._saved_seq() and self.index.newest_on_disk():
+                return  # nothing written since the last save: don't even load the index
             self.sync_index()
             seq = self.index.seq
             if seq > self._saved_seq() or not self.index.newest_on_disk():
