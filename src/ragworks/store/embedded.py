@@ -364,12 +364,14 @@ class EmbeddedStore:
         return int(row[0][0]) if row else 0
 
     def _vectors_for(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        # CROSS JOIN pins the loop order (chunks by id, then the embedding by primary key); with a plain JOIN
+        # SQLite scanned every embedding per call: 2.9 s at 4k chunks, quadratic in collection size.
         ids: list[int] = []
         blobs: list[bytes] = []
         for i in range(0, len(chunk_ids), 900):
             part = list(chunk_ids[i : i + 900])
             rows = self._query(
-                "SELECT c.id, e.vector FROM chunks c JOIN embeddings e ON e.model = ? AND e.text_hash = c.text_hash "
+                "SELECT c.id, e.vector FROM chunks c CROSS JOIN embeddings e ON e.model = ? AND e.text_hash = c.text_hash "
                 f"WHERE c.id IN ({','.join('?' * len(part))})",
                 [self.model_id, *part],
             )
