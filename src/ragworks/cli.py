@@ -290,6 +290,122 @@ from ragworks.evaluate.cli import eval_app  # noqa: E402 - registered after the 
 app.add_typer(eval_app, name="eval")
 
 
+# --- the HTTP server and its tenants (ragworks.server) ----------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (settings: host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (settings: port).")] = None,
+    data_dir: DataDirOpt = None,
+    auth: Annotated[str | None, typer.Option(help="auto | on | off (auto: on once an admin key or API key exists)")]
+    = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the HTTP API, the OpenAI-compatible endpoints and the web page (uvicorn)."""
+    try:
+        import uvicorn
+
+        from ragworks.server import create_app
+    except ImportError as exc:
+        raise RagworksError(f"`ragworks serve` needs the server extra ({exc.name} is missing): "
+                            "pip install 'ragworks[server]'") from None
+    from ragworks.server.context import auth_description, auth_enabled
+    from ragworks.server.keys import KeyStore
+
+    if auth not in (None, "auto", "on", "off"):
+        raise RagworksError(f"--auth must be auto, on or off (got {auth!r})")
+    settings = _settings(None, data_dir, host=host, port=port, auth=auth)
+    keys = KeyStore(settings.data_dir)
+    try:
+        err.print(auth_description(settings, keys), highlight=False)
+        if not auth_enabled(settings, keys) and settings.host not in ("127.0.0.1", "localhost", "::1"):
+            err.print(f"[yellow]warning:[/] auth is off and the server listens on {settings.host}: anyone who can "
+                      "reach it can read and change every collection")
+    finally:
+        keys.close()
+    err.print(f"serving on http://{settings.host}:{settings.port}/ (API docs: /docs; queue: {settings.queue_backend})",
+              highlight=False)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+
+
+admin_app = typer.Typer(help="Tenants and API keys for `ragworks serve`.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+
+
+def _key_store(data_dir: Path | None) -> Any:
+    from ragworks.server.keys import KeyStore
+
+    return KeyStore(_settings(None, data_dir).data_dir)
+
+
+@admin_app.command("create-tenant")
+def admin_create_tenant(name: Annotated[str, typer.Argument(help="Tenant name (lowercase).")],
+                        data_dir: DataDirOpt = None) -> None:
+    """Create a tenant (its collections live in data_dir/tenants/NAME)."""
+    keys = _key_store(data_dir)
+    created = keys.create_tenant(name)
+    keys.close()
+    err.print(f"tenant {name!r} {'created' if created else 'already exists'}", highlight=False)
+
+
+@admin_app.command("create-key")
+def admin_create_key(tenant: Annotated[str, typer.Argument(help="The tenant the key acts for.")],
+                     label: Annotated[str, typer.Option(help="A note on what the key is for.")] = "",
+                     data_dir: DataDirOpt = None) -> None:
+    """Create an API key for TENANT and print it (once: only its hash is stored). Turns auth on (auth=auto)."""
+    keys = _key_store(data_dir)
+    key, record = keys.create_key(tenant, label)
+    keys.close()
+    err.print(f"key {record.id} for tenant {tenant!r} (store it now; it cannot be shown again):", highlight=False)
+    print(key)
+
+
+@admin_app.command("list-tenants")
+def admin_list_tenants(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """List tenants and how many active keys each has."""
+    keys = _key_store(data_dir)
+    tenants = keys.tenants()
+    keys.close()
+    if as_json:
+        out.print_json(json.dumps(tenants))
+        return
+    table = Table(show_edge=False)
+    for c in ("tenant", "active keys"):
+        table.add_column(c)
+    for t in tenants:
+        table.add_row(t["name"], str(t["active_keys"]))
+    out.print(table)
+
+
+@admin_app.command("list-keys")
+def admin_list_keys(tenant: Annotated[str | None, typer.Argument(help="Only this tenant's keys.")] = None,
+                    data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """List API keys (ids and labels; the keys themselves are not stored)."""
+    keys = _key_store(data_dir)
+    records = keys.keys(tenant)
+    keys.close()
+    if as_json:
+        out.print_json(json.dumps([r.to_dict() for r in records]))
+        return
+    table = Table(show_edge=False)
+    for c in ("id", "tenant", "label", "status"):
+        table.add_column(c)
+    for r in records:
+        table.add_row(r.id, r.tenant, r.label, "revoked" if r.revoked else "active")
+    out.print(table)
+
+
+@admin_app.command("revoke-key")
+def admin_revoke_key(key_id: Annotated[str, typer.Argument(help="The key's id (from list-keys).")],
+                     data_dir: DataDirOpt = None) -> None:
+    """Revoke an API key: requests with it get 401 from then on."""
+    keys = _key_store(data_dir)
+    record = keys.revoke_key(key_id)
+    keys.close()
+    err.print(f"key {record.id} of tenant {record.tenant!r} revoked", highlight=False)
+
+
 def main() -> None:
     """Entry point: RagworksError and bad input become one line on stderr and a non-zero exit, never a traceback."""
     try:

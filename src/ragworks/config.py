@@ -97,6 +97,23 @@ class Settings(BaseSettings):
     llm_max_sources: int = Field(default=6, ge=1)  # passages given to the LLM (the best-ranked ones)
     request_timeout_s: float = 120.0
 
+    # --- server (`ragworks serve`, `ragworks admin`): see src/ragworks/server/__init__.py.
+    # `request_timeout_s` above also bounds each API request (504 past it).
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    admin_key: SecretStr | None = None  # RAGWORKS_ADMIN_KEY: manages tenants and keys over HTTP
+    # auto: on when an admin key is set or any API key exists; off: one local user, no keys
+    auth: Literal["auto", "on", "off"] = "auto"
+    max_upload_mb: float = Field(default=50.0, gt=0)  # largest request body (uploads included)
+    rate_limit_per_minute: int = Field(default=600, ge=0)  # per API key; 0 = unlimited
+    rate_limit_burst: int = Field(default=30, ge=1)  # requests a key may make at once before the rate applies
+    # embedded: an in-process worker thread over a SQLite job table (celery: not implemented yet)
+    queue_backend: Literal["embedded", "celery"] = "embedded"
+    job_max_attempts: int = Field(default=3, ge=1)  # a job that keeps dying with the server is failed after this
+    # torch threads while the server embeds queries (tiny batches gain nothing from more, and on a busy machine
+    # extra threads only contend: measured 35 ms vs 240 ms per query); 0 = leave torch's setting alone
+    embed_query_threads: int = Field(default=1, ge=0)
+
     @field_validator("data_dir", mode="before")
     @classmethod
     def _expand(cls, v: Any) -> Any:

@@ -371,7 +371,8 @@ class EmbeddedStore:
         for i in range(0, len(chunk_ids), 900):
             part = list(chunk_ids[i : i + 900])
             rows = self._query(
-                "SELECT c.id, e.vector FROM chunks c CROSS JOIN embeddings e ON e.model = ? AND e.text_hash = c.text_hash "
+                "SELECT c.id, e.vector FROM chunks c "
+                "CROSS JOIN embeddings e ON e.model = ? AND e.text_hash = c.text_hash "
                 f"WHERE c.id IN ({','.join('?' * len(part))})",
                 [self.model_id, *part],
             )

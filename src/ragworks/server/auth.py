@@ -1,0 +1,71 @@
+"""Request authentication: API key → tenant (rate-limited per key), and the admin key for tenant management.
+
+Keys come as `Authorization: Bearer <key>` (what OpenAI clients send) or `X-API-Key: <key>`. With auth off,
+every request acts for the one local tenant.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ragworks.server.context import ServerContext
+from ragworks.server.errors import Forbidden, RateLimited, Unauthorized
+from ragworks.server.keys import check_admin_key
+from ragworks.server.ratelimit import TokenBucketLimiter
+from ragworks.server.tenants import Tenant, tenant_for
+
+
+async def get_context(request: Request) -> ServerContext:
+    ctx: ServerContext = request.app.state.ctx
+    return ctx
+
+
+Context = Annotated[ServerContext, Depends(get_context)]
+
+
+def presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+async def current_tenant(request: Request, ctx: Context) -> Tenant:
+    """The tenant the request acts for (401 without a valid key, 429 over the key's rate).
+
+    On the event loop, not in a worker thread: a key lookup is one indexed SQLite read (microseconds)."""
+    if not ctx.auth:
+        return ctx.local_tenant()
+    key = presented_key(request)
+    if not key:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    record = ctx.keys.verify(key)
+    if record is None:
+        admin = ctx.settings.admin_key
+        if admin is not None and check_admin_key(key, admin.get_secret_value()):
+            raise Forbidden("the admin key manages tenants and keys; use one of a tenant's API keys for its data")
+        raise Unauthorized("invalid or revoked API key")
+    wait = ctx.limiter.take(record.id)
+    if wait > 0:
+        ctx.metrics.rate_limited.inc()
+        raise RateLimited(f"rate limit of {ctx.settings.rate_limit_per_minute} requests per minute exceeded",
+                          headers={"Retry-After": TokenBucketLimiter.retry_after(wait)})
+    return tenant_for(ctx.settings, record.tenant)
+
+
+CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
+
+
+async def require_admin(request: Request, ctx: Context) -> None:
+    admin = ctx.settings.admin_key
+    if admin is None:
+        raise Forbidden("no admin key is configured (RAGWORKS_ADMIN_KEY); manage tenants with `ragworks admin`")
+    key = presented_key(request)
+    if not key or not check_admin_key(key, admin.get_secret_value()):
+        raise Unauthorized("this route needs the admin key")
+
+
+AdminOnly = Depends(require_admin)

@@ -1,0 +1,27 @@
+"""Ingestion jobs behind the JobQueue protocol; `make_job_queue` picks the backend from settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ragworks.collection import Collection
+from ragworks.config import Settings
+from ragworks.errors import ConfigError
+from ragworks.server.jobs.base import Job, JobKind, JobProgress, JobQueue, JobState
+from ragworks.server.jobs.embedded import EmbeddedJobQueue, JobObserver
+from ragworks.server.tenants import Tenant
+
+__all__ = ["EmbeddedJobQueue", "Job", "JobKind", "JobObserver", "JobProgress", "JobQueue", "JobState",
+           "make_job_queue"]
+
+
+def make_job_queue(
+    settings: Settings,
+    open_collection: Callable[[Tenant, str], Collection],
+    tenants: Callable[[], Iterable[Tenant]],
+    observer: JobObserver | None = None,
+) -> JobQueue:
+    """The job queue `settings.queue_backend` names."""
+    if settings.queue_backend == "celery":
+        raise ConfigError("queue_backend 'celery' is not available yet; use 'embedded' (the default)")
+    return EmbeddedJobQueue(open_collection, tenants, max_attempts=settings.job_max_attempts, observer=observer)

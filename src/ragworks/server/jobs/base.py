@@ -1,0 +1,125 @@
+"""Ingestion jobs: what a job is, and the JobQueue protocol the routes use.
+
+`EmbeddedJobQueue` (jobs/embedded.py) runs jobs in a worker thread of the server from a SQLite table; a Celery
+implementation plugs in through `make_job_queue` (settings.queue_backend) without touching the routes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from ragworks.server.tenants import Tenant
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"  # ran to the end; files that failed to load are listed in the report
+    FAILED = "failed"  # the job itself failed (its error says why)
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
+
+
+class JobKind(StrEnum):
+    FILES = "files"  # uploaded files, stored under the collection's uploads/
+    DOCUMENTS = "documents"  # JSON text documents, kept in the job's payload
+
+
+@dataclass(slots=True)
+class JobProgress:
+    files_total: int = 0
+    files_done: int = 0
+    documents: int = 0
+    chunks_written: int = 0
+    chunks_embedded: int = 0
+    current: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"files_total": self.files_total, "files_done": self.files_done, "documents": self.documents,
+                "chunks_written": self.chunks_written, "chunks_embedded": self.chunks_embedded,
+                "current": self.current}
+
+
+@dataclass(slots=True)
+class Job:
+    id: str
+    collection: str
+    kind: JobKind
+    state: JobState
+    payload: dict[str, Any]
+    created: float
+    progress: JobProgress = field(default_factory=JobProgress)
+    started: float | None = None
+    finished: float | None = None
+    attempts: int = 0
+    cancel_requested: bool = False
+    report: dict[str, Any] | None = None
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job as the API shows it (the payload's file list, never its document texts)."""
+        files = [{"source": f["source"], "size": f["size"], "sha256": f["sha256"]}
+                 for f in self.payload.get("files", [])]
+        return {
+            "id": self.id,
+            "collection": self.collection,
+            "kind": self.kind.value,
+            "state": self.state.value,
+            "progress": self.progress.to_dict(),
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
+            "attempts": self.attempts,
+            "cancel_requested": self.cancel_requested,
+            "report": self.report,
+            "error": self.error,
+            "files": files,
+        }
+
+
+class JobQueue(Protocol):
+    """Submits ingestion jobs and reports on them. Every call is scoped to one tenant."""
+
+    def submit(self, tenant: Tenant, collection: str, kind: JobKind, payload: dict[str, Any]) -> Job:
+        """Persist a job as queued and schedule it; returns at once."""
+        ...
+
+    def status(self, tenant: Tenant, job_id: str) -> Job:
+        """The job, or JobNotFound (also when it belongs to another tenant)."""
+        ...
+
+    def cancel(self, tenant: Tenant, job_id: str) -> Job:
+        """Cancel a queued job now, a running one at its next file; a finished job is returned unchanged."""
+        ...
+
+    def cancel_collection(self, tenant: Tenant, collection: str) -> None:
+        """The collection is being deleted: cancel its queued jobs, stop its running one."""
+        ...
+
+    def list_jobs(self, tenant: Tenant, collection: str | None = None, *, limit: int = 50) -> list[Job]: ...
+
+    def wait(self, tenant: Tenant, job_id: str, timeout_s: float) -> Job:
+        """The job once finished, or as it is after `timeout_s`."""
+        ...
+
+    def depth(self) -> int:
+        """Jobs queued or running (the queue-depth gauge)."""
+        ...
+
+    @property
+    def alive(self) -> bool:
+        """Whether jobs are being worked on (the readiness probe)."""
+        ...
+
+    def start(self) -> None:
+        """Start working, resuming jobs left unfinished by a previous run."""
+        ...
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop after the current file; an interrupted job stays queued and resumes at the next start."""
+        ...

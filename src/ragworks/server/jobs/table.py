@@ -1,0 +1,140 @@
+"""The persistent job table: one SQLite file per tenant (`<tenant root>/jobs.sqlite3`).
+
+Per tenant, like the collections, so a job id from one tenant does not even exist in another's table.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ragworks.server.errors import JobNotFound
+from ragworks.server.jobs.base import Job, JobKind, JobProgress, JobState
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, collection TEXT NOT NULL, kind TEXT NOT NULL, "
+    "payload TEXT NOT NULL, state TEXT NOT NULL, cancel_requested INTEGER NOT NULL DEFAULT 0, "
+    "attempts INTEGER NOT NULL DEFAULT 0, progress TEXT NOT NULL DEFAULT '{}', report TEXT, "
+    "error TEXT NOT NULL DEFAULT '', created REAL NOT NULL, started REAL, finished REAL)",
+    "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created)",
+    "CREATE INDEX IF NOT EXISTS jobs_collection ON jobs(collection, created)",
+)
+_COLUMNS = ("id, collection, kind, payload, state, cancel_requested, attempts, progress, report, error, created, "
+            "started, finished")
+
+
+def _job(r: tuple[Any, ...]) -> Job:
+    return Job(
+        id=r[0], collection=r[1], kind=JobKind(r[2]), payload=json.loads(r[3]), state=JobState(r[4]),
+        cancel_requested=bool(r[5]), attempts=r[6], progress=JobProgress(**json.loads(r[7])),
+        report=json.loads(r[8]) if r[8] else None, error=r[9], created=r[10], started=r[11], finished=r[12],
+    )
+
+
+class JobTable:
+    """Jobs of one tenant. Thread-safe; every write is its own transaction."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._lock = threading.Lock()
+        with self._lock:
+            for stmt in _SCHEMA:
+                self._conn.execute(stmt)
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        with self._lock:
+            return self._conn.execute(sql, args).rowcount
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def insert(self, collection: str, kind: JobKind, payload: dict[str, Any], progress: JobProgress) -> Job:
+        job = Job(uuid.uuid4().hex, collection, kind, JobState.QUEUED, payload, time.time(), progress)
+        self._exec(
+            "INSERT INTO jobs(id, collection, kind, payload, state, progress, created) VALUES(?, ?, ?, ?, ?, ?, ?)",
+            (job.id, collection, kind.value, json.dumps(payload), job.state.value, json.dumps(progress.to_dict()),
+             job.created),
+        )
+        return job
+
+    def get(self, job_id: str) -> Job:
+        rows = self._rows(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise JobNotFound(f"no job {job_id!r}")
+        return _job(rows[0])
+
+    def recent(self, collection: str | None = None, *, limit: int = 50) -> list[Job]:
+        if collection is None:
+            rows = self._rows(f"SELECT {_COLUMNS} FROM jobs ORDER BY created DESC LIMIT ?", (limit,))
+        else:
+            rows = self._rows(f"SELECT {_COLUMNS} FROM jobs WHERE collection = ? ORDER BY created DESC LIMIT ?",
+                              (collection, limit))
+        return [_job(r) for r in rows]
+
+    def unfinished(self) -> list[Job]:
+        rows = self._rows(f"SELECT {_COLUMNS} FROM jobs WHERE state IN ('queued', 'running') ORDER BY created")
+        return [_job(r) for r in rows]
+
+    def count_unfinished(self) -> int:
+        return int(self._rows("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')")[0][0])
+
+    def mark_running(self, job_id: str) -> bool:
+        """Claim a queued job (counting the attempt); False if it is no longer queued (cancelled meanwhile)."""
+        return self._exec(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, started = coalesce(started, ?) "
+            "WHERE id = ? AND state = 'queued'", (time.time(), job_id)) == 1
+
+    def requeue(self, job_id: str, *, graceful: bool = False) -> None:
+        """Back to queued. A graceful stop does not count as an attempt; a crash (found at start) does."""
+        self._exec("UPDATE jobs SET state = 'queued', attempts = attempts - ? WHERE id = ? AND state = 'running'",
+                   (int(graceful), job_id))
+
+    def set_progress(self, job_id: str, progress: JobProgress) -> None:
+        self._exec("UPDATE jobs SET progress = ? WHERE id = ?", (json.dumps(progress.to_dict()), job_id))
+
+    def finish(self, job_id: str, state: JobState, *, progress: JobProgress | None = None,
+               report: dict[str, Any] | None = None, error: str = "") -> None:
+        sets, args = "state = ?, finished = ?, error = ?", [state.value, time.time(), error]
+        if progress is not None:
+            sets += ", progress = ?"
+            args.append(json.dumps(progress.to_dict()))
+        if report is not None:
+            sets += ", report = ?"
+            args.append(json.dumps(report))
+        self._exec(f"UPDATE jobs SET {sets} WHERE id = ?", (*args, job_id))
+
+    def request_cancel(self, job_id: str) -> Job:
+        """Cancel a queued job at once; flag a running one (the worker stops at its next file)."""
+        self.get(job_id)  # JobNotFound
+        with self._lock:
+            self._conn.execute("UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished = ? "
+                               "WHERE id = ? AND state = 'queued'", (time.time(), job_id))
+            self._conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running'", (job_id,))
+        return self.get(job_id)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        rows = self._rows("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,))
+        return bool(rows and rows[0][0])
+
+    def cancel_collection(self, collection: str) -> None:
+        """The collection is being deleted: its queued jobs are cancelled, running ones flagged."""
+        with self._lock:
+            self._conn.execute("UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished = ?, "
+                               "error = 'collection deleted' WHERE collection = ? AND state = 'queued'",
+                               (time.time(), collection))
+            self._conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE collection = ? AND state = 'running'",
+                               (collection,))
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

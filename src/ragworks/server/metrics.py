@@ -1,0 +1,80 @@
+"""Prometheus metrics (`GET /metrics`): request latency per route, ingest rates, job queue depth.
+
+Each app has its own registry, so several apps in one process (tests) do not collide.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ragworks.server.jobs.base import JobState
+from ragworks.server.jobs.embedded import JobObserver
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class ServerMetrics(JobObserver):
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.request_seconds = Histogram(
+            "ragworks_http_request_duration_seconds", "HTTP request latency (streams: until the last byte)",
+            ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=r)
+        self.ingest_files = Counter("ragworks_ingest_files_total", "Files (or JSON documents) ingested by jobs",
+                                    registry=r)
+        self.ingest_documents = Counter("ragworks_ingest_documents_total", "Documents ingested by jobs",
+                                        registry=r)
+        self.ingest_chunks = Counter("ragworks_ingest_chunks_total", "Chunks written by jobs", registry=r)
+        self.jobs_finished = Counter("ragworks_jobs_finished_total", "Jobs finished, by final state", ["state"],
+                                     registry=r)
+        self.queue_depth = Gauge("ragworks_job_queue_depth", "Jobs queued or running", registry=r)
+        self.rate_limited = Counter("ragworks_rate_limited_total", "Requests refused by the rate limit",
+                                    registry=r)
+
+    def watch_queue(self, depth: Callable[[], int]) -> None:
+        self.queue_depth.set_function(depth)
+
+    # JobObserver
+    def progressed(self, files: int, documents: int, chunks: int) -> None:
+        self.ingest_files.inc(files)
+        self.ingest_documents.inc(documents)
+        self.ingest_chunks.inc(chunks)
+
+    def finished(self, state: JobState) -> None:
+        self.jobs_finished.labels(state.value).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Times every HTTP request, labelled by its route template (`/v1/collections/{name}/search`)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.request_seconds.labels(scope["method"], path, str(status)).observe(
+                time.perf_counter() - started)

@@ -1,0 +1,121 @@
+"""Documents of a collection: add (JSON text or uploaded files, both as jobs), list, get with chunks, delete."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from ragworks.server.auth import Context, CurrentTenant
+from ragworks.server.context import ServerContext
+from ragworks.server.errors import ApiError
+from ragworks.server.jobs import Job, JobKind
+from ragworks.server.limits import run_blocking
+from ragworks.server.schemas import TextDocument, TextDocuments
+from ragworks.server.tenants import Tenant
+from ragworks.server.uploads import store_upload, upload_source
+from ragworks.store.base import StoredDocument
+
+router = APIRouter(prefix="/v1/collections/{name}", tags=["documents"])
+
+WaitParam = Annotated[bool, Query(description="hold the response until the job finishes (or the request timeout)")]
+
+
+def document_summary(d: StoredDocument) -> dict[str, Any]:
+    return {"id": d.id, "source": d.source, "title": d.title, "metadata": d.metadata, "chunks": d.chunks,
+            "content_hash": d.content_hash}
+
+
+async def _submit(ctx: ServerContext, tenant: Tenant, name: str, kind: JobKind, payload: dict[str, Any],
+                  wait: bool, response: Response) -> dict[str, Any]:
+    job: Job = await run_blocking(ctx.timeout_s, ctx.jobs.submit, tenant, name, kind, payload)
+    if wait:
+        budget = max(ctx.timeout_s - 1.0, 0.1)
+        job = await run_blocking(ctx.timeout_s, ctx.jobs.wait, tenant, job.id, budget)
+        if job.state.finished:
+            response.status_code = 200
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job.to_dict()
+
+
+@router.get("/documents", summary="List documents")
+async def list_documents(
+    name: str, ctx: Context, tenant: CurrentTenant,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    def run() -> list[dict[str, Any]]:
+        return [document_summary(d) for d in ctx.collections.get(tenant, name).documents(limit=limit, offset=offset)]
+
+    return {"documents": await run_blocking(ctx.timeout_s, run), "limit": limit, "offset": offset}
+
+
+@router.post("/documents", status_code=202, summary="Add text documents (an ingestion job)")
+async def add_documents(name: str, body: TextDocument | TextDocuments, ctx: Context, tenant: CurrentTenant,
+                        response: Response, wait: WaitParam = False) -> dict[str, Any]:
+    """One document or `{"documents": [...]}`; a document with an existing `source` replaces it.
+
+    Returns 202 with the job (`Location: /v1/jobs/<id>`); with `wait=true`, 200 once it has finished.
+    """
+    await run_blocking(ctx.timeout_s, ctx.collections.get, tenant, name)  # 404 now, not in the job
+    docs = body.documents if isinstance(body, TextDocuments) else [body]
+    payload = {"documents": [d.model_dump() for d in docs]}
+    return await _submit(ctx, tenant, name, JobKind.DOCUMENTS, payload, wait, response)
+
+
+@router.post("/files", status_code=202, summary="Upload files (an ingestion job)")
+async def upload_files(
+    name: str, ctx: Context, tenant: CurrentTenant, response: Response,
+    files: Annotated[list[UploadFile], File(description="PDF, DOCX, HTML, Markdown, text, JSON or JSONL files")],
+    metadata: Annotated[str | None, Form(description="JSON object of metadata for every document")] = None,
+    wait: WaitParam = False,
+) -> dict[str, Any]:
+    """Stores each file under the collection (content-addressed) and queues one job for all of them.
+
+    A file's document source is its file name; uploading the same name again replaces that document.
+    """
+    col = await run_blocking(ctx.timeout_s, ctx.collections.get, tenant, name)
+    sources = [upload_source(f.filename) for f in files]
+    extra: dict[str, Any] = {}
+    if metadata:
+        try:
+            extra = json.loads(metadata)
+        except json.JSONDecodeError as exc:
+            raise ApiError(f"metadata is not valid JSON: {exc}", status=422) from None
+        if not isinstance(extra, dict) or not all(isinstance(v, str | int | float | bool) for v in extra.values()):
+            raise ApiError("metadata must be a JSON object of strings, numbers and booleans", status=422)
+    entries = [await run_in_threadpool(store_upload, col.path, src, f.file) for src, f in zip(sources, files,
+                                                                                              strict=True)]
+    payload = {"files": entries, "metadata": extra}
+    return await _submit(ctx, tenant, name, JobKind.FILES, payload, wait, response)
+
+
+@router.get("/documents/{ref:path}", summary="A document with its text and chunks (with offsets)")
+async def get_document(name: str, ref: str, ctx: Context, tenant: CurrentTenant,
+                       include_text: bool = True) -> dict[str, Any]:
+    """`ref` is a document id or its exact source. Chunk `start`/`end` are offsets into `text`."""
+
+    def run() -> dict[str, Any]:
+        doc, text, chunks = ctx.collections.get(tenant, name).document(ref)
+        out = document_summary(doc)
+        out["length"] = len(text)
+        if include_text:
+            out["text"] = text
+        out["chunk_list"] = [
+            {"ordinal": c.ordinal, "start": c.start, "end": c.end, "heading_path": list(c.heading_path),
+             "page_start": c.page_start, "page_end": c.page_end, "tokens": c.token_count,
+             **({"text": c.text} if include_text else {})}
+            for c in chunks
+        ]
+        return out
+
+    return await run_blocking(ctx.timeout_s, run)
+
+
+@router.delete("/documents/{ref:path}", summary="Delete documents by id, source or source glob")
+async def delete_documents(name: str, ref: str, ctx: Context, tenant: CurrentTenant) -> dict[str, Any]:
+    def run() -> int:
+        return ctx.collections.get(tenant, name).delete(ref)
+
+    return {"deleted": await run_blocking(ctx.timeout_s, run)}

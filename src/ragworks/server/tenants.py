@@ -1,0 +1,143 @@
+"""Where each tenant's collections live, and the open `Collection` objects the server keeps per (tenant, name).
+
+With auth on, tenant `acme`'s collections are `data_dir/tenants/acme/<collection>`: tenants are isolated by
+directory, so no query can reach another tenant's files. With auth off there is one implicit tenant whose
+root is `data_dir` itself, so the server serves the collections `ragworks ingest` builds.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ragworks.collection import Collection
+from ragworks.config import Settings
+from ragworks.embed.base import Embedder
+from ragworks.errors import CollectionNotFound
+from ragworks.generate.base import LLM
+from ragworks.server.errors import ApiError
+from ragworks.store.embedded import DB_NAME
+
+LOCAL_TENANT = "local"
+TENANTS_DIR = "tenants"
+
+_TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_tenant_name(name: str) -> str:
+    if not _TENANT_NAME.match(name) or name == LOCAL_TENANT:
+        raise ApiError(f"invalid tenant name {name!r}: lowercase letters, digits, '-' and '_', at most 63 "
+                       f"characters, not {LOCAL_TENANT!r}")
+    return name
+
+
+def check_collection_name(name: str) -> str:
+    if not _COLLECTION_NAME.match(name) or name == TENANTS_DIR or name.endswith(".sqlite3"):
+        raise ApiError(f"invalid collection name {name!r}: letters, digits, '.', '-' and '_', at most 64 "
+                       "characters, starting with a letter or digit")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """Who a request acts for, and the directory that holds everything of theirs."""
+
+    name: str
+    root: Path
+
+    def collection_dir(self, name: str) -> Path:
+        return self.root / check_collection_name(name)
+
+    @property
+    def jobs_db(self) -> Path:
+        return self.root / "jobs.sqlite3"
+
+
+def tenant_for(settings: Settings, name: str) -> Tenant:
+    if name == LOCAL_TENANT:
+        return Tenant(LOCAL_TENANT, settings.data_dir)
+    return Tenant(name, settings.data_dir / TENANTS_DIR / check_tenant_name(name))
+
+
+def existing_tenants(settings: Settings) -> Iterator[Tenant]:
+    """Every tenant root on disk (the local one included), e.g. to resume their unfinished jobs."""
+    yield Tenant(LOCAL_TENANT, settings.data_dir)
+    base = settings.data_dir / TENANTS_DIR
+    if base.is_dir():
+        for d in sorted(base.iterdir()):
+            if d.is_dir() and _TENANT_NAME.match(d.name):
+                yield Tenant(d.name, d)
+
+
+class CollectionCache:
+    """Open collections per (tenant, name), all sharing one embedder and one LLM."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, llm: LLM | None) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.llm = llm
+        self._open: dict[tuple[str, str], Collection] = {}
+        self._lock = threading.Lock()
+
+    def _open_collection(self, path: Path, *, create: bool) -> Collection:
+        return Collection.open(str(path), settings=self.settings, create=create, embedder=self.embedder,
+                               llm=self.llm)
+
+    @staticmethod
+    def _dir(tenant: Tenant, name: str) -> Path:
+        try:
+            return tenant.collection_dir(name)
+        except ApiError:  # a name no collection can have: not found, like any other missing one
+            raise CollectionNotFound(f"no collection {name!r}") from None
+
+    def get(self, tenant: Tenant, name: str) -> Collection:
+        """The open collection, or CollectionNotFound (named as the caller knows it, never by its path)."""
+        path = self._dir(tenant, name)
+        key = (tenant.name, name)
+        with self._lock:
+            col = self._open.get(key)
+            if col is not None and (path / DB_NAME).exists():
+                return col
+            if col is not None:  # deleted behind our back (CLI): forget it
+                self._open.pop(key).close()
+            if not (path / DB_NAME).exists():
+                raise CollectionNotFound(f"no collection {name!r}")
+            col = self._open_collection(path, create=False)
+            self._open[key] = col
+            return col
+
+    def create(self, tenant: Tenant, name: str) -> tuple[Collection, bool]:
+        """Create an empty collection (recording the embedding model); returns it and whether it is new."""
+        path = tenant.collection_dir(name)
+        created = not (path / DB_NAME).exists()
+        if created:
+            col = self._open_collection(path, create=True)
+            col.store  # noqa: B018 - materializes the directory and database with the model recorded
+            col.close()
+        return self.get(tenant, name), created
+
+    def names(self, tenant: Tenant) -> list[str]:
+        if not tenant.root.is_dir():
+            return []
+        return sorted(d.name for d in tenant.root.iterdir()
+                      if d.is_dir() and (d / DB_NAME).exists() and _COLLECTION_NAME.match(d.name))
+
+    def delete(self, tenant: Tenant, name: str) -> None:
+        """Remove a collection's directory. Refused (CollectionLocked) while a writer holds it."""
+        col = self.get(tenant, name)
+        with col.store.write_lock(wait_s=0):
+            with self._lock:
+                self._open.pop((tenant.name, name), None)
+            col.close()
+            shutil.rmtree(col.path)
+
+    def close(self) -> None:
+        with self._lock:
+            for col in self._open.values():
+                col.close()
+            self._open.clear()
