@@ -77,10 +77,12 @@ class Settings(BaseSettings):
     # --- retrieval
     search_mode: SearchMode = "hybrid"
     top_k: int = Field(default=8, ge=1, le=1000)
-    fusion: FusionMethod = "rrf"
+    # Defaults chosen on SciFact train + NFCorpus dev (never test) with all-MiniLM-L6-v2: weighted 0.4 / 400
+    # candidates scored best there (bench/results/retrieval.md). Re-tune for another model: `ragworks eval tune`.
+    fusion: FusionMethod = "weighted"
     rrf_k: int = 60
-    dense_weight: float = Field(default=0.5, ge=0.0, le=1.0)  # weighted fusion only
-    candidates: int = 100  # per-leg candidates before fusion
+    dense_weight: float = Field(default=0.4, ge=0.0, le=1.0)  # weighted fusion only
+    candidates: int = 400  # per-leg candidates before fusion
     collapse_duplicates: bool = True  # one hit per identical passage text
 
     # --- generation

@@ -67,12 +67,19 @@ class SentenceTransformerEmbedder:
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
+        import copy
+        import threading
 
         self.model_dir = resolve_model_dir(model)
         self.device = pick_device(device)
         self._model: Any = SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
         if self.device.startswith("cuda"):
             self._model.half()
+        # A fast tokenizer is not thread-safe (its padding state is shared): the ingest pipeline counts tokens in
+        # its reader thread while the main thread embeds, so counting uses its own copy behind its own lock.
+        self._count_tokenizer = copy.deepcopy(self._model.tokenizer)
+        self._count_lock = threading.Lock()
+        self._encode_lock = threading.Lock()
         self.batch_size = batch_size
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
@@ -90,15 +97,16 @@ class SentenceTransformerEmbedder:
         lengths = self.count_tokens(texts)
         order = sorted(range(len(texts)), key=lambda i: lengths[i])
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            out[idx] = self._model.encode(
-                [texts[i] for i in idx],
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=False,
-                show_progress_bar=False,
-            )
+        with self._encode_lock:
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                out[idx] = self._model.encode(
+                    [texts[i] for i in idx],
+                    batch_size=self.batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=False,
+                    show_progress_bar=False,
+                )
         return normalize(out)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
@@ -110,7 +118,8 @@ class SentenceTransformerEmbedder:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
-        enc = self._model.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)
+        with self._count_lock:
+            enc = self._count_tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)
         return [len(ids) for ids in enc["input_ids"]]
 
     def __repr__(self) -> str:

@@ -44,12 +44,12 @@ def _print(datasets: list[dict[str, Any]]) -> None:
     for d in datasets:
         table = Table(title=f"{d['label']} · {d['split']} · {d['queries']} queries", show_edge=False)
         table.add_column("config")
-        for m in (*TABLE_METRICS, "p50 ms", "p95 ms"):
+        for m in (*TABLE_METRICS, "p50 ms", "p95 ms", "CPU p50 ms"):
             table.add_column(m, justify="right")
         for c in d["configs"]:
             lat = c.get("latency") or {}
             table.add_row(c["name"], *(f"{c['metrics'][m]:.4f}" for m in TABLE_METRICS),
-                          *(f"{lat[k]:.1f}" if k in lat else "—" for k in ("p50_ms", "p95_ms")))
+                          *(f"{lat[k]:.1f}" if k in lat else "—" for k in ("p50_ms", "p95_ms", "cpu_p50_ms")))
         out.print(table)
         for note in d["notes"]:
             err.print(f"[yellow]note:[/] {note}")
@@ -68,16 +68,18 @@ def beir(
     corpus: CorpusOpt = None,
     limit_queries: LimitOpt = None,
     latency: Annotated[bool, typer.Option(help="Time Collection.search per query (k=10).")] = True,
+    threads: Annotated[int, typer.Option(help="torch/FAISS threads while evaluating (0: library defaults).")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
 ) -> None:
     """Ingest a BEIR corpus (once; re-runs reuse it), retrieve for every query, and score each configuration."""
     from ragworks.evaluate.beir import load_beir
     from ragworks.evaluate.configs import parse_config
     from ragworks.evaluate.report import write_all
-    from ragworks.evaluate.retrieval import DatasetResult, LegCache, evaluate_configs, open_for_dataset
+    from ragworks.evaluate.retrieval import DatasetResult, LegCache, evaluate_configs, open_for_dataset, set_threads
 
     settings = _settings(data_dir)
     configs = [parse_config(c, settings) for c in (config or ["bm25", "dense", "hybrid"])]
+    set_threads(threads)
     if len({c.name for c in configs}) != len(configs):
         raise ConfigError("the same --config is given twice")
     dataset = load_beir(dataset_dir, split=split, corpus=corpus).limited(limit_queries)
@@ -114,15 +116,17 @@ def tune(
     corpus: CorpusOpt = None,
     limit_queries: LimitOpt = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the sweep as JSON here.")] = None,
+    threads: Annotated[int, typer.Option(help="torch/FAISS threads while evaluating (0: library defaults).")] = 1,
 ) -> None:
     """Sweep hybrid fusion (RRF k, dense weight, candidates) on a train/dev split and print the best settings."""
     from ragworks.evaluate.beir import load_beir
     from ragworks.evaluate.report import write_json
-    from ragworks.evaluate.retrieval import LegCache, open_for_dataset
+    from ragworks.evaluate.retrieval import LegCache, open_for_dataset, set_threads
     from ragworks.evaluate.tuning import CANDIDATES, sweep
 
     if split == "test":
         raise ConfigError("tune on a train or dev split; the test split is for reporting")
+    set_threads(threads)
     dataset = load_beir(dataset_dir, split=split, corpus=corpus).limited(limit_queries)
     col, _ = open_for_dataset(dataset, _settings(data_dir), collection=collection)
     try:

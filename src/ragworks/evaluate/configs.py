@@ -8,7 +8,9 @@
     bm25s:k1=1.2,b=0.75       reference: bm25s (Lucene BM25, Snowball English stemming and stopwords) over the
                               BEIR corpus itself, one document = title + " " + text, not through the collection
 
-Every hybrid option also takes `candidates=N` (per-leg candidates before fusion).
+Every hybrid option also takes `candidates=N` (per-leg candidates before fusion). `bm25` and the hybrids take
+`lex=inhouse` (with `k1=`, `b=`) to use the proposed in-house BM25 (`ragworks.retrieve.lexical.BM25Index` over the
+collection's chunks) as the lexical leg instead of FTS5: a prototype, not what `ragworks search` runs today.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from ragworks.config import FusionMethod, Settings
 from ragworks.errors import ConfigError
 
 Kind = Literal["bm25", "dense", "hybrid", "bm25s"]
+Lexical = Literal["fts5", "inhouse"]
 COLLECTION_KINDS: tuple[Kind, ...] = ("bm25", "dense", "hybrid")
 _KEYS = {"k": "rrf_k", "rrf_k": "rrf_k", "w": "dense_weight", "dense_weight": "dense_weight",
-         "candidates": "candidates", "k1": "k1", "b": "b"}
+         "candidates": "candidates", "k1": "k1", "b": "b", "lex": "lexical"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +40,21 @@ class RunConfig:
     candidates: int = 100
     k1: float = 1.2
     b: float = 0.75
+    lexical: Lexical = "fts5"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lexical_leg(self) -> str:
+        """The name of the lexical leg this configuration fuses (see `LegCache`)."""
+        return "fts5" if self.lexical == "fts5" else f"inhouse:k1={self.k1:g},b={self.b:g}"
+
+    @property
+    def legs(self) -> tuple[str, ...]:
+        if self.kind == "hybrid":
+            return ("dense", self.lexical_leg)
+        if self.kind == "bm25":
+            return (self.lexical_leg,)
+        return ("dense",) if self.kind == "dense" else ()
 
     @property
     def uses_collection(self) -> bool:
@@ -51,13 +68,15 @@ class RunConfig:
 
     def params(self) -> dict[str, Any]:
         """The parameters that matter for this kind (for reports)."""
+        p: dict[str, Any] = {}
         if self.kind == "hybrid":
-            p: dict[str, Any] = {"fusion": self.fusion, "candidates": self.candidates}
+            p = {"fusion": self.fusion, "candidates": self.candidates}
             p.update({"rrf_k": self.rrf_k} if self.fusion == "rrf" else {"dense_weight": self.dense_weight})
-            return p
-        if self.kind == "bm25s":
-            return {"k1": self.k1, "b": self.b, "method": "lucene"}
-        return {}
+        if self.kind in ("bm25", "hybrid"):
+            p["lexical"] = self.lexical
+        if self.kind == "bm25s" or self.lexical == "inhouse":
+            p.update({"k1": self.k1, "b": self.b})
+        return p
 
     def settings_for(self, base: Settings) -> Settings:
         """`base` with this configuration's retrieval settings, for `Collection.search`."""
@@ -68,12 +87,14 @@ class RunConfig:
 
 
 def hybrid(fusion: FusionMethod, *, rrf_k: int = 60, dense_weight: float = 0.5, candidates: int = 100,
-           name: str | None = None) -> RunConfig:
+           lexical: Lexical = "fts5", k1: float = 1.2, b: float = 0.75, name: str | None = None) -> RunConfig:
     """A hybrid configuration named after its parameters (`hybrid-rrf:k=60,candidates=100`)."""
     if name is None:
         detail = f"k={rrf_k}" if fusion == "rrf" else f"w={dense_weight:g}"
-        name = f"hybrid-{fusion}:{detail},candidates={candidates}"
-    return RunConfig(name, "hybrid", fusion=fusion, rrf_k=rrf_k, dense_weight=dense_weight, candidates=candidates)
+        lex = f",lex=inhouse,k1={k1:g},b={b:g}" if lexical == "inhouse" else ""
+        name = f"hybrid-{fusion}:{detail},candidates={candidates}{lex}"
+    return RunConfig(name, "hybrid", fusion=fusion, rrf_k=rrf_k, dense_weight=dense_weight, candidates=candidates,
+                     lexical=lexical, k1=k1, b=b)
 
 
 def parse_config(spec: str, settings: Settings | None = None) -> RunConfig:
@@ -81,12 +102,17 @@ def parse_config(spec: str, settings: Settings | None = None) -> RunConfig:
     s = settings or Settings()
     head, _, tail = spec.strip().partition(":")
     opts: dict[str, Any] = {"fusion": s.fusion, "rrf_k": s.rrf_k, "dense_weight": s.dense_weight,
-                            "candidates": s.candidates, "k1": 1.2, "b": 0.75}
+                            "candidates": s.candidates, "k1": 1.2, "b": 0.75, "lexical": "fts5"}
     for item in filter(None, (t.strip() for t in tail.split(","))):
         key, sep, value = item.partition("=")
         if not sep or key.strip() not in _KEYS:
-            raise ConfigError(f"config {spec!r}: unknown option {item!r} (options: k, w, candidates, k1, b)")
+            raise ConfigError(f"config {spec!r}: unknown option {item!r} (options: k, w, candidates, k1, b, lex)")
         field_name = _KEYS[key.strip()]
+        if field_name == "lexical":
+            if value.strip() not in ("fts5", "inhouse"):
+                raise ConfigError(f"config {spec!r}: lex must be fts5 or inhouse, got {value!r}")
+            opts["lexical"] = value.strip()
+            continue
         try:
             opts[field_name] = int(value) if field_name in ("rrf_k", "candidates") else float(value)
         except ValueError:
@@ -102,6 +128,8 @@ def parse_config(spec: str, settings: Settings | None = None) -> RunConfig:
     if head not in kinds:
         raise ConfigError(f"unknown config {head!r} (use one of {', '.join(kinds)}, options after ':')")
     kind, fusion = kinds[head]
+    if opts["lexical"] == "inhouse" and kind not in ("bm25", "hybrid"):
+        raise ConfigError(f"config {spec!r}: lex=inhouse applies to bm25 and hybrid configurations only")
     if fusion is not None:
         opts["fusion"] = fusion
     return RunConfig(name=spec.strip(), kind=kind, **opts)

@@ -29,9 +29,9 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 def markdown_table(datasets: Sequence[Mapping[str, Any]], *, metrics: Sequence[str] = TABLE_METRICS,
                    anchors: Mapping[str, Mapping[str, str]] | None = None) -> str:
-    """One row per (dataset, configuration): metrics, search latency p50/p95, and a published anchor if any."""
+    """One row per (dataset, configuration): metrics, search latency (wall and CPU), and a published anchor."""
     anchors = anchors or {}
-    head = ["dataset", "config", *metrics, "p50 ms", "p95 ms"]
+    head = ["dataset", "config", *metrics, "p50 ms", "p95 ms", "CPU p50 ms", "CPU p95 ms"]
     with_anchor = any(anchors.get(d["name"]) for d in datasets)
     if with_anchor:
         head.append("published nDCG@10")
@@ -40,7 +40,7 @@ def markdown_table(datasets: Sequence[Mapping[str, Any]], *, metrics: Sequence[s
         for c in d["configs"]:
             lat = c.get("latency") or {}
             row = [d["label"], f"`{c['name']}`", *(_fmt(c["metrics"].get(m)) for m in metrics),
-                   _fmt(lat.get("p50_ms"), 1), _fmt(lat.get("p95_ms"), 1)]
+                   *(_fmt(lat.get(k), 1) for k in ("p50_ms", "p95_ms", "cpu_p50_ms", "cpu_p95_ms"))]
             if with_anchor:
                 row.append(anchors.get(d["name"], {}).get(c["name"], ""))
             lines.append("| " + " | ".join(row) + " |")
@@ -55,7 +55,7 @@ def plot(datasets: Sequence[Mapping[str, Any]], path: Path, *, title: str = "Ret
     import matplotlib.pyplot as plt
 
     n = len(datasets)
-    fig, axes = plt.subplots(n, 2, figsize=(14, 4.2 * n), squeeze=False)
+    fig, axes = plt.subplots(n, 2, figsize=(15, 4.4 * n), squeeze=False, gridspec_kw={"width_ratios": [1, 1.15]})
     for row, d in enumerate(datasets):
         configs = d["configs"]
         names = [c["name"] for c in configs]
@@ -65,7 +65,7 @@ def plot(datasets: Sequence[Mapping[str, Any]], path: Path, *, title: str = "Ret
         bars_ax.set_yticks(range(len(names)), names, fontsize=8)
         bars_ax.invert_yaxis()
         bars_ax.set_xlabel("nDCG@10")
-        bars_ax.set_title(f"{d['label']} ({d['split']}, {d['queries']} queries): nDCG@10")
+        bars_ax.set_title(f"{d['label']}\n{d['split']}, {d['queries']} queries: nDCG@10", fontsize=10)
         bars_ax.bar_label(bars, fmt="%.3f", fontsize=8, padding=2)
         bars_ax.set_xlim(0, min(1.0, max(values, default=0.0) * 1.18 + 0.02))
         for c in configs:
@@ -75,13 +75,13 @@ def plot(datasets: Sequence[Mapping[str, Any]], path: Path, *, title: str = "Ret
         curve_ax.set_xscale("log")
         curve_ax.set_xlabel("k (documents)")
         curve_ax.set_ylabel("Recall@k")
-        curve_ax.set_title(f"{d['label']}: Recall@k")
+        curve_ax.set_title(f"{d['label']}\nRecall@k", fontsize=10)
         curve_ax.grid(True, alpha=0.3)
-        curve_ax.legend(fontsize=7, loc="lower right")
+        curve_ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # keep the legends placed outside the axes
     plt.close(fig)
     return path
 

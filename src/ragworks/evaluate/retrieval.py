@@ -1,21 +1,23 @@
 """Retrieval runs over a BEIR dataset, through a real collection.
 
 The corpus is ingested into a collection (once: re-ingesting skips the unchanged file). Each query's dense and
-BM25 legs are fetched once, deep, through `HybridRetriever`; every configuration is then the same fusion
-`HybridRetriever.search` applies (`ragworks.retrieve.fusion`, each leg cut to `candidates`), so a sweep of fifty
-fusion settings costs one retrieval per query. A document scores as its best chunk. `agreement` checks the
-shortcut against `Collection.search` itself, and latencies are always timed on `Collection.search`.
+BM25 legs are fetched once, deep, with the store calls `HybridRetriever` makes; every configuration is then the fusion
+`HybridRetriever.search` applies (`ragworks.retrieve.fusion`, each leg cut to max(candidates, k)), so a sweep of
+fifty fusion settings costs one retrieval per query. A document scores as its best chunk. `agreement` checks the
+shortcut against `Collection.search` itself, and latencies are always timed on `Collection.search` (for the
+in-house BM25 prototype: `Collection.search` over a store whose lexical leg is swapped, see InhouseLexicalStore).
 """
 
 from __future__ import annotations
 
+import sqlite3
 import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -28,7 +30,9 @@ from ragworks.evaluate.configs import RunConfig
 from ragworks.evaluate.metrics import DEFAULT_METRICS, Run, evaluate
 from ragworks.ingest.pipeline import IngestReport
 from ragworks.retrieve.fusion import reciprocal_rank_fusion, weighted_fusion
-from ragworks.retrieve.hybrid import HybridRetriever
+from ragworks.retrieve.lexical import BM25Index
+from ragworks.store.base import Filter
+from ragworks.store.embedded import DB_NAME, EmbeddedStore
 
 Ranked = list[tuple[int, float]]
 RECALL_CURVE_KS = (1, 2, 3, 5, 10, 20, 30, 50, 75, 100)
@@ -38,10 +42,18 @@ LEG_DEPTH = 1000  # chunks fetched per leg: covers any `candidates` swept and 10
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 
-@dataclass(slots=True)
-class QueryLegs:
-    dense: Ranked = field(default_factory=list)
-    lexical: Ranked = field(default_factory=list)
+def set_threads(n: int) -> None:
+    """Run torch and FAISS (OpenMP) on `n` threads in this process; 0 leaves the libraries' defaults.
+
+    Measured here (2 cores, load ~8): a one-query FAISS flat search over 10k vectors takes 60 ms p50 on two OpenMP
+    threads and 0.8 ms on one; a MiniLM query embedding 1,009 ms on two torch threads and 93 ms on one.
+    """
+    if n > 0:
+        import faiss
+        import torch
+
+        torch.set_num_threads(n)
+        faiss.omp_set_num_threads(n)
 
 
 class SerializedEmbedder:
@@ -100,56 +112,112 @@ def open_for_dataset(dataset: BeirDataset, settings: Settings, *, collection: st
     return col, report
 
 
+class InhouseLexicalStore:
+    """Prototype of the proposed wiring: a store whose BM25 leg is `retrieve.lexical.BM25Index`, not FTS5.
+
+    Everything else (dense leg, hits, stats) is the real store's, so `Collection.search` over it is exactly the
+    product with one leg swapped. Filters are not supported by the prototype.
+    """
+
+    def __init__(self, store: EmbeddedStore, index: BM25Index) -> None:
+        self._store = store
+        self.index = index
+
+    def lexical_search(self, query: str, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
+        if flt:
+            raise NotImplementedError("the in-house BM25 prototype takes no filters")
+        return self.index.search(query, k)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def chunk_bodies(col: Collection) -> list[tuple[int, str]]:
+    """(chunk id, indexed text) of every chunk: what FTS5 indexes, read from the store's `chunk_bodies` view.
+
+    Prototype only (it reads the store's schema): the proposed `EmbeddedStore` would keep its BM25Index itself.
+    """
+    db = sqlite3.connect(f"file:{col.path / DB_NAME}?mode=ro", uri=True)
+    try:
+        return [(int(r[0]), str(r[1])) for r in db.execute("SELECT id, body FROM chunk_bodies ORDER BY id")]
+    finally:
+        db.close()
+
+
 class LegCache:
-    """Each query's dense and BM25 legs over one collection, fetched once at `depth` chunks."""
+    """Each query's retrieval legs over one collection, fetched once at `depth` chunks and reused by every config.
+
+    Legs are named: "dense", "fts5" (the store's BM25), "inhouse:k1=…,b=…" (the BM25Index prototype).
+    """
 
     def __init__(self, col: Collection, dataset: BeirDataset, *, depth: int = LEG_DEPTH) -> None:
         self.col = col
         self.dataset = dataset
         self.depth = depth
-        # Legs uncollapsed and deep: collapsing and cutting happen after fusion, as in HybridRetriever.search.
-        self._retriever = HybridRetriever(col.store, col.embedder, candidates=depth, collapse_duplicates=False)
-        self.legs: dict[str, QueryLegs] = {}
+        self.legs: dict[str, dict[str, Ranked]] = {}
         self.row_doc: dict[int, str] = {}
         self.seconds = 0.0
+        self.build_seconds: dict[str, float] = {}
+        self._views: dict[str, Collection] = {"dense": col, "fts5": col}
 
-    def fetch(self, queries: Mapping[str, str], *, modes: Iterable[str] = ("dense", "bm25"),
+    def view(self, leg: str) -> Collection:
+        """The collection whose retriever produces `leg` (a prototype view for the in-house BM25)."""
+        if leg not in self._views:
+            params = dict(kv.split("=") for kv in leg.partition(":")[2].split(","))
+            t0 = time.perf_counter()
+            index = BM25Index(k1=float(params["k1"]), b=float(params["b"]))
+            bodies = chunk_bodies(self.col)
+            index.add([i for i, _ in bodies], [b for _, b in bodies])
+            index.search("warm up", 1)  # builds the matrix
+            self.build_seconds[leg] = time.perf_counter() - t0
+            store = cast(EmbeddedStore, InhouseLexicalStore(self.col.store, index))
+            self._views[leg] = Collection(self.col.path, self.col.settings, store, embedder=self.col.embedder,
+                                          llm=None)
+        return self._views[leg]
+
+    def fetch(self, queries: Mapping[str, str], *, legs: Iterable[str] = ("dense", "fts5"),
               progress: Progress | None = None) -> None:
-        """Fill in the legs of `queries` not fetched yet."""
-        todo = [(q, t) for q, t in queries.items() if q not in self.legs]
+        """Fill in the named legs of `queries` not fetched yet.
+
+        Each leg is the store call `HybridRetriever.search` makes for it (`dense_search` of the embedded query,
+        `lexical_search`), `depth` deep and uncollapsed: cutting and collapsing come after fusion. Only chunks
+        not seen before are materialized, to learn their document.
+        """
         started = time.perf_counter()
-        wanted = set(modes)
+        stores = {leg: self.view(leg).store for leg in legs}
+        todo = [(q, t) for q, t in queries.items() if any(leg not in self.legs.get(q, {}) for leg in stores)]
         for i, (qid, text) in enumerate(todo, 1):
-            legs = QueryLegs()
-            for mode in ("dense", "bm25"):
-                if mode not in wanted:
+            have = self.legs.setdefault(qid, {})
+            for leg, store in stores.items():
+                if leg in have:
                     continue
-                hits = self._retriever.search(text, k=self.depth, mode=mode)
-                ranked = [(h.row_id, h.score) for h in hits]
-                for h in hits:
-                    self.row_doc[h.row_id] = self.dataset.doc_id_of(h.source)
-                if mode == "dense":
-                    legs.dense = ranked
+                if not text.strip():
+                    ranked: Ranked = []
+                elif leg == "dense":
+                    ranked = store.dense_search(self.col.embedder.embed_queries([text])[0], self.depth)
                 else:
-                    legs.lexical = ranked
-            self.legs[qid] = legs
-            if progress is not None and (i % 25 == 0 or i == len(todo)):
+                    ranked = store.lexical_search(text, self.depth)
+                unseen = [(row, score) for row, score in ranked if row not in self.row_doc]
+                for h in store.hits(unseen):
+                    self.row_doc[h.row_id] = self.dataset.doc_id_of(h.source)
+                have[leg] = [(row, score) for row, score in ranked if row in self.row_doc]
+            if progress is not None and (i % 100 == 0 or i == len(todo)):
                 progress("retrieve", i, len(todo))
         self.seconds += time.perf_counter() - started
 
 
-def fuse(cfg: RunConfig, legs: QueryLegs, *, k: int = SEARCH_K) -> Ranked:
+def fuse(cfg: RunConfig, legs: Mapping[str, Ranked], *, k: int = SEARCH_K) -> Ranked:
     """Chunks best first, as `HybridRetriever.search(k=k)` ranks them for `cfg` (before cutting to k).
 
     Like the retriever, each leg contributes max(candidates, k) chunks; the whole fused list (up to twice that)
     is kept, so Recall@100 sees every chunk the fusion ranked.
     """
     if cfg.kind == "bm25":
-        return legs.lexical
+        return legs[cfg.lexical_leg]
     if cfg.kind == "dense":
-        return legs.dense
+        return legs["dense"]
     n = max(cfg.candidates, k)
-    dense, lexical = legs.dense[:n], legs.lexical[:n]
+    dense, lexical = legs["dense"][:n], legs[cfg.lexical_leg][:n]
     if cfg.fusion == "weighted":
         return weighted_fusion([dense, lexical], [cfg.dense_weight, 1.0 - cfg.dense_weight])
     return reciprocal_rank_fusion([dense, lexical], k=cfg.rrf_k)
@@ -207,49 +275,72 @@ def _search_one(ref: Bm25sReference, text: str) -> list[list[str]]:
 
 @dataclass(slots=True)
 class Latency:
+    """Per-query wall time, and CPU time of this process (what the query costs a core of its own)."""
+
     p50_ms: float
     p95_ms: float
     mean_ms: float
     queries: int
+    cpu_p50_ms: float = 0.0
+    cpu_p95_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"p50_ms": round(self.p50_ms, 2), "p95_ms": round(self.p95_ms, 2), "mean_ms": round(self.mean_ms, 2),
+                "cpu_p50_ms": round(self.cpu_p50_ms, 2), "cpu_p95_ms": round(self.cpu_p95_ms, 2),
                 "queries": self.queries}
 
 
-def latency_of(samples_s: Sequence[float]) -> Latency:
+def _p95(sorted_ms: Sequence[float]) -> float:
+    return sorted_ms[min(len(sorted_ms) - 1, max(0, round(0.95 * len(sorted_ms)) - 1))]  # nearest rank
+
+
+def latency_of(samples_s: Sequence[float], cpu_s: Sequence[float] = ()) -> Latency:
     ms = sorted(s * 1000 for s in samples_s)
-    p95 = ms[min(len(ms) - 1, max(0, round(0.95 * len(ms)) - 1))]
-    return Latency(statistics.median(ms), p95, statistics.fmean(ms), len(ms))
+    cpu = sorted(s * 1000 for s in cpu_s) or [0.0]
+    return Latency(statistics.median(ms), _p95(ms), statistics.fmean(ms), len(ms), statistics.median(cpu), _p95(cpu))
 
 
 def time_search(search: Callable[[str], object], texts: Sequence[str], *, warmup: int = 10) -> Latency:
-    """Wall time of `search(text)` per query, after `warmup` untimed queries."""
+    """Wall and process CPU time of `search(text)` per query, after `warmup` untimed queries.
+
+    On a machine shared with other work, wall time includes waiting for a core; CPU time does not (it does count
+    every thread of this process, so parallel work is not hidden).
+    """
     for text in list(texts)[:warmup]:
         search(text)
-    samples = []
+    wall, cpu = [], []
     for text in texts:
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         search(text)
-        samples.append(time.perf_counter() - t0)
-    return latency_of(samples)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return latency_of(wall, cpu)
 
 
-def collection_for(col: Collection, cfg: RunConfig) -> Collection:
-    """A view of `col` searching with `cfg`'s settings (same store and embedder, no LLM)."""
-    return Collection(col.path, cfg.settings_for(col.settings), col.store, embedder=col.embedder, llm=None)
+def collection_for(cache: LegCache, cfg: RunConfig, *, collapse_duplicates: bool | None = None) -> Collection:
+    """The collection searching with `cfg`'s settings and lexical leg (same store and embedder, no LLM)."""
+    base = cache.view(cfg.lexical_leg)
+    settings = cfg.settings_for(base.settings)
+    if collapse_duplicates is not None:
+        settings = settings.model_copy(update={"collapse_duplicates": collapse_duplicates})
+    return Collection(base.path, settings, base.store, embedder=base.embedder, llm=None)
 
 
-def search_latency(col: Collection, cfg: RunConfig, texts: Sequence[str], *, k: int = 10) -> Latency:
+def search_latency(cache: LegCache, cfg: RunConfig, texts: Sequence[str], *, k: int = SEARCH_K, warmup: int = 10
+                   ) -> Latency:
     """Latency of `Collection.search(text, k=k)` under `cfg` (no reranker, no LLM)."""
-    view = collection_for(col, cfg)
-    return time_search(lambda t: view.search(t, k=k), texts)
+    view = collection_for(cache, cfg)
+    return time_search(lambda t: view.search(t, k=k), texts, warmup=warmup)
 
 
-def agreement(col: Collection, cfg: RunConfig, cache: LegCache, queries: Mapping[str, str], *, k: int = 10
-              ) -> float:
-    """Share of queries whose documents from `Collection.search(k=k)` open the evaluated ranking, in order."""
-    view = collection_for(col, cfg)
+def agreement(cfg: RunConfig, cache: LegCache, queries: Mapping[str, str], *, k: int = SEARCH_K,
+              collapse_duplicates: bool = False) -> float:
+    """Share of queries whose documents from `Collection.search(k=k)` open the evaluated ranking, in order.
+
+    Evaluation keeps every BEIR document, as BEIR does; with `collapse_duplicates` (the product default) the
+    search also hides passages whose text repeats a better one, so agreement then measures how often that bites.
+    """
+    view = collection_for(cache, cfg, collapse_duplicates=collapse_duplicates)
     same = 0
     for qid, text in queries.items():
         product = list(dict.fromkeys(cache.dataset.doc_id_of(h.source) for h in view.search(text, k=k)))
@@ -265,6 +356,7 @@ class ConfigResult:
     recall_curve: dict[int, float]
     latency: Latency | None = None
     agreement: float | None = None
+    collapse_changes: float | None = None  # share of checked queries whose top-k collapse_duplicates changes
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -273,7 +365,8 @@ class ConfigResult:
             "metrics": {m: round(v, 5) for m, v in self.metrics.items()},
             "recall_curve": {str(k): round(v, 5) for k, v in self.recall_curve.items()},
             "latency": self.latency.to_dict() if self.latency else None,
-            "agreement_with_search": self.agreement, "note": self.note,
+            "agreement_with_search": self.agreement, "top10_changed_by_collapse": self.collapse_changes,
+            "note": self.note,
         }
 
 
@@ -313,6 +406,7 @@ def evaluate_configs(
     metrics: Sequence[str] = DEFAULT_METRICS,
     latency: bool = True,
     latency_queries: int | None = None,
+    latency_warmup: int = 10,
     check_queries: int = 50,
     progress: Progress | None = None,
 ) -> list[ConfigResult]:
@@ -323,9 +417,7 @@ def evaluate_configs(
             raise ValueError("collection configurations need a collection")
         if cache is None:
             cache = LegCache(col, dataset)
-        modes = {m for c in configs if c.uses_collection for m in (("dense", "bm25") if c.kind == "hybrid"
-                                                                     else (c.kind,))}
-        cache.fetch(dataset.queries, modes=modes, progress=progress)
+        cache.fetch(dataset.queries, legs=sorted({leg for c in configs for leg in c.legs}), progress=progress)
     out: list[ConfigResult] = []
     reference: dict[tuple[float, float], Bm25sReference] = {}
     for cfg in configs:
@@ -335,10 +427,14 @@ def evaluate_configs(
             m, curve = score_run(run, dataset, metrics)
             res = ConfigResult(cfg, m, curve)
             if latency:
-                res.latency = search_latency(col, cfg, texts)
+                res.latency = search_latency(cache, cfg, texts, warmup=latency_warmup)
             if check_queries:
                 sample = dict(list(dataset.queries.items())[:check_queries])
-                res.agreement = agreement(col, cfg, cache, sample)
+                res.agreement = agreement(cfg, cache, sample)
+                res.collapse_changes = 1.0 - agreement(cfg, cache, sample, collapse_duplicates=True)
+            if cfg.lexical == "inhouse":
+                res.note = (f"prototype: in-house BM25Index as the lexical leg (built in "
+                            f"{cache.build_seconds.get(cfg.lexical_leg, 0.0):.1f} s), not wired into the store")
         else:
             key = (cfg.k1, cfg.b)
             if key not in reference:
@@ -350,7 +446,7 @@ def evaluate_configs(
             m, curve = score_run(run, dataset, metrics)
             res = ConfigResult(cfg, m, curve, note="reference: indexes the BEIR corpus directly, not the collection")
             if latency:
-                res.latency = time_search(partial(_search_one, ref), texts)
+                res.latency = time_search(partial(_search_one, ref), texts, warmup=latency_warmup)
         out.append(res)
         if progress is not None:
             progress(f"evaluated {cfg.name}", len(out), len(configs))

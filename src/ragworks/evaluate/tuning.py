@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ragworks.evaluate.beir import BeirDataset
-from ragworks.evaluate.configs import RunConfig, hybrid
+from ragworks.evaluate.configs import Lexical, RunConfig, hybrid
 from ragworks.evaluate.metrics import evaluate
 from ragworks.evaluate.retrieval import LegCache, collection_run
 
@@ -22,10 +22,11 @@ OBJECTIVE = "ndcg@10"
 
 
 def grid(rrf_ks: Sequence[int] = RRF_KS, dense_weights: Sequence[float] = DENSE_WEIGHTS,
-         candidates: Sequence[int] = CANDIDATES) -> list[RunConfig]:
+         candidates: Sequence[int] = CANDIDATES, *, lexical: Lexical = "fts5") -> list[RunConfig]:
     """Every hybrid configuration of the sweep: RRF over k × candidates, weighted over weight × candidates."""
-    configs = [hybrid("rrf", rrf_k=k, candidates=c) for c in candidates for k in rrf_ks]
-    configs += [hybrid("weighted", dense_weight=w, candidates=c) for c in candidates for w in dense_weights]
+    configs = [hybrid("rrf", rrf_k=k, candidates=c, lexical=lexical) for c in candidates for k in rrf_ks]
+    configs += [hybrid("weighted", dense_weight=w, candidates=c, lexical=lexical)
+                for c in candidates for w in dense_weights]
     return configs
 
 
@@ -72,7 +73,7 @@ def sweep(tuning: Mapping[str, tuple[BeirDataset, LegCache]], configs: Sequence[
     for label, (dataset, cache) in tuning.items():
         if dataset.split == "test":
             raise ValueError(f"{label}: refusing to tune on the test split")
-        cache.fetch(dataset.queries)
+        cache.fetch(dataset.queries, legs=sorted({leg for c in configs for leg in c.legs}))
         for cfg in configs:
             if cfg.candidates > cache.depth:
                 raise ValueError(f"{cfg.name}: candidates exceed the cached leg depth {cache.depth}")

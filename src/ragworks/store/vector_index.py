@@ -14,6 +14,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+# One query against an in-memory index is microseconds of work: OpenMP worker threads only add spin-wait
+# (measured 60 ms with 2 threads vs 0.8 ms with 1 on 10k vectors on a loaded 2-core machine).
+SEARCH_THREADS = 1
+
 _NAME = re.compile(r"^(?P<prefix>.+)-(?P<seq>\d{12})\.faiss$")
 
 
@@ -112,6 +116,7 @@ class VectorIndex:
         if self.index.ntotal == 0 or k <= 0:
             return []
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+        faiss.omp_set_num_threads(SEARCH_THREADS)
         k = min(k, int(self.index.ntotal))
         if allowed is not None:
             if len(allowed) == 0:
