@@ -33,7 +33,6 @@ from ragworks.evaluate.report import markdown_table, plot, write_json
 from ragworks.evaluate.retrieval import (
     DatasetResult,
     LegCache,
-    SerializedEmbedder,
     evaluate_configs,
     open_for_dataset,
     set_threads,
@@ -115,7 +114,7 @@ def main() -> int:
     set_threads(args.threads)
     settings = Settings(data_dir=args.data_dir, llm="extractive")
     log(f"collections under {args.data_dir}; embedding model {settings.embed_model}")
-    embedder = SerializedEmbedder(make_embedder(settings))
+    embedder = make_embedder(settings)
     benches = [b for b in BENCHES if b.name in args.datasets]
 
     opened: list[tuple[Bench, BeirDataset, BeirDataset, Any, LegCache, dict[str, Any]]] = []

@@ -16,7 +16,7 @@ from ragworks.config import SearchMode, Settings
 from ragworks.documents import Answer, Document, SearchHit
 from ragworks.embed import LazyEmbedder
 from ragworks.embed.base import Embedder
-from ragworks.errors import CollectionNotFound, DocumentNotFound
+from ragworks.errors import CollectionNotFound, ConfigError, DocumentNotFound
 from ragworks.generate import make_llm
 from ragworks.generate.answer import AnswerOptions, AnswerStream
 from ragworks.generate.base import LLM
@@ -25,27 +25,42 @@ from ragworks.ingest.chunker import Chunker
 from ragworks.ingest.pipeline import IngestPipeline, IngestReport, ProgressCallback
 from ragworks.retrieve.base import Reranker
 from ragworks.retrieve.hybrid import HybridRetriever
-from ragworks.store.base import Filter, StoredDocument
+from ragworks.store.base import Filter, Store, StoredDocument
 from ragworks.store.embedded import DB_NAME, EmbeddedStore
 
 _UNSET: Any = object()
 
 
+def _postgres_store(settings: Settings, name: str, tenant: str, **kwargs: Any) -> Store:
+    """A PostgresStore for collection `name` of `tenant`, on the process's shared pool."""
+    if settings.postgres_dsn is None:
+        raise ConfigError("store_backend = 'postgres' needs postgres_dsn (RAGWORKS_POSTGRES_DSN)")
+    from ragworks.store.postgres import PostgresStore, shared_pool
+
+    pool = shared_pool(settings.postgres_dsn.get_secret_value(), settings.postgres_schema)
+    return PostgresStore(pool, tenant=tenant, collection=name, schema=settings.postgres_schema, **kwargs)
+
+
 class Collection:
-    """A named set of documents on disk, searchable and answerable. Models load lazily on first need."""
+    """A named set of documents (on disk, or in PostgreSQL for one tenant), searchable and answerable.
+
+    Models load lazily on first need.
+    """
 
     def __init__(
         self,
         path: Path,
         settings: Settings,
-        store: EmbeddedStore | None,
+        store: Store | None,
         *,
         embedder: Embedder | None = None,
         llm: LLM | None = _UNSET,
         reranker: Reranker | None = None,
+        tenant: str | None = None,
     ) -> None:
         self.path = path
         self.settings = settings
+        self.tenant = tenant or settings.tenant  # postgres backend: the store is scoped to it
         self._store = store
         self._embedder = embedder
         self._llm = llm
@@ -61,15 +76,31 @@ class Collection:
         embedder: Embedder | None = None,
         llm: LLM | None = _UNSET,
         reranker: Reranker | None = None,
+        tenant: str | None = None,
     ) -> Collection:
         """Open a collection by name (under `settings.data_dir`) or path; create it on first ingest if allowed.
+
+        With `store_backend = "postgres"` the collection is a name in `settings.postgres_dsn`'s database, scoped to
+        `tenant` (default `settings.tenant`); a path's last component is taken as the name.
 
         Pass `embedder` / `llm` to share already-loaded models between collections (the server does).
         `llm=None` forces the extractive answerer.
         """
         settings = settings or Settings()
+        store: Store | None = None
+        if settings.store_backend == "postgres":
+            path = Path(str(name_or_path) if name_or_path is not None else settings.collection)
+            tenant = tenant or settings.tenant
+            try:
+                store = _postgres_store(settings, path.name, tenant, create=False)
+            except CollectionNotFound:
+                if not create:
+                    raise
+            col = cls(path, settings, store, embedder=embedder, llm=llm, reranker=reranker, tenant=tenant)
+            if store is not None and embedder is not None:
+                store.check_model(embedder.name, embedder.dimension)
+            return col
         path = settings.collection_path(str(name_or_path) if name_or_path is not None else None)
-        store = None
         if (path / DB_NAME).exists():
             store = EmbeddedStore(path, create=False)
         elif not create:
@@ -95,7 +126,11 @@ class Collection:
             self._store.check_model(embedder.name, embedder.dimension)
 
     @property
-    def store(self) -> EmbeddedStore:
+    def store(self) -> Store:
+        if self._store is None and self.settings.store_backend == "postgres":
+            emb = self.embedder  # creating a collection records its model
+            self._store = _postgres_store(self.settings, self.path.name, self.tenant, model_name=emb.name,
+                                          dimension=emb.dimension, create=True)
         if self._store is None:
             if not (self.path / DB_NAME).exists():
                 emb = self.embedder  # creating a collection records its model
@@ -106,9 +141,14 @@ class Collection:
 
     @property
     def exists(self) -> bool:
+        if self._store is None and self.settings.store_backend == "postgres":
+            try:
+                self._store = _postgres_store(self.settings, self.path.name, self.tenant, create=False)
+            except CollectionNotFound:
+                return False
         return self._store is not None or (self.path / DB_NAME).exists()
 
-    def _require(self) -> EmbeddedStore:
+    def _require(self) -> Store:
         if not self.exists:
             raise CollectionNotFound(f"no collection {self.path.name!r} at {self.path} (run `ragworks ingest` first)")
         return self.store

@@ -21,6 +21,7 @@ SearchMode = Literal["dense", "bm25", "hybrid"]
 FusionMethod = Literal["rrf", "weighted"]
 LLMProvider = Literal["auto", "local", "openai", "fireworks", "extractive"]
 EmbedProvider = Literal["local", "openai"]
+StoreBackend = Literal["embedded", "postgres"]
 
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
 FIREWORKS_BASE_URL = "https://api.fireworks.ai/inference/v1"
@@ -48,6 +49,10 @@ class Settings(BaseSettings):
     # --- where collections live
     data_dir: Path = Field(default_factory=_default_data_dir)
     collection: str = "default"
+    store_backend: StoreBackend = "embedded"  # embedded: SQLite + FAISS under data_dir; postgres: pgvector
+    postgres_dsn: SecretStr | None = None  # libpq URI or key=value string (store_backend = "postgres")
+    postgres_schema: str = "ragworks"
+    tenant: str = "default"  # postgres: every store query is scoped to (tenant, collection)
 
     # --- embedding
     embed_provider: EmbedProvider = "local"

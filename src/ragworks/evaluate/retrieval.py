@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import sqlite3
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
-
-import numpy as np
 
 from ragworks.collection import Collection
 from ragworks.config import Settings
@@ -56,52 +53,12 @@ def set_threads(n: int) -> None:
         faiss.omp_set_num_threads(n)
 
 
-class SerializedEmbedder:
-    """An embedder whose calls run one at a time.
-
-    Ingest chunks in a reader thread (`count_tokens`) while it embeds in the calling thread; both use one Hugging
-    Face fast tokenizer, whose padding state is shared, so a count racing an encode yields an unpadded batch
-    ("expected sequence of length 247 at dim 1 (got 229)"). Serializing the calls avoids it until the embedder
-    itself is thread-safe.
-    """
-
-    def __init__(self, inner: Embedder) -> None:
-        self.inner = inner
-        self._lock = threading.Lock()
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dimension(self) -> int:
-        return self.inner.dimension
-
-    @property
-    def max_tokens(self) -> int:
-        return self.inner.max_tokens
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        with self._lock:
-            return self.inner.embed_documents(texts)
-
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        with self._lock:
-            return self.inner.embed_queries(texts)
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        with self._lock:
-            return self.inner.count_tokens(texts)
-
-
 def open_for_dataset(dataset: BeirDataset, settings: Settings, *, collection: str | None = None,
                      embedder: Embedder | None = None) -> tuple[Collection, IngestReport]:
     """The collection holding `dataset`'s corpus, ingesting it if new or changed (unchanged: nothing embedded)."""
     name = collection or f"beir-{dataset.name}"
     if embedder is None:
         embedder = make_embedder(settings)
-    if not isinstance(embedder, SerializedEmbedder):
-        embedder = SerializedEmbedder(embedder)
     col = Collection.open(name, settings=settings, embedder=embedder, llm=None)
     report = col.ingest(dataset.corpus_path)
     if not report.ok:
@@ -170,7 +127,7 @@ class LegCache:
             index.add([i for i, _ in bodies], [b for _, b in bodies])
             index.search("warm up", 1)  # builds the matrix
             self.build_seconds[leg] = time.perf_counter() - t0
-            store = cast(EmbeddedStore, InhouseLexicalStore(self.col.store, index))
+            store = cast(EmbeddedStore, InhouseLexicalStore(cast(EmbeddedStore, self.col.store), index))
             self._views[leg] = Collection(self.col.path, self.col.settings, store, embedder=self.col.embedder,
                                           llm=None)
         return self._views[leg]

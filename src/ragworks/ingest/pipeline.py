@@ -25,8 +25,7 @@ from ragworks.errors import FileTooLarge, LoadError
 from ragworks.ingest.base import LoadOptions, LoadReport
 from ragworks.ingest.chunker import Chunker
 from ragworks.ingest.loaders import loader_for
-from ragworks.store.base import DocumentWrite, FileRecord, WriteBatch
-from ragworks.store.embedded import EmbeddedStore
+from ragworks.store.base import DocumentWrite, FileRecord, Store, WriteBatch
 
 STREAMING_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz")
 
@@ -147,7 +146,7 @@ class IngestPipeline:
 
     def __init__(
         self,
-        store: EmbeddedStore,
+        store: Store,
         embedder: Embedder,
         chunker: Chunker | Callable[[], Chunker],
         *,

@@ -6,8 +6,7 @@ from ragworks.config import FusionMethod, SearchMode
 from ragworks.documents import SearchHit, content_hash
 from ragworks.embed.base import Embedder
 from ragworks.retrieve.fusion import reciprocal_rank_fusion, weighted_fusion
-from ragworks.store.base import Filter
-from ragworks.store.embedded import EmbeddedStore
+from ragworks.store.base import Filter, Store
 
 
 class HybridRetriever:
@@ -15,7 +14,7 @@ class HybridRetriever:
 
     def __init__(
         self,
-        store: EmbeddedStore,
+        store: Store,
         embedder: Embedder,
         *,
         fusion: FusionMethod = "rrf",
@@ -38,7 +37,16 @@ class HybridRetriever:
         if not query.strip():
             return []
         n = max(self.candidates, k)
+        want = k * 2 if self.collapse_duplicates else k
         dense = lexical = None
+        sql_fusion = getattr(self.store, "hybrid_search_ranked", None)
+        if mode == "hybrid" and self.fusion == "rrf" and sql_fusion is not None:
+            # One round trip: the store fuses both legs itself (PostgresStore: RRF in SQL).
+            qv = self.embedder.embed_queries([query])[0]
+            rows = sql_fusion(qv, query, want, flt, self.rrf_k, n)
+            dense_at = {r.row_id: (r.dense_rank, r.dense_score) for r in rows if r.dense_rank is not None}
+            lex_at = {r.row_id: (r.lexical_rank, r.lexical_score) for r in rows if r.lexical_rank is not None}
+            return self._finish(self.store.hits([(r.row_id, r.score) for r in rows]), dense_at, lex_at, k)
         if mode in ("dense", "hybrid"):
             qv = self.embedder.embed_queries([query])[0]
             dense = self.store.dense_search(qv, n, flt)
@@ -52,9 +60,13 @@ class HybridRetriever:
         else:
             fused = list(dense if dense is not None else lexical or [])
         # Materialize a little more than k so collapsing duplicates still leaves k.
-        hits = self.store.hits(fused[: k * 2 if self.collapse_duplicates else k])
+        hits = self.store.hits(fused[:want])
         dense_at = {cid: (r, s) for r, (cid, s) in enumerate(dense or [], 1)}
         lex_at = {cid: (r, s) for r, (cid, s) in enumerate(lexical or [], 1)}
+        return self._finish(hits, dense_at, lex_at, k)
+
+    def _finish(self, hits: list[SearchHit], dense_at: dict[int, tuple[int, float]],
+                lex_at: dict[int, tuple[int, float]], k: int) -> list[SearchHit]:
         out: list[SearchHit] = []
         seen: set[str] = set()
         for hit in hits:

@@ -7,6 +7,7 @@ retriever fuses them and asks the store for the chunks.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -76,7 +77,19 @@ class StoredDocument:
 
 
 class Store(Protocol):
-    """Persistence and the two retrieval legs. Implementations: `EmbeddedStore` (SQLite + FTS5 + FAISS)."""
+    """Persistence and the two retrieval legs. Implementations: `EmbeddedStore` (SQLite + FTS5 + FAISS) and
+    `PostgresStore` (pgvector HNSW + tsvector, scoped to one tenant)."""
+
+    model_name: str
+    dimension: int
+
+    def check_model(self, name: str, dimension: int) -> None:
+        """Raise EmbedderMismatch unless `name` is the model this collection's vectors come from."""
+        ...
+
+    def write_lock(self, wait_s: float = 0.0) -> contextlib.AbstractContextManager[None]:
+        """Exclusive writer lock across processes; raises CollectionLocked when held past `wait_s`."""
+        ...
 
     def file_record(self, path: str) -> FileRecord | None: ...
 
@@ -85,6 +98,10 @@ class Store(Protocol):
     def documents_from(self, source_path: str) -> dict[str, str]:
         """doc id → content hash of the documents that came from one file."""
         ...
+
+    def content_hash_of(self, doc_id: str) -> str | None: ...
+
+    def chunk_counts(self, doc_ids: Sequence[str]) -> dict[str, int]: ...
 
     def cached_vectors(self, text_hashes: Sequence[str]) -> set[str]:
         """Which of these chunk texts already have a vector (for the active model)."""
@@ -98,6 +115,10 @@ class Store(Protocol):
 
     def hits(self, scored: Sequence[tuple[int, float]]) -> list[SearchHit]:
         """Materialize chunk ids into hits with document identity, in the given order."""
+        ...
+
+    def resolve_documents(self, ref: str) -> list[str]:
+        """Doc ids for a document id, an exact source, or a source glob / file path."""
         ...
 
     def get_document(self, doc_id_or_source: str) -> tuple[StoredDocument, str, list[Chunk]]: ...
