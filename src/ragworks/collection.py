@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -228,15 +229,16 @@ class Collection:
         rerank: bool = True,
     ) -> list[SearchHit]:
         """Top-k hits for `query`. `filters` is a Filter or {metadata key: value}; `source` a glob on sources."""
-        flt = filters if isinstance(filters, Filter) else Filter(source_glob=source, metadata=dict(filters or {}))
-        if source and isinstance(filters, Filter):
-            flt = Filter(source_glob=source, metadata=filters.metadata, doc_ids=filters.doc_ids)
+        flt = filters if isinstance(filters, Filter) else Filter(metadata=dict(filters or {}))
+        if source:
+            flt = dataclasses.replace(flt, source_glob=source)
         k = k or self.settings.top_k
+        mode = mode or self.settings.search_mode
         retriever = self.retriever()
         if self.reranker is not None and rerank:
-            hits = retriever.search(query, k=max(k * 4, 20), mode=mode or self.settings.search_mode, flt=flt or None)
+            hits = retriever.search(query, k=max(k * 4, 20), mode=mode, flt=flt or None)
             return self.reranker.rerank(query, hits, k)
-        return retriever.search(query, k=k, mode=mode or self.settings.search_mode, flt=flt or None)
+        return retriever.search(query, k=k, mode=mode, flt=flt or None)
 
     def ask_stream(self, question: str, **search_kwargs: Any) -> AnswerStream:
         """Retrieve, then stream a cited answer: iterate for text pieces, then read `.answer`."""

@@ -296,7 +296,7 @@ class IngestPipeline:
 
     def _consume(self, q: queue.Queue[Any], report: IngestReport, files_total: int) -> None:
         batch = WriteBatch()
-        pending_results: list[FileResult] = []
+        owners: list[FileResult] = []  # the file each document in `batch` belongs to
         done = 0
         while True:
             item = q.get()
@@ -306,14 +306,14 @@ class IngestPipeline:
                 raise item
             if isinstance(item, _Doc):
                 batch.documents.append(item.write)
+                owners.append(item.result)
                 if len(batch) >= self.batch_chunks:
-                    self._commit(batch, pending_results, report, files_total, done)
-                    batch, pending_results = WriteBatch(), []
+                    self._commit(batch, owners, report, files_total, done)
+                    batch, owners = WriteBatch(), []
                 continue
             # _FileDone
             done += 1
             report.files.append(item.result)
-            pending_results.append(item.result)
             if item.record is not None:
                 batch.files.append(item.record)
             batch.delete_doc_ids.extend(item.delete_doc_ids)
@@ -323,15 +323,15 @@ class IngestPipeline:
                                        item.result.path))
                 continue
             if len(batch) >= self.batch_chunks or len(batch.files) >= 256:
-                self._commit(batch, pending_results, report, files_total, done)
-                batch, pending_results = WriteBatch(), []
+                self._commit(batch, owners, report, files_total, done)
+                batch, owners = WriteBatch(), []
             else:
                 self.progress(Progress("file", files_total, done, report.chunks_written, report.chunks_embedded,
                                        item.result.path))
         if batch.documents or batch.files or batch.delete_doc_ids:
-            self._commit(batch, pending_results, report, files_total, done)
+            self._commit(batch, owners, report, files_total, done)
 
-    def _commit(self, batch: WriteBatch, results: list[FileResult], report: IngestReport, files_total: int,
+    def _commit(self, batch: WriteBatch, owners: list[FileResult], report: IngestReport, files_total: int,
                 done: int) -> None:
         chunks = [c for dw in batch.documents for c in dw.chunks]
         cached = self.store.cached_vectors([c.text_hash for c in chunks])
@@ -343,14 +343,14 @@ class IngestPipeline:
             vectors = self.embedder.embed_documents(list(todo.values()))
             batch.vectors = dict(zip(todo.keys(), vectors, strict=True))
         self.store.write(batch)
-        embedded_by_doc = {dw.document.id: sum(1 for c in dw.chunks if c.text_hash in todo) for dw in batch.documents}
         report.chunks_written += len(chunks)
         report.chunks_embedded += len(todo)
-        for dw in batch.documents:
-            for r in results:
-                if r.path == dw.document.source_path or r.path == dw.document.source:
-                    r.embedded += embedded_by_doc.get(dw.document.id, 0)
-                    break
+        unclaimed = set(todo)  # a text embedded once is credited to the first file that needed it
+        for dw, owner in zip(batch.documents, owners, strict=True):
+            for c in dw.chunks:
+                if c.text_hash in unclaimed:
+                    unclaimed.discard(c.text_hash)
+                    owner.embedded += 1
         self.progress(Progress("batch", files_total, done, report.chunks_written, report.chunks_embedded))
 
     def _prune(self, report: IngestReport) -> None:
