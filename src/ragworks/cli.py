@@ -289,6 +289,15 @@ from ragworks.evaluate.cli import eval_app  # noqa: E402 - registered after the 
 
 app.add_typer(eval_app, name="eval")
 
+from ragworks.tune.cli import tune  # noqa: E402 - `ragworks tune` (issue 6)
+
+app.command("tune")(tune)
+
+from ragworks.scale.cli import dump_app, index_app  # noqa: E402 - Wikipedia scale (issue 5)
+
+app.add_typer(index_app, name="index")
+app.add_typer(dump_app, name="dump")
+
 
 # --- the HTTP server and its tenants (ragworks.server) ----------------------------------------------------------
 
@@ -331,6 +340,10 @@ def serve(
 
 admin_app = typer.Typer(help="Tenants and API keys for `ragworks serve`.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
+
+from ragworks.worker.cli import worker as _worker_command  # noqa: E402 - Celery worker (queue_backend=celery)
+
+app.command("worker")(_worker_command)
 
 
 def _key_store(data_dir: Path | None) -> Any:

@@ -104,6 +104,14 @@ class Collection:
         path = settings.collection_path(str(name_or_path) if name_or_path is not None else None)
         if (path / DB_NAME).exists():
             store = EmbeddedStore(path, create=False)
+            from ragworks.tune.versions import active_model_settings
+
+            # after `ragworks tune` switched, the base model's settings open the collection with its tuned model
+            tuned = active_model_settings(path, settings, store.model_name)
+            if tuned is not settings:
+                settings = tuned
+                if embedder is not None and embedder.name != store.model_name:
+                    embedder = None  # a shared base-model embedder (the server's) can't query the tuned vectors
         elif not create:
             raise CollectionNotFound(f"no collection {path.name!r} at {path} (run `ragworks ingest` first)")
         col = cls(path, settings, store, embedder=embedder, llm=llm, reranker=reranker)
@@ -177,6 +185,10 @@ class Collection:
 
         options = LoadOptions(id_field=s.jsonl_id_field, title_field=s.jsonl_title_field,
                               text_field=s.jsonl_text_field)
+        store = self.store
+        # RAGWORKS_INDEX_TYPE applies to ordinary ingest too (it is remembered by the collection)
+        if s.index_type is not None and isinstance(store, EmbeddedStore) and store.index_type() != s.index_type:
+            store.set_index_type(s.index_type)
         return IngestPipeline(
             self.store, emb, chunker, options=options, batch_chunks=s.ingest_batch_chunks,
             max_file_bytes=int(s.max_file_mb * 2**20), progress=progress,
@@ -234,11 +246,17 @@ class Collection:
             flt = dataclasses.replace(flt, source_glob=source)
         k = k or self.settings.top_k
         mode = mode or self.settings.search_mode
-        retriever = self.retriever()
-        if self.reranker is not None and rerank:
-            hits = retriever.search(query, k=max(k * 4, 20), mode=mode, flt=flt or None)
-            return self.reranker.rerank(query, hits, k)
-        return retriever.search(query, k=k, mode=mode, flt=flt or None)
+        from ragworks.retrieve.pipeline import SearchPipeline
+        from ragworks.retrieve.rerank import make_reranker
+
+        if self.reranker is None and rerank and self.settings.reranker != "none":  # built once, then kept
+            self.reranker = make_reranker(self.settings, embedder=self.embedder,
+                                          llm=self.llm if self.settings.reranker == "llm" else None)
+        pipeline = SearchPipeline.from_settings(
+            self.settings, self.retriever(), store=self._require(), embedder=self.embedder,
+            reranker=self.reranker if rerank else None, llm=lambda: self.llm,
+        )
+        return pipeline.search(query, k=k, mode=mode, flt=flt or None)
 
     def ask_stream(self, question: str, **search_kwargs: Any) -> AnswerStream:
         """Retrieve, then stream a cited answer: iterate for text pieces, then read `.answer`."""

@@ -114,12 +114,39 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(default=50.0, gt=0)  # largest request body (uploads included)
     rate_limit_per_minute: int = Field(default=600, ge=0)  # per API key; 0 = unlimited
     rate_limit_burst: int = Field(default=30, ge=1)  # requests a key may make at once before the rate applies
-    # embedded: an in-process worker thread over a SQLite job table (celery: not implemented yet)
+    # embedded: an in-process worker thread over a SQLite job table; celery: `ragworks worker` processes via Redis
     queue_backend: Literal["embedded", "celery"] = "embedded"
     job_max_attempts: int = Field(default=3, ge=1)  # a job that keeps dying with the server is failed after this
     # torch threads while the server embeds queries (tiny batches gain nothing from more, and on a busy machine
     # extra threads only contend: measured 35 ms vs 240 ms per query); 0 = leave torch's setting alone
     embed_query_threads: int = Field(default=1, ge=0)
+
+    # --- retrieval quality (A): ONNX embedding backend, rerankers, result hygiene, query transforms
+    # onnx: ONNX Runtime export of the local model (same `name` as torch: vectors agree to cosine ≥ 0.99)
+    embed_backend: Literal["torch", "onnx"] = "torch"
+    onnx_quantize: bool = True  # per-channel int8 MatMul weights (faster); False: fp32 export (identical vectors)
+    onnx_cache_dir: Path | None = None  # exported .onnx files; default $XDG_CACHE_HOME/ragworks/onnx
+    reranker: Literal["none", "maxsim", "cross-encoder", "llm"] = "none"
+    reranker_model: str = ""  # cross-encoder: a local sentence-transformers CrossEncoder directory
+    rerank_candidates: int = Field(default=30, ge=1)  # first-stage hits the reranker rescores
+    rerank_first_stage_weight: float = Field(default=0.5, ge=0.0, le=1.0)  # maxsim/llm: min-max mix with fusion
+    rerank_concurrency: int = Field(default=4, ge=1)  # llm: passages graded at once
+    mmr_lambda: float | None = Field(default=None, ge=0.0, le=1.0)  # MMR: 1 = relevance only; None = off
+    near_duplicate_threshold: float | None = Field(default=None, gt=0.0, le=1.0)  # shingle Jaccard; None = off
+    query_transform: Literal["none", "multi-query", "hyde", "step-back"] = "none"  # through the LLM; off
+    query_transform_count: int = Field(default=3, ge=1, le=10)  # multi-query: rephrasings written
+
+    # --- service scale-out (B): Celery workers over Redis (queue_backend = "celery"); see ragworks.worker
+    redis_url: str = "redis://127.0.0.1:6379/0"  # the Celery broker (job outcomes live in the job table)
+    # seconds before Redis redelivers an unacknowledged job message (a killed worker's job) and before a job's
+    # lease lapses; a live worker renews its lease, so jobs may run longer than this
+    celery_visibility_timeout_s: int = Field(default=300, ge=1)
+
+    # --- Wikipedia scale (C): vector index type and dump ingestion; see ragworks.scale
+    # None: keep the collection's own setting (`ragworks index set-type`, default auto: exact < 100k vectors ≤
+    # IVF-Flat < 500k ≤ IVF-PQ with exact re-ranking); a value is stored into the collection when it is written
+    index_type: Literal["auto", "flat", "hnsw", "ivf", "ivfpq"] | None = None
+    dump_records_per_shard: int = Field(default=10_000, ge=1)  # `ragworks dump embed`: the unit of resume
 
     @field_validator("data_dir", mode="before")
     @classmethod

@@ -78,3 +78,9 @@ class DecodeError(LoadError):
 
 class FileTooLarge(LoadError):
     reason = "too-large"
+
+
+class TuneUnsupported(RagworksError):
+    """`ragworks tune` cannot fine-tune this collection's model or store (remote embedder, PostgreSQL)."""
+
+    exit_code = 2

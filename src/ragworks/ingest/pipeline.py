@@ -27,7 +27,7 @@ from ragworks.ingest.chunker import Chunker
 from ragworks.ingest.loaders import loader_for
 from ragworks.store.base import DocumentWrite, FileRecord, Store, WriteBatch
 
-STREAMING_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz")
+STREAMING_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".parquet")
 
 
 @dataclass(slots=True)

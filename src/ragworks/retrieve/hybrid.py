@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
 from ragworks.config import FusionMethod, SearchMode
 from ragworks.documents import SearchHit, content_hash
 from ragworks.embed.base import Embedder
 from ragworks.retrieve.fusion import reciprocal_rank_fusion, weighted_fusion
 from ragworks.store.base import Filter, Store
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _leg_pool() -> ThreadPoolExecutor:
+    """The process's threads for running a search's BM25 leg beside its dense leg (created on first use)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bm25-leg")
+        return _POOL
 
 
 class HybridRetriever:
@@ -22,6 +37,7 @@ class HybridRetriever:
         dense_weight: float = 0.5,
         candidates: int = 100,
         collapse_duplicates: bool = True,
+        parallel_legs: bool = True,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -30,6 +46,7 @@ class HybridRetriever:
         self.dense_weight = dense_weight
         self.candidates = candidates
         self.collapse_duplicates = collapse_duplicates
+        self.parallel_legs = parallel_legs
 
     def search(
         self, query: str, *, k: int = 10, mode: SearchMode = "hybrid", flt: Filter | None = None
@@ -47,10 +64,17 @@ class HybridRetriever:
             dense_at = {r.row_id: (r.dense_rank, r.dense_score) for r in rows if r.dense_rank is not None}
             lex_at = {r.row_id: (r.lexical_rank, r.lexical_score) for r in rows if r.lexical_rank is not None}
             return self._finish(self.store.hits([(r.row_id, r.score) for r in rows]), dense_at, lex_at, k)
+        pending: Future[list[tuple[int, float]]] | None = None
+        if mode == "hybrid" and self.parallel_legs:
+            # BM25 (SQLite) runs while the query is embedded: both release the GIL, so wall time is the longer leg.
+            pending = _leg_pool().submit(self.store.lexical_search, query, n, flt)
         if mode in ("dense", "hybrid"):
-            qv = self.embedder.embed_queries([query])[0]
-            dense = self.store.dense_search(qv, n, flt)
-        if mode in ("bm25", "hybrid"):
+            try:
+                qv = self.embedder.embed_queries([query])[0]
+                dense = self.store.dense_search(qv, n, flt)
+            finally:
+                lexical = pending.result() if pending is not None else None
+        if mode == "bm25" or (mode == "hybrid" and pending is None):
             lexical = self.store.lexical_search(query, n, flt)
         if dense is not None and lexical is not None:
             if self.fusion == "weighted":

@@ -13,7 +13,13 @@ Tenancy: with auth on, tenant T's collections live in `data_dir/tenants/T/<colle
 `data_dir/tenants/T/jobs.sqlite3`; a request only ever resolves paths under its key's tenant. With auth off
 (the default until an admin key or an API key exists) one local tenant uses `data_dir` itself, like the CLI.
 Jobs: `JobQueue` (jobs/base.py); the embedded backend is a worker thread over the SQLite job table, and a
-restarted server resumes whatever was queued or running.
+restarted server resumes whatever was queued or running. `queue_backend = "celery"` (jobs/distributed.py) records
+jobs in a table every replica and worker shares (PostgreSQL `<schema>.jobs` with store_backend = "postgres", else
+the SQLite tables) and runs them in `ragworks worker` processes fed through Redis.
+
+PostgreSQL backend (`store_backend = "postgres"`): collections are rows scoped to (tenant, name), so any number
+of API replicas serve the same data; `data_dir` still holds API keys (auth.sqlite3) and uploads, and must be a
+volume shared by replicas and workers (a worker reads the file a replica stored).
 """
 
 from ragworks.server.app import create_app

@@ -85,6 +85,7 @@ def create_app(
         description="Self-hostable RAG: collections, documents, ingestion jobs, hybrid search, cited answers "
                     "(JSON or SSE), and OpenAI-compatible chat completions and embeddings.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's Swagger UI loads its scripts from a CDN (blank offline): /docs is ours (ops.py)
     )
     app.state.ctx = ctx
     install_error_handlers(app)

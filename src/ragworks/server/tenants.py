@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ LOCAL_TENANT = "local"
 TENANTS_DIR = "tenants"
 
 _TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+POSTGRES_RECHECK_S = 5.0
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -75,18 +77,25 @@ def existing_tenants(settings: Settings) -> Iterator[Tenant]:
 
 
 class CollectionCache:
-    """Open collections per (tenant, name), all sharing one embedder and one LLM."""
+    """Open collections per (tenant, name), all sharing one embedder and one LLM.
+
+    Embedded backend: a collection is a directory under the tenant's root. PostgreSQL backend: a collection is
+    rows scoped to (tenant, name) in the database; the tenant's directory then holds only uploads, which Celery
+    workers read from the same path (a volume shared by API replicas and workers).
+    """
 
     def __init__(self, settings: Settings, embedder: Embedder, llm: LLM | None) -> None:
         self.settings = settings
         self.embedder = embedder
         self.llm = llm
+        self.postgres = settings.store_backend == "postgres"
         self._open: dict[tuple[str, str], Collection] = {}
+        self._checked: dict[tuple[str, str], float] = {}  # postgres: when each open collection was last seen
         self._lock = threading.Lock()
 
-    def _open_collection(self, path: Path, *, create: bool) -> Collection:
+    def _open_collection(self, tenant: Tenant, path: Path, *, create: bool) -> Collection:
         return Collection.open(str(path), settings=self.settings, create=create, embedder=self.embedder,
-                               llm=self.llm)
+                               llm=self.llm, tenant=tenant.name)
 
     @staticmethod
     def _dir(tenant: Tenant, name: str) -> Path:
@@ -95,46 +104,73 @@ class CollectionCache:
         except ApiError:  # a name no collection can have: not found, like any other missing one
             raise CollectionNotFound(f"no collection {name!r}") from None
 
+    def _exists(self, path: Path, tenant: Tenant | None = None) -> bool:
+        if not self.postgres:
+            return (path / DB_NAME).exists()
+        if tenant is None:
+            return True  # Collection.open(create=False) checks
+        # another API replica may have deleted it: look again at most every POSTGRES_RECHECK_S
+        key = (tenant.name, path.name)
+        checked = self._checked.get(key, 0.0)
+        if time.monotonic() - checked < POSTGRES_RECHECK_S:
+            return True
+        found = path.name in self.names(tenant)
+        self._checked[key] = time.monotonic() if found else 0.0
+        return found
+
     def get(self, tenant: Tenant, name: str) -> Collection:
         """The open collection, or CollectionNotFound (named as the caller knows it, never by its path)."""
         path = self._dir(tenant, name)
         key = (tenant.name, name)
         with self._lock:
             col = self._open.get(key)
-            if col is not None and (path / DB_NAME).exists():
+            if col is not None and self._exists(path, tenant):
                 return col
             if col is not None:  # deleted behind our back (CLI): forget it
                 self._open.pop(key).close()
-            if not (path / DB_NAME).exists():
+            if not self._exists(path):
                 raise CollectionNotFound(f"no collection {name!r}")
-            col = self._open_collection(path, create=False)
+            try:
+                col = self._open_collection(tenant, path, create=False)
+            except CollectionNotFound:
+                raise CollectionNotFound(f"no collection {name!r}") from None
             self._open[key] = col
             return col
 
     def create(self, tenant: Tenant, name: str) -> tuple[Collection, bool]:
         """Create an empty collection (recording the embedding model); returns it and whether it is new."""
         path = tenant.collection_dir(name)
-        created = not (path / DB_NAME).exists()
+        created = name not in self.names(tenant) if self.postgres else not (path / DB_NAME).exists()
         if created:
-            col = self._open_collection(path, create=True)
+            col = self._open_collection(tenant, path, create=True)
             col.store  # noqa: B018 - materializes the directory and database with the model recorded
             col.close()
         return self.get(tenant, name), created
 
     def names(self, tenant: Tenant) -> list[str]:
+        if self.postgres:
+            from ragworks.store.postgres import list_collections, shared_pool
+
+            assert self.settings.postgres_dsn is not None
+            pool = shared_pool(self.settings.postgres_dsn.get_secret_value(), self.settings.postgres_schema)
+            return [n for n in list_collections(pool, tenant.name, self.settings.postgres_schema)
+                    if _COLLECTION_NAME.match(n)]
         if not tenant.root.is_dir():
             return []
         return sorted(d.name for d in tenant.root.iterdir()
                       if d.is_dir() and (d / DB_NAME).exists() and _COLLECTION_NAME.match(d.name))
 
     def delete(self, tenant: Tenant, name: str) -> None:
-        """Remove a collection's directory. Refused (CollectionLocked) while a writer holds it."""
+        """Remove a collection and its uploads. Refused (CollectionLocked) while a writer holds it."""
         col = self.get(tenant, name)
+        path = self._dir(tenant, name)
         with col.store.write_lock(wait_s=0):
             with self._lock:
                 self._open.pop((tenant.name, name), None)
+            if self.postgres:
+                col.store.drop()  # type: ignore[attr-defined]
             col.close()
-            shutil.rmtree(col.path)
+            shutil.rmtree(path, ignore_errors=self.postgres)  # postgres: only uploads live there, if any
 
     def close(self) -> None:
         with self._lock:

@@ -6,9 +6,11 @@ path is kept, so `docs/a.md` and `notes/a.md` stay two documents); the file on d
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
@@ -54,3 +56,29 @@ def store_upload(collection_dir: Path, source: str, data: BinaryIO) -> dict[str,
         tmp.unlink(missing_ok=True)
         raise
     return {"sha256": h.hexdigest(), "filename": filename, "source": source, "size": size}
+
+
+def _file_part(source: str) -> str:
+    """The uploaded file a document came from: `docs/a.jsonl#17` → `a.jsonl`."""
+    return PurePosixPath(source.split("#", 1)[0]).name
+
+
+def prune_uploads(collection_dir: Path, remaining_sources: Iterable[str], pending: Iterable[dict[str, Any]]) -> int:
+    """Delete stored uploads no document comes from any more (after documents were deleted); returns how many.
+
+    Kept: files named like a remaining document's file, and files of jobs not finished yet (`pending` entries).
+    """
+    root = collection_dir / "uploads"
+    if not root.is_dir():
+        return 0
+    keep_names = {_file_part(s) for s in remaining_sources}
+    keep_paths = {upload_path(collection_dir, f["sha256"], f["filename"]) for f in pending}
+    removed = 0
+    for path in root.glob("*/*"):
+        if path.parent.name == ".incoming" or path in keep_paths or path.name in keep_names:
+            continue
+        path.unlink(missing_ok=True)
+        removed += 1
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # only when empty
+    return removed

@@ -18,6 +18,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,9 @@ import numpy as np
 
 from ragworks.documents import Chunk, SearchHit
 from ragworks.errors import CollectionLocked, CollectionNotFound, DocumentNotFound, EmbedderMismatch
+from ragworks.scale.ann import IndexChoice, plan_index
 from ragworks.store.base import FileRecord, Filter, StoredDocument, WriteBatch
-from ragworks.store.vector_index import VectorIndex
+from ragworks.store.vector_index import MIN_TRAIN, VectorIndex
 
 SCHEMA_VERSION = 1
 DB_NAME = "ragworks.sqlite3"
@@ -129,8 +131,9 @@ class EmbeddedStore:
             self.model_id, self.model_name, self.dimension = self._activate_model(model_name, dimension)
         if model_name is not None and dimension is not None:
             self.check_model(model_name, dimension)
-        self.index = VectorIndex(self.path, f"dense-m{self.model_id}", self.dimension)
+        self.index = VectorIndex(self.path, f"dense-m{self.model_id}", self.dimension, index_type=self.index_type())
         self._index_loaded = False
+        self._index_dirty = False  # the index type setting changed: rebuild on the next flush
         self._deleted_since_gc = False
 
     # --- plumbing
@@ -384,19 +387,50 @@ class EmbeddedStore:
         vecs = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), self.dimension)
         return np.asarray(ids, dtype=np.int64), vecs
 
+    def index_type(self) -> IndexChoice:
+        """The collection's index type setting: "auto" (by size) unless `set_index_type` chose one."""
+        row = self._query("SELECT value FROM meta WHERE key = 'index_type'")
+        return row[0][0] if row else "auto"
+
+    def set_index_type(self, choice: IndexChoice) -> None:
+        """Remember `choice` for this collection; the next `flush` rebuilds the index if its kind differs."""
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('index_type', ?)", (choice,))
+        self.index.index_type = choice
+        self._index_dirty = True
+
+    def request_index_rebuild(self) -> None:
+        """Make the next `flush` rebuild the index from SQLite in one pass (after a bulk load)."""
+        self._index_dirty = True
+
+    def iter_vectors(self, batch: int = 20000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(chunk ids, vectors) of the whole collection, `batch` chunks at a time (bounded memory)."""
+        last = 0
+        while True:
+            rows = self._query("SELECT id FROM chunks WHERE id > ? ORDER BY id LIMIT ?", (last, batch))
+            if not rows:
+                return
+            yield self._vectors_for([r[0] for r in rows])
+            last = rows[-1][0]
+
+    def random_chunk_ids(self, n: int) -> list[int]:
+        return sorted(r[0] for r in self._query("SELECT id FROM chunks ORDER BY random() LIMIT ?", (n,)))
+
+    def _index_sample(self, size: int) -> np.ndarray:
+        return self._vectors_for(self.random_chunk_ids(size))[1]
+
     def rebuild_index(self) -> None:
-        """Rebuild the FAISS index from the vectors in SQLite (after a lost or unreadable index file)."""
+        """Rebuild the FAISS index from the vectors in SQLite, choosing its kind by size (or `index_type`)."""
         with self._lock:
             head = self._log_head()
-            self.index.reset()
-            last = 0
-            while True:
-                rows = self._query("SELECT id FROM chunks WHERE id > ? ORDER BY id LIMIT 20000", (last,))
-                if not rows:
-                    break
-                ids, vecs = self._vectors_for([r[0] for r in rows])
+            n = int(self._query("SELECT count(*) FROM chunks")[0][0])
+            plan = self.index.plan_for(n)
+            if plan.needs_training and n < MIN_TRAIN:
+                flat = plan_index(n, self.dimension, "flat")
+                plan = replace(flat, reason=f"{n} vectors: too few to train {plan.kind}")
+            self.index.rebuild(plan, self._index_sample(plan.training_size()) if plan.needs_training else np.zeros(0))
+            for ids, vecs in self.iter_vectors():
                 self.index.add(ids, vecs)
-                last = rows[-1][0]
             self.index.seq = head
 
     def sync_index(self) -> None:
@@ -428,12 +462,27 @@ class EmbeddedStore:
     def flush(self) -> None:
         """Save the index file at the current log position, compact the log, drop unused cached vectors."""
         with self._lock:
-            if not self._deleted_since_gc and self._log_head() == self._saved_seq() and self.index.newest_on_disk():
+            if (
+                not self._deleted_since_gc
+                and not self._index_dirty
+                and self._log_head() == self._saved_seq()
+                and self.index.newest_on_disk()
+            ):
                 return  # nothing written since the last save: don't even load the index
-            self.sync_index()
+            # a bulk load leaves millions of log rows: rebuild from SQLite in one pass instead of replaying them
+            if self._index_dirty:
+                self._index_loaded = True
+                self.rebuild_index()
+                rebuilt = True
+            else:
+                self.sync_index()
+                rebuilt = self.index.outgrown()
+                if rebuilt:
+                    self.rebuild_index()
+            self._index_dirty = False
             seq = self.index.seq
-            if seq > self._saved_seq() or not self.index.newest_on_disk():
-                self.index.save(seq)
+            if rebuilt or seq > self._saved_seq() or not self.index.newest_on_disk():
+                self.index.save(seq, replace=rebuilt)
                 with self._tx() as conn:
                     conn.execute(
                         "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
@@ -444,6 +493,100 @@ class EmbeddedStore:
                 with self._tx() as conn:
                     conn.execute("DELETE FROM embeddings WHERE text_hash NOT IN (SELECT text_hash FROM chunks)")
                 self._deleted_since_gc = False
+
+    # --- model versions (`ragworks tune`): an inactive model's vectors and index are filled in beside the active
+    # one's, then one transaction makes it active; the previous model's rows stay for a rollback.
+
+    def models(self) -> list[tuple[int, str, int, bool]]:
+        """(id, name, dimension, active) of every model this collection has vectors for, oldest first."""
+        return [(int(r[0]), str(r[1]), int(r[2]), bool(r[3]))
+                for r in self._query("SELECT id, name, dimension, active FROM models ORDER BY id")]
+
+    def add_model(self, name: str, dimension: int) -> int:
+        """The id of model `name`, recorded inactive if new (its vectors are written with `write_model_vectors`)."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT id FROM models WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                return int(row[0])
+            cur = conn.execute("INSERT INTO models(name, dimension, active, created) VALUES(?, ?, 0, ?)",
+                               (name, dimension, time.time()))
+            return int(cur.lastrowid or 0)
+
+    def missing_model_vectors(self, model_id: int, *, after: int = 0, limit: int = 256) -> list[tuple[int, str, str]]:
+        """(chunk id, text hash, embedded text) of chunks after `after` whose text has no vector for `model_id`."""
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in self._query(
+            "SELECT c.id, c.text_hash, CASE WHEN c.context = '' THEN c.text ELSE c.context || char(10) || c.text END "
+            "FROM chunks c WHERE c.id > ? AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model = ? "
+            "AND e.text_hash = c.text_hash) ORDER BY c.id LIMIT ?", (after, model_id, limit))]
+
+    def write_model_vectors(self, model_id: int, vectors: dict[str, np.ndarray]) -> None:
+        """Store vectors of `model_id` (by chunk text hash) in one transaction."""
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO embeddings(model, text_hash, vector) VALUES(?, ?, ?)",
+                [(model_id, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in vectors.items()],
+            )
+
+    def build_model_index(self, model_id: int) -> int:
+        """Write `model_id`'s complete FAISS file at the current log position; returns that position.
+
+        Call under `write_lock` after every chunk has a vector of the model (else ValueError), so no chunk can
+        arrive between this and `activate_model`.
+        """
+        row = self._query("SELECT dimension FROM models WHERE id = ?", (model_id,))
+        if not row:
+            raise ValueError(f"no model {model_id} in {self.path}")
+        # exact index; a collection big enough for IVF gets it rebuilt by the first `flush` after activation
+        index = VectorIndex(self.path, f"dense-m{model_id}", int(row[0][0]), index_type=self.index_type())
+        head = self._log_head()
+        last = 0
+        while True:
+            rows = self._query(
+                "SELECT c.id, e.vector FROM chunks c LEFT JOIN embeddings e ON e.model = ? "
+                "AND e.text_hash = c.text_hash WHERE c.id > ? ORDER BY c.id LIMIT 20000", (model_id, last))
+            if not rows:
+                break
+            if any(r[1] is None for r in rows):
+                raise ValueError(f"model {model_id} lacks vectors for some chunks of {self.path}")
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), index.dimension)
+            index.add(np.asarray([r[0] for r in rows], dtype=np.int64), vecs)
+            last = int(rows[-1][0])
+        if index.newest_on_disk() != head:  # an equal file is this same index, written by an interrupted run
+            index.save(head)
+        return head
+
+    def model_history(self) -> list[int]:
+        """Model ids in the order they were made active (the last is the active one)."""
+        row = self._query("SELECT value FROM meta WHERE key = 'model_history'")
+        if row:
+            return [int(x) for x in json.loads(row[0][0])]
+        return [int(r[0]) for r in self._query("SELECT id FROM models WHERE active = 1")]
+
+    def activate_model(self, model_id: int, seq: int, *, rollback: bool = False) -> None:
+        """Make `model_id` (its index saved at `seq` by `build_model_index`) the active model in one transaction.
+
+        `rollback` drops the current model from the history instead of pushing `model_id` onto it.
+        """
+        with self._tx() as conn:
+            history = self.model_history()
+            if rollback:
+                history = history[:-1] or [model_id]
+            elif history[-1:] != [model_id]:
+                history.append(model_id)
+            conn.execute("UPDATE models SET active = (id = ?)", (model_id,))
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (f"index_seq_m{model_id}", str(seq)))
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('model_history', ?)", (json.dumps(history),))
+        self.select_model(model_id)
+
+    def select_model(self, model_id: int) -> None:
+        """Read (and write) this store's vectors as `model_id`: a view of an inactive model, for evaluation."""
+        row = self._query("SELECT name, dimension FROM models WHERE id = ?", (model_id,))
+        if not row:
+            raise ValueError(f"no model {model_id} in {self.path}")
+        with self._lock:
+            self.model_id, self.model_name, self.dimension = model_id, str(row[0][0]), int(row[0][1])
+            self.index = VectorIndex(self.path, f"dense-m{model_id}", self.dimension, index_type=self.index_type())
+            self._index_loaded = False
 
     # --- retrieval legs
 
@@ -456,7 +599,14 @@ class EmbeddedStore:
         self.sync_index()
         allowed = self._allowed_ids(flt) if flt else None
         with self._lock:
-            return self.index.search(query, k, allowed)
+            found = self.index.search(query, self.index.candidates(k), allowed)
+        if not self.index.plan.rerank or not found:
+            return found
+        # compressed (PQ) scores only pick candidates: re-score them exactly from the stored vectors
+        ids, vecs = self._vectors_for([cid for cid, _ in found])
+        scores = vecs @ np.asarray(query, dtype=np.float32).ravel()
+        top = np.argsort(-scores)[:k]
+        return [(int(ids[i]), float(scores[i])) for i in top]
 
     def lexical_search(self, query: str, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
         match = fts_query(query)

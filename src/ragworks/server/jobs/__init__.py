@@ -23,5 +23,10 @@ def make_job_queue(
 ) -> JobQueue:
     """The job queue `settings.queue_backend` names."""
     if settings.queue_backend == "celery":
-        raise ConfigError("queue_backend 'celery' is not available yet; use 'embedded' (the default)")
+        try:
+            from ragworks.server.jobs.distributed import CeleryJobQueue
+        except ImportError as exc:
+            raise ConfigError(f"queue_backend 'celery' needs celery and redis ({exc.name} is missing): "
+                              "pip install 'ragworks[queue]'") from None
+        return CeleryJobQueue(settings, tenants)
     return EmbeddedJobQueue(open_collection, tenants, max_attempts=settings.job_max_attempts, observer=observer)

@@ -1,7 +1,7 @@
 """Ingestion jobs: what a job is, and the JobQueue protocol the routes use.
 
-`EmbeddedJobQueue` (jobs/embedded.py) runs jobs in a worker thread of the server from a SQLite table; a Celery
-implementation plugs in through `make_job_queue` (settings.queue_backend) without touching the routes.
+`EmbeddedJobQueue` (jobs/embedded.py) runs jobs in a worker thread of the server from a SQLite table;
+`CeleryJobQueue` (jobs/distributed.py) runs them in Celery workers; `make_job_queue` picks by settings.queue_backend.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, collection TEXT NOT NULL, kind TEXT NOT NULL, "
     "payload TEXT NOT NULL, state TEXT NOT NULL, cancel_requested INTEGER NOT NULL DEFAULT 0, "
     "attempts INTEGER NOT NULL DEFAULT 0, progress TEXT NOT NULL DEFAULT '{}', report TEXT, "
-    "error TEXT NOT NULL DEFAULT '', created REAL NOT NULL, started REAL, finished REAL)",
+    "error TEXT NOT NULL DEFAULT '', created REAL NOT NULL, started REAL, finished REAL, lease_until REAL)",
     "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created)",
     "CREATE INDEX IF NOT EXISTS jobs_collection ON jobs(collection, created)",
 )
@@ -49,6 +49,9 @@ class JobTable:
         with self._lock:
             for stmt in _SCHEMA:
                 self._conn.execute(stmt)
+            columns = {r[1] for r in self._conn.execute("PRAGMA table_info(jobs)")}
+            if "lease_until" not in columns:  # a table made before Celery workers existed
+                self._conn.execute("ALTER TABLE jobs ADD COLUMN lease_until REAL")
 
     def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int:
         with self._lock:
@@ -93,6 +96,26 @@ class JobTable:
         return self._exec(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started = coalesce(started, ?) "
             "WHERE id = ? AND state = 'queued'", (time.time(), job_id)) == 1
+
+    def claim(self, job_id: str, lease_s: float) -> bool:
+        """Claim a job for a worker process until `lease_s` from now: a queued one, or a running one whose
+        worker stopped renewing its lease (killed). Counts the attempt; False if another worker holds it or it
+        is finished."""
+        now = time.time()
+        return self._exec(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, started = coalesce(started, ?), "
+            "lease_until = ? WHERE id = ? AND (state = 'queued' OR (state = 'running' AND "
+            "coalesce(lease_until, 0) < ?))", (now, now + lease_s, job_id, now)) == 1
+
+    def renew(self, job_id: str, lease_s: float) -> None:
+        """Extend a running job's lease (its worker is alive)."""
+        self._exec("UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'running'",
+                   (time.time() + lease_s, job_id))
+
+    def lease_left(self, job_id: str) -> float:
+        """Seconds until a running job's lease expires (0 when not running or expired)."""
+        rows = self._rows("SELECT lease_until FROM jobs WHERE id = ? AND state = 'running'", (job_id,))
+        return max(0.0, (rows[0][0] or 0.0) - time.time()) if rows else 0.0
 
     def requeue(self, job_id: str, *, graceful: bool = False) -> None:
         """Back to queued. A graceful stop does not count as an attempt; a crash (found at start) does."""

@@ -15,7 +15,7 @@ from ragworks.server.jobs import Job, JobKind
 from ragworks.server.limits import run_blocking
 from ragworks.server.schemas import TextDocument, TextDocuments
 from ragworks.server.tenants import Tenant
-from ragworks.server.uploads import store_upload, upload_source
+from ragworks.server.uploads import prune_uploads, store_upload, upload_source
 from ragworks.store.base import StoredDocument
 
 router = APIRouter(prefix="/v1/collections/{name}", tags=["documents"])
@@ -116,6 +116,14 @@ async def get_document(name: str, ref: str, ctx: Context, tenant: CurrentTenant,
 @router.delete("/documents/{ref:path}", summary="Delete documents by id, source or source glob")
 async def delete_documents(name: str, ref: str, ctx: Context, tenant: CurrentTenant) -> dict[str, Any]:
     def run() -> int:
-        return ctx.collections.get(tenant, name).delete(ref)
+        col = ctx.collections.get(tenant, name)
+        deleted = col.delete(ref)
+        remaining: list[str] = []
+        while page := col.documents(limit=1000, offset=len(remaining)):
+            remaining += [d.source for d in page]
+        pending = [f for job in ctx.jobs.list_jobs(tenant, name, limit=1000) if not job.state.finished
+                   for f in job.payload.get("files", [])]
+        prune_uploads(col.path, remaining, pending)  # an upload goes with the last document that came from it
+        return deleted
 
     return {"deleted": await run_blocking(ctx.timeout_s, run)}

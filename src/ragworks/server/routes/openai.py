@@ -25,7 +25,7 @@ from ragworks.server.errors import ApiError, error_body, status_for, type_for
 from ragworks.server.limits import run_blocking
 from ragworks.server.routes.search import numbered_sources
 from ragworks.server.schemas import ChatCompletionRequest, ChatMessage, EmbeddingRequest
-from ragworks.server.sse import SSE_HEADERS, sse_event
+from ragworks.server.sse import SSE_HEADERS, sse_event, within_deadline
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
@@ -81,12 +81,13 @@ async def chat_completions(body: ChatCompletionRequest, ctx: Context, tenant: Cu
         hits = col.search(question, k=body.k)
         return AnswerStream(question, hits, col.llm, col.embedder, options)
 
+    deadline = time.monotonic() + ctx.timeout_s
     stream = await run_blocking(ctx.timeout_s, retrieve)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
-        return StreamingResponse(_chunks(stream, completion_id, created, body), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
+        return StreamingResponse(_chunks(stream, completion_id, created, body, deadline, ctx.timeout_s),
+                                 media_type="text/event-stream", headers=SSE_HEADERS)
     answer = await run_blocking(ctx.timeout_s, stream.result)
     text = answer.text + (sources_footer(answer.citations) if body.append_sources else "")
     prompt_tokens, completion_tokens = await run_blocking(ctx.timeout_s, ctx.embedder.count_tokens,
@@ -101,7 +102,8 @@ async def chat_completions(body: ChatCompletionRequest, ctx: Context, tenant: Cu
     }
 
 
-def _chunks(stream: AnswerStream, completion_id: str, created: int, body: ChatCompletionRequest) -> Iterator[bytes]:
+def _chunks(stream: AnswerStream, completion_id: str, created: int, body: ChatCompletionRequest, deadline: float,
+            timeout_s: float) -> Iterator[bytes]:
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
         return sse_event(None, {"id": completion_id, "object": "chat.completion.chunk", "created": created,
                                 "model": body.model,
@@ -109,7 +111,7 @@ def _chunks(stream: AnswerStream, completion_id: str, created: int, body: ChatCo
 
     yield chunk({"role": "assistant", "content": ""})
     try:
-        for piece in stream:
+        for piece in within_deadline(stream, deadline, timeout_s):
             yield chunk({"content": piece})
     except RagworksError as exc:
         yield sse_event(None, error_body(type_for(exc), str(exc), code=status_for(exc)))

@@ -46,6 +46,12 @@ async def info(ctx: Context) -> dict[str, Any]:
             "embedding_model": ctx.settings.embed_model}
 
 
+@router.get("/docs", include_in_schema=False)
+async def api_docs() -> FileResponse:
+    """The API reference, rendered in the browser from /openapi.json by a self-contained page (works offline)."""
+    return FileResponse(STATIC_DIR / "apidocs.html", headers={"Cache-Control": "no-cache"})
+
+
 @router.get("/", include_in_schema=False)
 async def index() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})

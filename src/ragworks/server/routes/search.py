@@ -16,7 +16,7 @@ from ragworks.server.auth import Context, CurrentTenant
 from ragworks.server.errors import status_for, type_for
 from ragworks.server.limits import run_blocking
 from ragworks.server.schemas import AskRequest, SearchRequest
-from ragworks.server.sse import SSE_HEADERS, sse_event
+from ragworks.server.sse import SSE_HEADERS, sse_event, within_deadline
 
 router = APIRouter(prefix="/v1/collections/{name}", tags=["search"])
 
@@ -42,10 +42,10 @@ async def search(name: str, body: SearchRequest, ctx: Context, tenant: CurrentTe
     return {"hits": [h.to_dict() for h in hits], "took_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
-def answer_events(stream: AnswerStream) -> Iterator[bytes]:
+def answer_events(stream: AnswerStream, deadline: float, timeout_s: float) -> Iterator[bytes]:
     yield sse_event("sources", {"sources": numbered_sources(stream.sources)})
     try:
-        for piece in stream:
+        for piece in within_deadline(stream, deadline, timeout_s):
             yield sse_event("token", {"text": piece})
     except RagworksError as exc:  # the status line is long gone: report in-band
         yield sse_event("error", {"error": {"type": type_for(exc), "message": str(exc), "status": status_for(exc)}})
@@ -61,9 +61,11 @@ async def ask(name: str, body: AskRequest, ctx: Context, tenant: CurrentTenant) 
         col = ctx.collections.get(tenant, name)
         return col.ask_stream(body.question, k=body.k, mode=body.mode, filters=body.filters, source=body.source)
 
+    deadline = time.monotonic() + ctx.timeout_s
     stream = await run_blocking(ctx.timeout_s, retrieve)
     if body.stream:
-        return StreamingResponse(answer_events(stream), media_type="text/event-stream", headers=SSE_HEADERS)
+        return StreamingResponse(answer_events(stream, deadline, ctx.timeout_s), media_type="text/event-stream",
+                                 headers=SSE_HEADERS)
     answer = await run_blocking(ctx.timeout_s, stream.result)
     out = answer.to_dict()
     out["sources"] = numbered_sources(answer.sources)

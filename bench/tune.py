@@ -1,0 +1,217 @@
+"""Benchmark `ragworks tune` on SciFact: labelled (train qrels) and unlabelled (pairs from the corpus only).
+
+Each run copies an already-ingested SciFact collection (ingesting SciFact takes ~25 min on 2 cores, so it is done
+once and reused), tunes the copy with `ragworks.tune.run.run_tune` (what `ragworks tune` runs), and reports
+nDCG@10 / Recall@100 on the 300 BEIR test queries before and after, dense and hybrid, against the issue's targets,
+with the time of each stage and the machine load. Writes bench/results/tune.json and tune.png.
+
+    python bench/tune.py                                  # both modes, 20-minute training budget each
+    python bench/tune.py --modes labelled --budget-minutes 10 --epochs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = {  # the issue's targets, SciFact test nDCG@10
+    ("labelled", "dense"): 0.70,
+    ("labelled", "best"): 0.75,
+    ("unlabelled", "dense"): 0.67,
+}
+TIME_TARGET_S = 30 * 60  # training + re-embedding SciFact
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def find_source(args: argparse.Namespace) -> Path:
+    """An ingested SciFact collection: --source, else bench/retrieval.py's or `ragworks eval`'s cache."""
+    candidates = [args.source] if args.source else [
+        Path.home() / ".cache" / "ragworks" / "bench-retrieval" / "beir-scifact",
+        Path("/tmp/ragworks-eval/beir-scifact"),
+    ]
+    for c in candidates:
+        if c is not None and (c / "ragworks.sqlite3").is_file():
+            return c
+    target = candidates[0]
+    log(f"no ingested SciFact collection found; ingesting into {target} (~25 min on 2 cores, once)")
+    from ragworks.config import Settings
+    from ragworks.evaluate.beir import load_beir
+    from ragworks.evaluate.retrieval import open_for_dataset
+
+    ds = load_beir(args.data / "scifact", split="test")
+    col, _ = open_for_dataset(ds, Settings(data_dir=target.parent, llm="extractive"), collection=target.name)
+    col.close()
+    return target
+
+
+def run_mode(mode: str, source: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from ragworks.config import Settings
+    from ragworks.tune.run import TuneOptions, run_tune
+    from ragworks.tune.train import TrainConfig
+
+    work = args.work / f"scifact-{mode}"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(source, work, ignore=shutil.ignore_patterns("write.lock", "models"))
+    settings = Settings(data_dir=args.work, llm=args.llm)
+    options = TuneOptions(
+        beir=args.data / "scifact", unlabelled=mode == "unlabelled", negatives=args.negatives, force=True,
+        max_pairs=args.max_pairs, generate=args.generate if mode == "unlabelled" else 0,
+        generate_minutes=args.generate_minutes,
+        train=TrainConfig(budget_minutes=args.budget_minutes, max_epochs=args.epochs, batch_size=args.batch_size,
+                          learning_rate=args.lr, threads=args.threads, eval_every=args.eval_every),
+    )
+    load_before = load()
+    last = [0.0]
+
+    def step(s: int, planned: int, loss: float, mrr: float | None) -> None:
+        if mrr is not None or time.monotonic() - last[0] > 60:
+            last[0] = time.monotonic()
+            log(f"{mode}: step {s}/{planned} loss {loss:.3f}" + (f" dev MRR {mrr:.3f}" if mrr is not None else ""))
+
+    def stage(name: str, done: int, total: int) -> None:
+        if done == total or time.monotonic() - last[0] > 60:
+            last[0] = time.monotonic()
+            log(f"{mode}: {name} {done}/{total}")
+
+    report = run_tune(work, settings, options, log=lambda m: log(f"{mode}: {m}"), progress=stage,
+                      step_progress=step)
+    card = report.card
+    t = card["timings"]
+    return {
+        "mode": mode, "collection": str(work), "version": report.version, "model_dir": str(report.model_dir),
+        "before": report.before, "after": report.after, "data": card["data"],
+        "training": {k: card["training"][k] for k in ("steps", "epochs", "seconds", "stopped", "best_step",
+                                                      "base_dev_mrr", "best_dev_mrr", "budget_minutes",
+                                                      "batch_size", "learning_rate", "threads")},
+        "dev_curve": card["training"]["dev"], "timings": t,
+        "train_plus_reembed_s": round(card["training"]["seconds"] + t["reembed_s"], 1),
+        "load_before": load_before, "load_after": load(),
+    }
+
+
+def check(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for r in results:
+        for (mode, what), target in TARGETS.items():
+            if mode != r["mode"]:
+                continue
+            value = (r["after"]["dense"]["ndcg@10"] if what == "dense"
+                     else max(r["after"][m]["ndcg@10"] for m in ("dense", "hybrid")))
+            rows.append({"target": f"{mode} {what} nDCG@10 ≥ {target}", "value": round(value, 4),
+                         "met": value >= target})
+        rows.append({"target": f"{r['mode']}: training + re-embedding ≤ 30 min", "value": r["train_plus_reembed_s"],
+                     "met": r["train_plus_reembed_s"] <= TIME_TARGET_S})
+    return rows
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    labels, befores, afters = [], [], []
+    for r in results:
+        for m in ("dense", "hybrid"):
+            labels.append(f"{r['mode']}\n{m}")
+            befores.append(r["before"][m]["ndcg@10"])
+            afters.append(r["after"][m]["ndcg@10"])
+    x = range(len(labels))
+    ax.bar([i - 0.2 for i in x], befores, 0.4, label="all-MiniLM-L6-v2")
+    ax.bar([i + 0.2 for i in x], afters, 0.4, label="tuned")
+    for (mode, what), target in TARGETS.items():
+        if what == "dense" and any(r["mode"] == mode for r in results):
+            ax.axhline(target, ls=":", lw=1, color="grey")
+    ax.set_xticks(list(x), labels)
+    ax.set_ylim(0.5, 0.8)
+    ax.set_ylabel("SciFact test nDCG@10")
+    ax.legend()
+    for r in results:
+        if r["dev_curve"]:
+            steps, mrr = zip(*r["dev_curve"], strict=True)
+            ax2.plot(steps, mrr, "o-", label=r["mode"])
+    ax2.set_xlabel("training step")
+    ax2.set_ylabel("dev MRR (held-out pairs)")
+    ax2.legend()
+    fig.suptitle("ragworks tune on SciFact (2 CPU cores)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def print_report(results: list[dict[str, Any]], targets: list[dict[str, Any]]) -> None:
+    print("\nragworks tune on SciFact test (300 queries); load avg before/after: "
+          + "; ".join(f"{r['mode']} {r['load_before']} / {r['load_after']}" for r in results))
+    print(f"{'mode':<11} {'model':<7} {'dense nDCG@10':>13} {'dense R@100':>11} {'hybrid nDCG@10':>14} "
+          f"{'hybrid R@100':>12}")
+    for r in results:
+        for label, s in (("before", r["before"]), ("after", r["after"])):
+            print(f"{r['mode']:<11} {label:<7} {s['dense']['ndcg@10']:>13.4f} {s['dense']['recall@100']:>11.4f} "
+                  f"{s['hybrid']['ndcg@10']:>14.4f} {s['hybrid']['recall@100']:>12.4f}")
+    print()
+    for r in results:
+        t, tr = r["timings"], r["training"]
+        print(f"{r['mode']}: {r['data']['train_pairs']} train pairs; {tr['steps']} steps ({tr['epochs']} epochs, "
+              f"stopped: {tr['stopped']}); pairs {t['pairs_s']} s, negatives {t['negatives_s']} s, training "
+              f"{tr['seconds']} s, re-embed {t['reembed_s']} s, measure {t['measure_s']} s")
+    print()
+    for row in targets:
+        print(f"{'MET ' if row['met'] else 'MISS'} {row['target']}: {row['value']}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="shared data directory")
+    ap.add_argument("--source", type=Path, default=None, help="an ingested SciFact collection (copied, never changed)")
+    ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "ragworks" / "bench-tune")
+    ap.add_argument("--modes", nargs="*", default=["labelled", "unlabelled"], choices=["labelled", "unlabelled"])
+    ap.add_argument("--budget-minutes", type=float, default=20.0, help="training budget per mode")
+    ap.add_argument("--epochs", type=int, default=3, help="at most this many passes (the budget may stop first)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    ap.add_argument("--eval-every", type=int, default=25)
+    ap.add_argument("--negatives", default="bm25", choices=["bm25", "dense", "both", "none"])
+    ap.add_argument("--max-pairs", type=int, default=None, help="unlabelled: sample this many corpus pairs")
+    ap.add_argument("--generate", type=int, default=0, help="unlabelled: doc2query with the LLM for N passages")
+    ap.add_argument("--generate-minutes", type=float, default=10.0)
+    ap.add_argument("--llm", default="extractive", help="LLM for --generate (local = SmolLM2-135M)")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "tune.json")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.generate and args.llm == "extractive":
+        args.llm = "local"
+    args.work.mkdir(parents=True, exist_ok=True)
+    source = find_source(args)
+    log(f"source collection {source}; work dir {args.work}; load {load()}")
+    results = [run_mode(mode, source, args) for mode in args.modes]
+    targets = check(results)
+
+    print_report(results, targets)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "args": {k: str(v) for k, v in vars(args).items()},
+               "cpu_count": os.cpu_count(), "results": results, "targets": targets}
+    args.out.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    plot(results, args.out.with_suffix(".png"))
+    log(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

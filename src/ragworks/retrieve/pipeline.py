@@ -1,0 +1,79 @@
+"""SearchPipeline: first-stage retrieval, then the optional stages the settings switch on, in a fixed order.
+
+    query transform (LLM variants, RRF) → first stage (dense / BM25 / hybrid) → reranker → near-duplicate
+    collapse → MMR → top k
+
+Each optional stage widens the first stage's candidate list (the reranker to `rerank_candidates`, hygiene to
+3·k) so it has something to choose from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ragworks.config import SearchMode, Settings
+from ragworks.documents import SearchHit
+from ragworks.embed.base import Embedder
+from ragworks.generate.base import LLM
+from ragworks.retrieve.base import Reranker, Retriever
+from ragworks.retrieve.hygiene import collapse_near_duplicates, diversify
+from ragworks.retrieve.transforms import QueryTransform, fused_search
+from ragworks.store.base import Filter
+
+
+@dataclass
+class SearchPipeline:
+    retriever: Retriever
+    store: Any
+    embedder: Embedder
+    reranker: Reranker | None = None
+    transform: QueryTransform | None = None
+    rerank_candidates: int = 30
+    mmr_lambda: float | None = None
+    near_duplicate_threshold: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, retriever: Retriever, *, store: Any, embedder: Embedder,
+                      reranker: Reranker | None, llm: Callable[[], LLM | None]) -> SearchPipeline:
+        """The pipeline `settings` describe; `llm` is called only when a query transform needs the model."""
+        transform = None
+        if settings.query_transform != "none":
+            model = llm()
+            if model is None:
+                from ragworks.errors import ConfigError
+
+                raise ConfigError(f"query_transform = {settings.query_transform!r} needs an LLM (set llm to "
+                                  "'local', 'openai' or 'fireworks')")
+            transform = QueryTransform(model, settings.query_transform, count=settings.query_transform_count)
+        return cls(retriever, store, embedder, reranker=reranker, transform=transform,
+                   rerank_candidates=settings.rerank_candidates, mmr_lambda=settings.mmr_lambda,
+                   near_duplicate_threshold=settings.near_duplicate_threshold)
+
+    def candidates(self, k: int) -> int:
+        n = k
+        if self.reranker is not None:
+            n = max(n, self.rerank_candidates)
+        if self.mmr_lambda is not None or self.near_duplicate_threshold is not None:
+            n = max(n, 3 * k)
+        return n
+
+    def search(self, query: str, *, k: int, mode: SearchMode = "hybrid", flt: Filter | None = None
+               ) -> list[SearchHit]:
+        n = self.candidates(k)
+
+        def first_stage(text: str, size: int) -> list[SearchHit]:
+            return self.retriever.search(text, k=size, mode=mode, flt=flt)
+
+        if self.transform is not None and query.strip():
+            hits = fused_search(first_stage, self.transform.variants(query), n)
+        else:
+            hits = first_stage(query, n)
+        if self.reranker is not None:
+            hits = self.reranker.rerank(query, hits, len(hits))
+        if self.near_duplicate_threshold is not None:
+            hits = collapse_near_duplicates(hits, self.near_duplicate_threshold)
+        if self.mmr_lambda is not None:
+            hits = diversify(hits, k, self.mmr_lambda, store=self.store, embedder=self.embedder)
+        return hits[:k]

@@ -1,0 +1,344 @@
+"""Dump of any size → embedding shards → collection, in bounded memory and resumable at every step.
+
+`embed_dump` streams a JSONL / JSONL.gz / Parquet dump record by record, cuts it into shards of
+`records_per_shard` records (by position, so the same dump always gives the same shards), and has each shard
+chunked, embedded and written by one worker: this process, a pool of processes each holding the model, or Celery
+tasks (`ragworks.scale.distributed`). Complete shards are skipped, so a killed run resumes where it stopped.
+`build_collection` then writes the shards into a collection one at a time (SQLite rows, FTS5, cached vectors) and
+builds its vector index once, in one pass, of the kind the final size calls for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragworks.config import Settings
+from ragworks.documents import Chunk, Document
+from ragworks.embed.base import Embedder
+from ragworks.ingest.base import LoadOptions, LoadReport
+from ragworks.ingest.loaders import loader_for, paragraph_spans
+from ragworks.scale.shards import ShardDir, ShardManifest
+from ragworks.store.base import DocumentWrite, WriteBatch
+
+# Settings a shard worker needs (sent as JSON to Celery tasks and to pool processes).
+WORKER_FIELDS = (
+    "embed_provider", "embed_model", "embed_base_url", "embed_dimensions", "embed_batch_size", "embed_device",
+    "query_prefix", "passage_prefix", "chunk_tokens", "chunk_overlap", "chunk_context",
+)
+GPU_BATCH = 256  # fp16 MiniLM on a 24 GB GPU: large batches keep it busy; CPU batches stay small
+ProgressFn = Callable[[str, int, int], None]  # (event, shard, value)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    """The part of `settings` a shard worker needs, as JSON-safe values."""
+    data = settings.model_dump(mode="json", include=set(WORKER_FIELDS))
+    if settings.embed_api_key is not None:
+        data["embed_api_key"] = settings.embed_api_key.get_secret_value()
+    return data
+
+
+def iter_records(path: Path, settings: Settings) -> Iterator[dict[str, Any]]:
+    """The dump's usable records in file order, as {source, title, text, metadata} (bad lines skipped)."""
+    options = LoadOptions(
+        id_field=settings.jsonl_id_field, title_field=settings.jsonl_title_field, text_field=settings.jsonl_text_field
+    )
+    for doc in loader_for(path)(path, path.name, options, LoadReport()):
+        yield {"source": doc.source, "title": doc.title, "text": doc.text, "metadata": doc.metadata}
+
+
+class ShardEmbedder:
+    """Chunks and embeds shards in this process; the model loads on first use (CUDA fp16 when present)."""
+
+    def __init__(self, settings: dict[str, Any] | Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings if isinstance(settings, Settings) else Settings(**settings)
+        self._embedder: Any = embedder
+        self._chunker: Any = None
+
+    def _load(self) -> None:
+        from ragworks.embed import make_embedder
+        from ragworks.ingest.chunker import Chunker
+
+        s = self.settings
+        if self._embedder is None:
+            if s.embed_provider == "local":
+                from ragworks.embed.local import pick_device
+
+                if pick_device(s.embed_device).startswith("cuda"):
+                    s = s.model_copy(update={"embed_batch_size": max(s.embed_batch_size, GPU_BATCH)})
+            self._embedder = make_embedder(s)
+        self._chunker = Chunker(
+            self._embedder.count_tokens, chunk_tokens=s.chunk_tokens, overlap=s.chunk_overlap,
+            model_max_tokens=self._embedder.max_tokens, with_context=s.chunk_context,
+        )
+
+    def embed(self, shards: ShardDir, k: int, records: list[dict[str, Any]]) -> int:
+        """Chunk and embed `records` and write them as shard `k`; a shard already complete is left alone."""
+        if shards.is_complete(k):
+            return 0
+        if self._chunker is None:
+            self._load()
+        docs: list[dict[str, Any]] = []
+        texts: list[str] = []
+        for rec in records:
+            doc = Document(source=rec["source"], text=rec["text"], title=rec["title"], metadata=rec["metadata"],
+                           spans=paragraph_spans(rec["text"]))
+            chunks = self._chunker.chunk(doc)
+            texts.extend(c.index_text for c in chunks)
+            docs.append({**rec, "chunks": [_chunk_fields(c) for c in chunks]})
+        vectors = (
+            self._embedder.embed_documents(texts) if texts else np.zeros((0, self._embedder.dimension), np.float32)
+        )
+        shards.write(k, docs, vectors)
+        return len(texts)
+
+
+def _chunk_fields(c: Chunk) -> dict[str, Any]:
+    return {
+        "ordinal": c.ordinal, "text": c.text, "context": c.context, "start": c.start, "end": c.end,
+        "heading_path": list(c.heading_path), "tokens": c.token_count,
+    }
+
+
+# --- a process pool: each process loads the model once
+
+_POOL_EMBEDDER: ShardEmbedder | None = None
+
+
+def _pool_init(settings: dict[str, Any]) -> None:
+    global _POOL_EMBEDDER
+    import torch
+
+    torch.set_num_threads(1)  # N processes × 1 thread: no oversubscription of the cores
+    _POOL_EMBEDDER = ShardEmbedder(settings)
+
+
+def _pool_embed(shard_dir: str, k: int, records: list[dict[str, Any]]) -> int:
+    assert _POOL_EMBEDDER is not None
+    return _POOL_EMBEDDER.embed(ShardDir(Path(shard_dir)), k, records)
+
+
+@dataclass(slots=True)
+class EmbedReport:
+    shards: int = 0
+    skipped: int = 0
+    written: int = 0
+    records: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    rss_mb: list[float] = field(default_factory=list)  # this process's RSS after each shard it saw finish
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "shards": self.shards, "skipped": self.skipped, "written": self.written, "records": self.records,
+            "chunks": self.chunks, "seconds": round(self.seconds, 2),
+            "peak_rss_mb": round(peak_rss_mb(), 1), "rss_mb_per_shard": [round(x, 1) for x in self.rss_mb],
+        }
+
+
+def manifest_for(path: Path, settings: Settings, records_per_shard: int) -> ShardManifest:
+    from ragworks.embed import embedder_name
+
+    return ShardManifest(
+        dump=path.name, dump_size=path.stat().st_size, model=embedder_name(settings),
+        records_per_shard=records_per_shard, chunk_tokens=settings.chunk_tokens, chunk_overlap=settings.chunk_overlap,
+    )
+
+
+def shard_records(path: Path, settings: Settings, records_per_shard: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """(shard number, its records) in dump order; only one shard's records are in memory at a time."""
+    batch: list[dict[str, Any]] = []
+    k = 0
+    for rec in iter_records(path, settings):
+        batch.append(rec)
+        if len(batch) == records_per_shard:
+            yield k, batch
+            k, batch = k + 1, []
+    if batch:
+        yield k, batch
+
+
+def embed_dump(
+    path: Path,
+    shard_dir: Path,
+    settings: Settings,
+    *,
+    records_per_shard: int = 10_000,
+    workers: int = 1,
+    progress: ProgressFn | None = None,
+    embedder: Embedder | None = None,
+) -> EmbedReport:
+    """Embed the dump at `path` into shards under `shard_dir`, skipping complete shards (resume after a kill).
+
+    `workers` > 1 runs that many processes, each with its own copy of the model and one torch thread;
+    `embedder` (in-process only) replaces the one the settings describe.
+    """
+    shards = ShardDir(shard_dir)
+    shards.start(manifest_for(path, settings, records_per_shard))
+    done = set(shards.complete())
+    report = EmbedReport()
+    t0 = time.perf_counter()
+
+    def finished(k: int, n: int) -> None:
+        report.written += 1
+        report.chunks += n
+        report.rss_mb.append(rss_mb())
+        if progress:
+            progress("shard", k, n)
+
+    if workers <= 1:
+        worker = ShardEmbedder(settings, embedder)
+        for k, records in shard_records(path, settings, records_per_shard):
+            report.shards += 1
+            report.records += len(records)
+            if k in done:
+                report.skipped += 1
+                continue
+            finished(k, worker.embed(shards, k, records))
+    else:
+        import multiprocessing
+
+        # spawn, not fork: a forked copy of a process that has touched torch or tokenizers threads can deadlock
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_init,
+                                 initargs=(worker_settings(settings),)) as pool:
+            pending: dict[Future[int], int] = {}
+            for k, records in shard_records(path, settings, records_per_shard):
+                report.shards += 1
+                report.records += len(records)
+                if k in done:
+                    report.skipped += 1
+                    continue
+                while len(pending) >= 2 * workers:  # bounded: at most 2 shards per worker in flight
+                    _drain(pending, finished)
+                pending[pool.submit(_pool_embed, str(shard_dir), k, records)] = k
+            while pending:
+                _drain(pending, finished)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _drain(pending: dict[Future[int], int], finished: Callable[[int, int], None]) -> None:
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+    for fut in done:
+        finished(pending.pop(fut), fut.result())
+
+
+# --- shards → collection
+
+
+@dataclass(slots=True)
+class BuildReport:
+    shards: int = 0
+    skipped: int = 0
+    documents: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    index: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "shards": self.shards, "skipped": self.skipped, "documents": self.documents, "chunks": self.chunks,
+            "seconds": round(self.seconds, 2), "index": self.index, "peak_rss_mb": round(peak_rss_mb(), 1),
+        }
+
+
+def _batch(docs: list[dict[str, Any]], vectors: np.ndarray, source_path: str) -> WriteBatch:
+    batch = WriteBatch()
+    row = 0
+    for rec in docs:
+        doc = Document(source=rec["source"], text=rec["text"], title=rec["title"], metadata=rec["metadata"],
+                       source_path=source_path)
+        chunks = []
+        for c in rec["chunks"]:
+            chunk = Chunk(doc_id=doc.id, ordinal=c["ordinal"], text=c["text"], start=c["start"], end=c["end"],
+                          heading_path=tuple(c["heading_path"]), token_count=c["tokens"], context=c["context"])
+            chunks.append(chunk)
+            batch.vectors[chunk.text_hash] = vectors[row]
+            row += 1
+        batch.documents.append(DocumentWrite(doc, chunks))
+    return batch
+
+
+def build_collection(
+    shard_dir: Path, settings: Settings, *, progress: ProgressFn | None = None
+) -> BuildReport:
+    """Write every complete shard into the collection `settings` names, then build its vector index once.
+
+    Shards already written (listed in the collection's `bulk-progress.json`) are skipped; a shard written twice
+    (a kill between its commit and the progress file) replaces its own documents, so nothing is duplicated.
+    """
+    from ragworks.store.embedded import EmbeddedStore
+
+    shards = ShardDir(shard_dir)
+    manifest = shards.manifest()
+    if manifest is None:
+        from ragworks.errors import ConfigError
+
+        raise ConfigError(f"{shard_dir} has no {shard_dir / 'manifest.json'}: run `ragworks dump embed` first")
+    complete = shards.complete()
+    if not complete:
+        from ragworks.errors import ConfigError
+
+        raise ConfigError(f"{shard_dir} has no complete shard yet: run `ragworks dump embed` first")
+    dimension = int(shards.vectors(complete[0]).shape[1])
+    path = settings.collection_path()
+    store = EmbeddedStore(path, model_name=manifest.model, dimension=dimension)
+    if settings.index_type is not None and settings.index_type != store.index_type():
+        store.set_index_type(settings.index_type)
+    report = BuildReport()
+    t0 = time.perf_counter()
+    progress_file = path / "bulk-progress.json"
+    built: set[int] = set()
+    if progress_file.exists():
+        state = json.loads(progress_file.read_text())
+        if state.get("shard_dir") == str(shards.path.resolve()):
+            built = set(state["built"])
+    try:
+        with store.write_lock():
+            for k in complete:
+                report.shards += 1
+                if k in built:
+                    report.skipped += 1
+                    continue
+                docs, vectors = shards.read(k)
+                batch = _batch(docs, vectors, manifest.dump)
+                store.write(batch)
+                report.documents += len(batch.documents)
+                report.chunks += len(batch)
+                built.add(k)
+                tmp = progress_file.with_name(".bulk-progress.tmp")
+                tmp.write_text(json.dumps({"shard_dir": str(shards.path.resolve()), "built": sorted(built)}))
+                os.replace(tmp, progress_file)
+                if progress:
+                    progress("build", k, len(batch))
+            if report.documents or not store.index.newest_on_disk():
+                store.request_index_rebuild()
+                store.flush()
+            else:
+                store.sync_index()
+            report.index = {**store.index.describe(), "vectors": len(store.index)}
+    finally:
+        store.close()
+    report.seconds = time.perf_counter() - t0
+    return report

@@ -1,0 +1,193 @@
+"""The job table in PostgreSQL (`<schema>.jobs`), shared by every API replica and Celery worker.
+
+Same operations as the per-tenant SQLite `JobTable`; one `PostgresJobTable` is bound to one tenant, and every
+statement is constrained by it, so a job id of another tenant is simply not found.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from ragworks.errors import ConfigError
+from ragworks.server.errors import JobNotFound
+from ragworks.server.jobs.base import Job, JobKind, JobProgress, JobState
+
+_COLUMNS = ("id, collection, kind, payload, state, cancel_requested, attempts, progress, report, error, created, "
+            "started, finished")
+_ENSURED: set[tuple[str, str]] = set()
+_ENSURED_LOCK = threading.Lock()
+
+
+def _schema(s: str) -> list[str]:
+    return [
+        f"CREATE TABLE IF NOT EXISTS {s}.jobs(tenant TEXT NOT NULL, id TEXT NOT NULL, collection TEXT NOT NULL, "
+        "kind TEXT NOT NULL, payload JSONB NOT NULL, state TEXT NOT NULL, cancel_requested BOOLEAN NOT NULL "
+        "DEFAULT false, attempts INTEGER NOT NULL DEFAULT 0, progress JSONB NOT NULL DEFAULT '{}', report JSONB, "
+        "error TEXT NOT NULL DEFAULT '', created DOUBLE PRECISION NOT NULL, started DOUBLE PRECISION, "
+        "finished DOUBLE PRECISION, lease_until DOUBLE PRECISION, PRIMARY KEY (tenant, id))",
+        f"CREATE INDEX IF NOT EXISTS jobs_tenant_collection ON {s}.jobs(tenant, collection, created)",
+        f"CREATE INDEX IF NOT EXISTS jobs_unfinished ON {s}.jobs(state) WHERE state IN ('queued', 'running')",
+    ]
+
+
+def ensure_jobs_table(pool: ConnectionPool, schema: str) -> None:
+    """Create the jobs table once per process (idempotent; concurrent creators are serialized by a lock)."""
+    key = (str(pool.conninfo), schema)
+    with _ENSURED_LOCK:
+        if key in _ENSURED:
+            return
+        with pool.connection() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('ragworks-jobs-schema'))")
+            for stmt in _schema(schema):
+                conn.execute(stmt)
+        _ENSURED.add(key)
+
+
+def _job(r: tuple[Any, ...]) -> Job:
+    return Job(
+        id=r[0], collection=r[1], kind=JobKind(r[2]), payload=r[3], state=JobState(r[4]),
+        cancel_requested=bool(r[5]), attempts=r[6], progress=JobProgress(**r[7]), report=r[8], error=r[9],
+        created=r[10], started=r[11], finished=r[12],
+    )
+
+
+def count_unfinished_jobs(pool: ConnectionPool, schema: str) -> int:
+    """Jobs queued or running, all tenants (the queue-depth gauge)."""
+    ensure_jobs_table(pool, schema)
+    with pool.connection() as conn:
+        row = conn.execute(f"SELECT count(*) FROM {schema}.jobs WHERE state IN ('queued', 'running')").fetchone()
+    return int(row[0]) if row else 0
+
+
+class PostgresJobTable:
+    """Jobs of one tenant in PostgreSQL; every write is its own transaction."""
+
+    def __init__(self, pool: ConnectionPool, tenant: str, schema: str = "ragworks") -> None:
+        if not schema.isidentifier():
+            raise ConfigError(f"invalid PostgreSQL schema name {schema!r}")
+        self._pool = pool
+        self.tenant = tenant
+        self.schema = schema
+        ensure_jobs_table(pool, schema)
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        """Run one statement (`{s}` = the schema) in its own transaction; returns the row count."""
+        with self._pool.connection() as conn:
+            return conn.execute(sql.replace("{s}", self.schema), args).rowcount
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        with self._pool.connection() as conn:
+            return conn.execute(sql.replace("{s}", self.schema), args).fetchall()
+
+    def insert(self, collection: str, kind: JobKind, payload: dict[str, Any], progress: JobProgress) -> Job:
+        job = Job(uuid.uuid4().hex, collection, kind, JobState.QUEUED, payload, time.time(), progress)
+        self._exec("INSERT INTO {s}.jobs(tenant, id, collection, kind, payload, state, progress, created) "
+                   "VALUES(%s, %s, %s, %s, %s, %s, %s, %s)",
+                   (self.tenant, job.id, collection, kind.value, Jsonb(payload), job.state.value,
+                    Jsonb(progress.to_dict()), job.created))
+        return job
+
+    def get(self, job_id: str) -> Job:
+        rows = self._rows(f"SELECT {_COLUMNS} FROM {{s}}.jobs WHERE tenant = %s AND id = %s", (self.tenant, job_id))
+        if not rows:
+            raise JobNotFound(f"no job {job_id!r}")
+        return _job(rows[0])
+
+    def recent(self, collection: str | None = None, *, limit: int = 50) -> list[Job]:
+        if collection is None:
+            rows = self._rows(f"SELECT {_COLUMNS} FROM {{s}}.jobs WHERE tenant = %s ORDER BY created DESC LIMIT %s",
+                              (self.tenant, limit))
+        else:
+            rows = self._rows(f"SELECT {_COLUMNS} FROM {{s}}.jobs WHERE tenant = %s AND collection = %s "
+                              "ORDER BY created DESC LIMIT %s", (self.tenant, collection, limit))
+        return [_job(r) for r in rows]
+
+    def unfinished(self) -> list[Job]:
+        rows = self._rows(f"SELECT {_COLUMNS} FROM {{s}}.jobs WHERE tenant = %s AND state IN ('queued', 'running') "
+                          "ORDER BY created", (self.tenant,))
+        return [_job(r) for r in rows]
+
+    def count_unfinished(self) -> int:
+        return int(self._rows("SELECT count(*) FROM {s}.jobs WHERE tenant = %s AND state IN ('queued', 'running')",
+                              (self.tenant,))[0][0])
+
+    def mark_running(self, job_id: str) -> bool:
+        """Claim a queued job without a lease (the embedded queue's single worker)."""
+        return self.claim(job_id, 0.0)
+
+    def claim(self, job_id: str, lease_s: float) -> bool:
+        """See JobTable.claim: a queued job, or a running one whose lease expired."""
+        now = time.time()
+        with self._pool.connection() as conn:
+            cur = conn.execute(
+                f"UPDATE {self.schema}.jobs SET state = 'running', attempts = attempts + 1, "
+                "started = coalesce(started, %s), lease_until = %s WHERE tenant = %s AND id = %s AND "
+                "(state = 'queued' OR (state = 'running' AND coalesce(lease_until, 0) < %s))",
+                (now, now + lease_s, self.tenant, job_id, now))
+            return cur.rowcount == 1
+
+    def renew(self, job_id: str, lease_s: float) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(f"UPDATE {self.schema}.jobs SET lease_until = %s WHERE tenant = %s AND id = %s "
+                         "AND state = 'running'", (time.time() + lease_s, self.tenant, job_id))
+
+    def lease_left(self, job_id: str) -> float:
+        rows = self._rows("SELECT lease_until FROM {s}.jobs WHERE tenant = %s AND id = %s AND state = 'running'",
+                          (self.tenant, job_id))
+        return max(0.0, (rows[0][0] or 0.0) - time.time()) if rows else 0.0
+
+    def requeue(self, job_id: str, *, graceful: bool = False) -> None:
+        self._exec("UPDATE {s}.jobs SET state = 'queued', attempts = attempts - %s, lease_until = NULL "
+                   "WHERE tenant = %s AND id = %s AND state = 'running'", (int(graceful), self.tenant, job_id))
+
+    def set_progress(self, job_id: str, progress: JobProgress) -> None:
+        self._set(job_id, "progress = %s", (Jsonb(progress.to_dict()),))
+
+    def _set(self, job_id: str, sets: str, args: tuple[Any, ...]) -> int:
+        with self._pool.connection() as conn:
+            return conn.execute(f"UPDATE {self.schema}.jobs SET {sets} WHERE tenant = %s AND id = %s",
+                                (*args, self.tenant, job_id)).rowcount
+
+    def finish(self, job_id: str, state: JobState, *, progress: JobProgress | None = None,
+               report: dict[str, Any] | None = None, error: str = "") -> None:
+        sets = "state = %s, finished = %s, error = %s, lease_until = NULL"
+        args: list[Any] = [state.value, time.time(), error]
+        if progress is not None:
+            sets += ", progress = %s"
+            args.append(Jsonb(progress.to_dict()))
+        if report is not None:
+            sets += ", report = %s"
+            args.append(Jsonb(json.loads(json.dumps(report))))
+        self._set(job_id, sets, tuple(args))
+
+    def request_cancel(self, job_id: str) -> Job:
+        self.get(job_id)  # JobNotFound
+        with self._pool.connection() as conn:
+            conn.execute(f"UPDATE {self.schema}.jobs SET state = 'cancelled', cancel_requested = true, "
+                         "finished = %s WHERE tenant = %s AND id = %s AND state = 'queued'",
+                         (time.time(), self.tenant, job_id))
+            conn.execute(f"UPDATE {self.schema}.jobs SET cancel_requested = true WHERE tenant = %s AND id = %s "
+                         "AND state = 'running'", (self.tenant, job_id))
+        return self.get(job_id)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        rows = self._rows("SELECT cancel_requested FROM {s}.jobs WHERE tenant = %s AND id = %s", (self.tenant, job_id))
+        return bool(rows and rows[0][0])
+
+    def cancel_collection(self, collection: str) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(f"UPDATE {self.schema}.jobs SET state = 'cancelled', cancel_requested = true, "
+                         "finished = %s, error = 'collection deleted' WHERE tenant = %s AND collection = %s "
+                         "AND state = 'queued'", (time.time(), self.tenant, collection))
+            conn.execute(f"UPDATE {self.schema}.jobs SET cancel_requested = true WHERE tenant = %s AND "
+                         "collection = %s AND state = 'running'", (self.tenant, collection))
+
+    def close(self) -> None:
+        """The pool is shared (not closed here)."""

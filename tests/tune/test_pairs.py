@@ -1,0 +1,78 @@
+"""Training pairs: from labels or from the corpus, and hard negatives that are never positives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ragworks.errors import ConfigError
+from ragworks.store.embedded import EmbeddedStore
+from ragworks.tune.pairs import (
+    Pair,
+    corpus_pairs,
+    jsonl_pairs,
+    mine_negatives,
+    near_identical,
+    read_chunks,
+    split_pairs,
+)
+
+
+def test_corpus_pairs_map_titles_and_headings_to_passages_without_the_context_line(base_collection: Path) -> None:
+    chunks = read_chunks(base_collection)
+    pairs = corpus_pairs(chunks)
+    titles = [p for p in pairs if p.origin == "title"]
+    headings = [p for p in pairs if p.origin == "heading"]
+    assert titles and headings
+    by_source = {c.source: c for c in reversed(chunks)}  # first chunk of each document
+    for p in titles:
+        (source,) = p.positive_docs
+        assert p.query == by_source[source].title
+        assert p.positive == by_source[source].text  # the passage, not the context line repeating the title
+    assert len({p.qid for p in pairs}) == len(pairs)
+
+
+def test_split_keeps_each_query_on_one_side() -> None:
+    pairs = [Pair(f"q{i // 2}", f"passage {i}", qid=f"q{i // 2}") for i in range(40)]
+    train, dev, test = split_pairs(pairs, dev_fraction=0.2, test_fraction=0.2)
+    sides = [{p.qid for p in side} for side in (train, dev, test)]
+    assert all(side for side in sides)
+    assert not (sides[0] & sides[1]) and not (sides[0] & sides[2]) and not (sides[1] & sides[2])
+    assert len(train) + len(dev) + len(test) == 40
+
+
+def test_mined_negatives_are_never_from_positive_documents_or_near_copies(base_collection: Path) -> None:
+    chunks = read_chunks(base_collection)
+    pairs = corpus_pairs(chunks)
+    store = EmbeddedStore(base_collection, create=False)
+    try:
+        given = mine_negatives(pairs, store, chunks, None, method="bm25")
+    finally:
+        store.close()
+    source_of_body = {c.body: c.source for c in chunks}
+    assert given >= len(pairs) * 0.8
+    for p in pairs:
+        if p.negative is None:
+            continue
+        assert source_of_body[p.negative] not in p.positive_docs
+        assert not near_identical(p.negative, p.positive)
+
+
+def test_jsonl_pairs_link_positives_found_in_the_collection(base_collection: Path, tmp_path: Path) -> None:
+    chunks = read_chunks(base_collection)
+    path = tmp_path / "pairs.jsonl"
+    lines = [{"query": "who kept the light", "positive": chunks[0].text},
+             {"query": "an outside passage", "positive": "Text the collection does not hold.", "negative": "x y"}]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    pairs = jsonl_pairs(path, chunks)
+    assert pairs[0].positive_docs == frozenset([chunks[0].source])
+    assert pairs[1].positive_docs == frozenset() and pairs[1].negative == "x y"
+
+
+def test_malformed_pairs_file_is_a_clear_error(base_collection: Path, tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"question": "no query key"}\n')
+    with pytest.raises(ConfigError, match=r"bad\.jsonl:1"):
+        jsonl_pairs(path, read_chunks(base_collection))
