@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ class Collection:
         self._embedder = embedder
         self._llm = llm
         self.reranker = reranker
+        self._reranker_lock = threading.Lock()  # concurrent first searches must not each load a reranker model
 
     @classmethod
     def open(
@@ -250,8 +252,10 @@ class Collection:
         from ragworks.retrieve.rerank import make_reranker
 
         if self.reranker is None and rerank and self.settings.reranker != "none":  # built once, then kept
-            self.reranker = make_reranker(self.settings, embedder=self.embedder,
-                                          llm=self.llm if self.settings.reranker == "llm" else None)
+            with self._reranker_lock:
+                if self.reranker is None:
+                    self.reranker = make_reranker(self.settings, embedder=self.embedder,
+                                                  llm=self.llm if self.settings.reranker == "llm" else None)
         pipeline = SearchPipeline.from_settings(
             self.settings, self.retriever(), store=self._require(), embedder=self.embedder,
             reranker=self.reranker if rerank else None, llm=lambda: self.llm,

@@ -78,6 +78,19 @@ def test_mmr_prefers_a_different_passage_over_a_near_copy():
 def test_mmr_setting_diversifies_collection_search_with_stored_vectors(dup_collection):
     question = "Who designed the Fresnel lens?"
     dup_collection.settings = dup_collection.settings.model_copy(update={"mmr_lambda": 0.3})
-    hits = dup_collection.search(question, k=3)
+    embedder = dup_collection.embedder
+    passages_embedded: list[int] = []
+    original = embedder.embed_documents
+
+    def counting(texts):
+        passages_embedded.append(len(texts))
+        return original(texts)
+
+    embedder.embed_documents = counting  # a spy on the real embedder: MMR must read stored vectors
+    try:
+        hits = dup_collection.search(question, k=3)
+    finally:
+        del embedder.embed_documents
     assert "Fresnel" in hits[0].chunk.text
     assert sum("Fresnel" in h.chunk.text for h in hits) < 3
+    assert passages_embedded == []

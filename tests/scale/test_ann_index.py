@@ -149,12 +149,17 @@ def test_hnsw_index_drops_deleted_chunks_at_the_next_flush(tmp_path: Path) -> No
     store.set_index_type("hnsw")
     store.flush()
     assert store.index.kind == "hnsw" and len(store.index) == 600
+    extra = Document(source="extra", text="passage extra")
+    chunk = Chunk(doc_id=extra.id, ordinal=0, text="passage extra", start=0, end=13)
+    store.write(WriteBatch(documents=[DocumentWrite(extra, [chunk])], vectors={chunk.text_hash: vectors[0]}))
+    store.sync_index()
+    assert not store.index.stale  # added rows go straight in: only deletions force an HNSW rebuild
     store.delete_documents(store.resolve_documents("doc0"))
     store.sync_index()
     assert store.index.stale  # HNSW can't remove ids: hits() skips the deleted rows until the rebuild
     assert all(h.chunk.text != "passage 3" for h in store.hits(store.dense_search(vectors[3], 5)))
     store.flush()
-    assert not store.index.stale and len(store.index) == 590 and store.index.kind == "hnsw"
+    assert not store.index.stale and len(store.index) == 591 and store.index.kind == "hnsw"
     store.close()
 
 

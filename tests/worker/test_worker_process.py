@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -25,8 +27,18 @@ def test_worker_process_answers_a_task_over_redis(redis_url: str, tmp_path: Path
 def test_killed_worker_process_group_is_gone(redis_url: str, tmp_path: Path) -> None:
     worker = CeleryWorker({"RAGWORKS_REDIS_URL": redis_url}, pool="prefork", concurrency=1, log_dir=tmp_path)
     worker.start().wait_ready()
+    assert worker.proc is not None
+    pgid = os.getpgid(worker.proc.pid)  # the worker and its prefork pool children share this group
     worker.kill()
     assert not worker.running
+    deadline = time.monotonic() + 10
+    while True:  # the pool's children must be gone too, not only the parent
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, f"process group {pgid} still has live processes"
+        time.sleep(0.1)
 
 
 @pytest.mark.slow

@@ -72,8 +72,11 @@ class HybridRetriever:
             try:
                 qv = self.embedder.embed_queries([query])[0]
                 dense = self.store.dense_search(qv, n, flt)
-            finally:
-                lexical = pending.result() if pending is not None else None
+            except BaseException:
+                if pending is not None:
+                    pending.cancel()  # the dense leg's error is the one to report, not the lexical leg's
+                raise
+            lexical = pending.result() if pending is not None else None
         if mode == "bm25" or (mode == "hybrid" and pending is None):
             lexical = self.store.lexical_search(query, n, flt)
         if dense is not None and lexical is not None:

@@ -78,13 +78,16 @@ def mmr_order(vectors: np.ndarray, relevance: Sequence[float], lam: float, k: in
 
 
 def hit_vectors(hits: Sequence[SearchHit], store: Any, embedder: Embedder) -> np.ndarray:
-    """The stored vectors of `hits` (the embedded store's FAISS index), or their passages re-embedded."""
-    index = getattr(getattr(store, "index", None), "index", None)
-    if index is not None and hasattr(index, "reconstruct"):
-        try:
-            return normalize(np.stack([index.reconstruct(int(h.row_id)) for h in hits]))
-        except (RuntimeError, ValueError):  # an id FAISS no longer holds: fall back to embedding
-            pass
+    """The stored vectors of `hits` (exact, from the embedded store's SQLite), or their passages re-embedded.
+
+    Not FAISS `reconstruct`: IVF indexes can't without a direct map, and PQ codes would give lossy vectors.
+    """
+    lookup = getattr(store, "vectors_for", None)
+    if lookup is not None:
+        ids, vecs = lookup([h.row_id for h in hits])
+        found = {int(i): v for i, v in zip(ids, vecs, strict=True)}
+        if all(int(h.row_id) in found for h in hits):  # else a hit was deleted meanwhile: embed them all
+            return normalize(np.stack([found[int(h.row_id)] for h in hits]))
     return embedder.embed_documents([h.chunk.index_text for h in hits])
 
 

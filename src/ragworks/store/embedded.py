@@ -387,6 +387,10 @@ class EmbeddedStore:
         vecs = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), self.dimension)
         return np.asarray(ids, dtype=np.int64), vecs
 
+    def vectors_for(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float32 vectors) of the active model for those of `chunk_ids` that still exist."""
+        return self._vectors_for(chunk_ids)
+
     def index_type(self) -> IndexChoice:
         """The collection's index type setting: "auto" (by size) unless `set_index_type` chose one."""
         row = self._query("SELECT value FROM meta WHERE key = 'index_type'")
@@ -453,8 +457,10 @@ class EmbeddedStore:
             for seq, cid, op in rows:
                 last_op[cid] = op
                 top = seq
-            touched = list(last_op)
-            self.index.remove(touched)
+            # added ids are new (AUTOINCREMENT): removing them too only guards against a replay interrupted
+            # half-way, and HNSW, which cannot remove, would rebuild on every flush, so it gets the deletions only
+            gone = [cid for cid, op in last_op.items() if op != _ADD]
+            self.index.remove(gone if self.index.plan.kind == "hnsw" else list(last_op))
             ids, vecs = self._vectors_for([cid for cid, op in last_op.items() if op == _ADD])
             self.index.add(ids, vecs)
             self.index.seq = max(top, head if not rows else top)
