@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -151,6 +153,22 @@ def _progress(label: str, total: int | None) -> Progress:
                     TextColumn("{task.fields[chunks]:,} chunks · {task.fields[rate]:.1f} chunks/s"),
                     TimeElapsedColumn(), console=out)
 
+@contextlib.contextmanager
+def _shard_progress(label: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A bar advanced once per finished shard, showing chunks so far and their rate."""
+    started = time.perf_counter()
+    with _progress(label, None) as bar:
+        task = bar.add_task(label, total=None, chunks=0, rate=0.0)
+        chunks = 0
+
+        def on_shard(event: str, k: int, n: int) -> None:
+            nonlocal chunks
+            chunks += n
+            bar.update(task, advance=1, chunks=chunks, rate=chunks / max(time.perf_counter() - started, 1e-6))
+
+        yield on_shard
+
+
 
 @dump_app.command("embed")
 def dump_embed(
@@ -169,16 +187,7 @@ def dump_embed(
 
     s = Settings()
     per_shard = records_per_shard or s.dump_records_per_shard
-    started = time.perf_counter()
-    with _progress("embed", None) as bar:
-        task = bar.add_task("embed", total=None, chunks=0, rate=0.0)
-        chunks = 0
-
-        def on_shard(event: str, k: int, n: int) -> None:
-            nonlocal chunks
-            chunks += n
-            bar.update(task, advance=1, chunks=chunks, rate=chunks / max(time.perf_counter() - started, 1e-6))
-
+    with _shard_progress("embed") as on_shard:
         if celery:
             report = embed_dump_celery(dump, shards, s, records_per_shard=per_shard,
                                        max_outstanding=max(2 * workers, 4), progress=on_shard)
@@ -206,16 +215,7 @@ def dump_build(
     from ragworks.scale.dump import build_collection
 
     s = _settings(collection, data_dir, index_type=index_type)
-    started = time.perf_counter()
-    with _progress("build", None) as bar:
-        task = bar.add_task("build", total=None, chunks=0, rate=0.0)
-        chunks = 0
-
-        def on_shard(event: str, k: int, n: int) -> None:
-            nonlocal chunks
-            chunks += n
-            bar.update(task, advance=1, chunks=chunks, rate=chunks / max(time.perf_counter() - started, 1e-6))
-
+    with _shard_progress("build") as on_shard:
         report = build_collection(shards, s, progress=on_shard)
     d = report.to_dict()
     if as_json:
