@@ -172,8 +172,11 @@ class Collection:
 
     def retriever(self) -> HybridRetriever:
         s = self.settings
+        store = self._require()
+        if isinstance(store, EmbeddedStore):
+            store.configure_lexical(s.lexical_backend, s.lexical_memory_max_chunks)
         return HybridRetriever(
-            self._require(), self.embedder, fusion=s.fusion, rrf_k=s.rrf_k, dense_weight=s.dense_weight,
+            store, self.embedder, fusion=s.fusion, rrf_k=s.rrf_k, dense_weight=s.dense_weight,
             candidates=s.candidates, collapse_duplicates=s.collapse_duplicates,
         )
 

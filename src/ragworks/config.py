@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     dense_weight: float = Field(default=0.4, ge=0.0, le=1.0)  # weighted fusion only
     candidates: int = 400  # per-leg candidates before fusion
     collapse_duplicates: bool = True  # one hit per identical passage text
+    # BM25 leg of the embedded store: in-memory BM25 (~0.3 ms a query, FTS5's quality) up to
+    # `lexical_memory_max_chunks`, SQLite FTS5 (~2 ms, no memory) beyond; or force one.
+    lexical_backend: Literal["auto", "fts5", "memory"] = "auto"
+    lexical_memory_max_chunks: int = Field(default=200_000, ge=0)
 
     # --- generation
     llm: LLMProvider = "auto"  # auto: local GGUF if installed, else extractive

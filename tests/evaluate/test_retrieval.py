@@ -101,6 +101,8 @@ def test_parse_config_reads_options_and_rejects_unknown_ones() -> None:
     assert (inhouse.lexical, inhouse.k1, inhouse.legs) == ("inhouse", 0.9, ("dense", "inhouse:k1=0.9,b=0.75"))
     with pytest.raises(ConfigError, match="lex=inhouse applies to bm25 and hybrid"):
         parse_config("dense:lex=inhouse", s)
+    assert parse_config("hybrid", s).legs == ("dense", "bm25")  # the store's leg, as `ragworks search` runs it
+    assert parse_config("bm25:lex=fts5", s).legs == ("fts5",)
     with pytest.raises(ConfigError, match="unknown option 'alpha=1'"):
         parse_config("hybrid:alpha=1", s)
     with pytest.raises(ConfigError, match="unknown config 'splade'"):
@@ -124,7 +126,8 @@ def test_cached_leg_fusion_ranks_exactly_like_collection_search(tiny: Path, tmp_
     try:
         cache = LegCache(col, ds)
         configs = [parse_config(c) for c in ("bm25", "dense", "hybrid-rrf:k=10", "hybrid-weighted:w=0.3,candidates=3",
-                                             "bm25:lex=inhouse", "hybrid-rrf:lex=inhouse,k1=0.9,b=0.4")]
+                                             "bm25:lex=inhouse", "hybrid-rrf:lex=inhouse,k1=0.9,b=0.4",
+                                             "bm25:lex=fts5", "hybrid-weighted:w=0.3,lex=fts5")]
         results = evaluate_configs(ds, configs, col=col, cache=cache, latency_queries=2, latency_warmup=1,
                                    check_queries=0)
         for cfg in configs:
@@ -133,6 +136,7 @@ def test_cached_leg_fusion_ranks_exactly_like_collection_search(tiny: Path, tmp_
         assert by_name["hybrid-rrf:k=10"].metrics["ndcg@10"] > 0.8
         assert by_name["bm25"].latency is not None and by_name["bm25"].latency.queries == 2
         assert set(cache.row_doc.values()) <= set(TOPICS)
+        assert cache.view("fts5").store._bm25 is None and col.store._bm25 is not None  # FTS5 vs in memory
     finally:
         col.close()
 

@@ -1,6 +1,6 @@
 """Retrieval configurations to evaluate, written on the command line as `name[:key=value,...]`.
 
-    bm25                      the collection's BM25 leg (SQLite FTS5)
+    bm25                      the collection's BM25 leg (as `ragworks search` runs it: in memory, or FTS5 when big)
     dense                     the collection's dense leg (the configured embedding model)
     hybrid                    both legs fused with the collection's settings (fusion, rrf_k, dense_weight, candidates)
     hybrid-rrf:k=60           reciprocal rank fusion with k = 60
@@ -9,8 +9,8 @@
                               BEIR corpus itself, one document = title + " " + text, not through the collection
 
 Every hybrid option also takes `candidates=N` (per-leg candidates before fusion). `bm25` and the hybrids take
-`lex=inhouse` (with `k1=`, `b=`) to use the proposed in-house BM25 (`ragworks.retrieve.lexical.BM25Index` over the
-collection's chunks) as the lexical leg instead of FTS5: a prototype, not what `ragworks search` runs today.
+`lex=fts5` to force the SQLite FTS5 leg, or `lex=inhouse` (with `k1=`, `b=`) for `ragworks.retrieve.lexical.BM25Index`
+with those parameters over the collection's chunks (for sweeping k1 and b; not what `ragworks search` runs).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ragworks.config import FusionMethod, Settings
 from ragworks.errors import ConfigError
 
 Kind = Literal["bm25", "dense", "hybrid", "bm25s"]
-Lexical = Literal["fts5", "inhouse"]
+Lexical = Literal["store", "fts5", "inhouse"]
 COLLECTION_KINDS: tuple[Kind, ...] = ("bm25", "dense", "hybrid")
 _KEYS = {"k": "rrf_k", "rrf_k": "rrf_k", "w": "dense_weight", "dense_weight": "dense_weight",
          "candidates": "candidates", "k1": "k1", "b": "b", "lex": "lexical"}
@@ -40,13 +40,15 @@ class RunConfig:
     candidates: int = 100
     k1: float = 1.2
     b: float = 0.75
-    lexical: Lexical = "fts5"
+    lexical: Lexical = "store"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def lexical_leg(self) -> str:
         """The name of the lexical leg this configuration fuses (see `LegCache`)."""
-        return "fts5" if self.lexical == "fts5" else f"inhouse:k1={self.k1:g},b={self.b:g}"
+        if self.lexical == "inhouse":
+            return f"inhouse:k1={self.k1:g},b={self.b:g}"
+        return "bm25" if self.lexical == "store" else "fts5"
 
     @property
     def legs(self) -> tuple[str, ...]:
@@ -87,11 +89,11 @@ class RunConfig:
 
 
 def hybrid(fusion: FusionMethod, *, rrf_k: int = 60, dense_weight: float = 0.5, candidates: int = 100,
-           lexical: Lexical = "fts5", k1: float = 1.2, b: float = 0.75, name: str | None = None) -> RunConfig:
+           lexical: Lexical = "store", k1: float = 1.2, b: float = 0.75, name: str | None = None) -> RunConfig:
     """A hybrid configuration named after its parameters (`hybrid-rrf:k=60,candidates=100`)."""
     if name is None:
         detail = f"k={rrf_k}" if fusion == "rrf" else f"w={dense_weight:g}"
-        lex = f",lex=inhouse,k1={k1:g},b={b:g}" if lexical == "inhouse" else ""
+        lex = {"store": "", "fts5": ",lex=fts5"}.get(lexical, f",lex=inhouse,k1={k1:g},b={b:g}")
         name = f"hybrid-{fusion}:{detail},candidates={candidates}{lex}"
     return RunConfig(name, "hybrid", fusion=fusion, rrf_k=rrf_k, dense_weight=dense_weight, candidates=candidates,
                      lexical=lexical, k1=k1, b=b)
@@ -102,15 +104,15 @@ def parse_config(spec: str, settings: Settings | None = None) -> RunConfig:
     s = settings or Settings()
     head, _, tail = spec.strip().partition(":")
     opts: dict[str, Any] = {"fusion": s.fusion, "rrf_k": s.rrf_k, "dense_weight": s.dense_weight,
-                            "candidates": s.candidates, "k1": 1.2, "b": 0.75, "lexical": "fts5"}
+                            "candidates": s.candidates, "k1": 1.2, "b": 0.75, "lexical": "store"}
     for item in filter(None, (t.strip() for t in tail.split(","))):
         key, sep, value = item.partition("=")
         if not sep or key.strip() not in _KEYS:
             raise ConfigError(f"config {spec!r}: unknown option {item!r} (options: k, w, candidates, k1, b, lex)")
         field_name = _KEYS[key.strip()]
         if field_name == "lexical":
-            if value.strip() not in ("fts5", "inhouse"):
-                raise ConfigError(f"config {spec!r}: lex must be fts5 or inhouse, got {value!r}")
+            if value.strip() not in ("store", "fts5", "inhouse"):
+                raise ConfigError(f"config {spec!r}: lex must be store, fts5 or inhouse, got {value!r}")
             opts["lexical"] = value.strip()
             continue
         try:
@@ -128,8 +130,8 @@ def parse_config(spec: str, settings: Settings | None = None) -> RunConfig:
     if head not in kinds:
         raise ConfigError(f"unknown config {head!r} (use one of {', '.join(kinds)}, options after ':')")
     kind, fusion = kinds[head]
-    if opts["lexical"] == "inhouse" and kind not in ("bm25", "hybrid"):
-        raise ConfigError(f"config {spec!r}: lex=inhouse applies to bm25 and hybrid configurations only")
+    if opts["lexical"] != "store" and kind not in ("bm25", "hybrid"):
+        raise ConfigError(f"config {spec!r}: lex={opts['lexical']} applies to bm25 and hybrid configurations only")
     if fusion is not None:
         opts["fusion"] = fusion
     return RunConfig(name=spec.strip(), kind=kind, **opts)

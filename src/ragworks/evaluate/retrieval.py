@@ -4,8 +4,8 @@ The corpus is ingested into a collection (once: re-ingesting skips the unchanged
 BM25 legs are fetched once, deep, with the store calls `HybridRetriever` makes; every configuration is then the fusion
 `HybridRetriever.search` applies (`ragworks.retrieve.fusion`, each leg cut to max(candidates, k)), so a sweep of
 fifty fusion settings costs one retrieval per query. A document scores as its best chunk. `agreement` checks the
-shortcut against `Collection.search` itself, and latencies are always timed on `Collection.search` (for the
-in-house BM25 prototype: `Collection.search` over a store whose lexical leg is swapped, see InhouseLexicalStore).
+shortcut against `Collection.search` itself, and latencies are always timed on `Collection.search` (for
+`lex=inhouse`: `Collection.search` over a store whose lexical leg is swapped, see InhouseLexicalStore).
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ def chunk_bodies(col: Collection) -> list[tuple[int, str]]:
 class LegCache:
     """Each query's retrieval legs over one collection, fetched once at `depth` chunks and reused by every config.
 
-    Legs are named: "dense", "fts5" (the store's BM25), "inhouse:k1=…,b=…" (the BM25Index prototype).
+    Legs are named: "dense", "bm25" (the store's BM25 leg as configured), "fts5" (the store forced to FTS5),
+    "inhouse:k1=…,b=…" (a BM25Index with those parameters).
     """
 
     def __init__(self, col: Collection, dataset: BeirDataset, *, depth: int = LEG_DEPTH) -> None:
@@ -115,10 +116,15 @@ class LegCache:
         self.row_doc: dict[int, str] = {}
         self.seconds = 0.0
         self.build_seconds: dict[str, float] = {}
-        self._views: dict[str, Collection] = {"dense": col, "fts5": col}
+        self._views: dict[str, Collection] = {"dense": col, "bm25": col}
 
     def view(self, leg: str) -> Collection:
-        """The collection whose retriever produces `leg` (a prototype view for the in-house BM25)."""
+        """The collection whose retriever produces `leg` (its own store for FTS5, a wrapper for BM25Index)."""
+        if leg == "fts5" and leg not in self._views:
+            fts5 = Collection.open(self.col.path, settings=self.col.settings.model_copy(
+                update={"lexical_backend": "fts5"}), embedder=self.col.embedder, llm=None)
+            fts5.retriever()  # configures its store's BM25 leg
+            self._views[leg] = fts5
         if leg not in self._views:
             params = dict(kv.split("=") for kv in leg.partition(":")[2].split(","))
             t0 = time.perf_counter()
@@ -132,7 +138,7 @@ class LegCache:
                                           llm=None)
         return self._views[leg]
 
-    def fetch(self, queries: Mapping[str, str], *, legs: Iterable[str] = ("dense", "fts5"),
+    def fetch(self, queries: Mapping[str, str], *, legs: Iterable[str] = ("dense", "bm25"),
               progress: Progress | None = None) -> None:
         """Fill in the named legs of `queries` not fetched yet.
 
@@ -390,8 +396,8 @@ def evaluate_configs(
                 res.agreement = agreement(cfg, cache, sample)
                 res.collapse_changes = 1.0 - agreement(cfg, cache, sample, collapse_duplicates=True)
             if cfg.lexical == "inhouse":
-                res.note = (f"prototype: in-house BM25Index as the lexical leg (built in "
-                            f"{cache.build_seconds.get(cfg.lexical_leg, 0.0):.1f} s), not wired into the store")
+                res.note = (f"BM25Index (k1={cfg.k1:g}, b={cfg.b:g}) swapped in as the lexical leg (built in "
+                            f"{cache.build_seconds.get(cfg.lexical_leg, 0.0):.1f} s)")
         else:
             key = (cfg.k1, cfg.b)
             if key not in reference:

@@ -22,7 +22,7 @@ OBJECTIVE = "ndcg@10"
 
 
 def grid(rrf_ks: Sequence[int] = RRF_KS, dense_weights: Sequence[float] = DENSE_WEIGHTS,
-         candidates: Sequence[int] = CANDIDATES, *, lexical: Lexical = "fts5") -> list[RunConfig]:
+         candidates: Sequence[int] = CANDIDATES, *, lexical: Lexical = "store") -> list[RunConfig]:
     """Every hybrid configuration of the sweep: RRF over k × candidates, weighted over weight × candidates."""
     configs = [hybrid("rrf", rrf_k=k, candidates=c, lexical=lexical) for c in candidates for k in rrf_ks]
     configs += [hybrid("weighted", dense_weight=w, candidates=c, lexical=lexical)

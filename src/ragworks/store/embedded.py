@@ -5,6 +5,11 @@ embedding cache). Every chunk insert or delete appends to `vector_log` in the sa
 is derived state that records the last log entry it contains and catches up by replaying the rest. So a
 `kill -9` at any moment leaves SQLite at its last commit and the index at its last complete file, and the next
 open reconciles them.
+
+Searches read through a small pool of read-only connections (WAL readers never block each other or the writer),
+so concurrent searches run their SQL in parallel instead of queueing on the writer's connection lock. The BM25
+leg is FTS5 or, for collections up to `lexical_memory_max_chunks`, an in-memory BM25 (store/memory_bm25.py) that
+replays the same vector log as the FAISS index.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -20,7 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -28,6 +34,7 @@ from ragworks.documents import Chunk, SearchHit
 from ragworks.errors import CollectionLocked, CollectionNotFound, DocumentNotFound, EmbedderMismatch
 from ragworks.scale.ann import IndexChoice, plan_index
 from ragworks.store.base import FileRecord, Filter, StoredDocument, WriteBatch
+from ragworks.store.memory_bm25 import SegmentedBM25
 from ragworks.store.vector_index import MIN_TRAIN, VectorIndex
 
 SCHEMA_VERSION = 1
@@ -65,6 +72,11 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
 """
 
 _ADD, _DEL = 1, 0
+LexicalBackend = Literal["auto", "fts5", "memory"]
+LEXICAL_MEMORY_MAX_CHUNKS = 200_000  # "auto": in-memory BM25 up to this many chunks (~0.3 KB each), FTS5 beyond
+LEXICAL_SYNC_BUILD_CHUNKS = 20_000  # build the in-memory BM25 inline up to this size (~0.5 s); beyond, in the
+# background while FTS5 answers
+READ_CACHE_KIB = 16384  # page cache per pooled read connection (the writer's is 64 MiB)
 
 # Query-side only: these words carry no BM25 signal but make OR-queries slow on big corpora.
 STOPWORDS = frozenset(
@@ -135,6 +147,18 @@ class EmbeddedStore:
         self._index_loaded = False
         self._index_dirty = False  # the index type setting changed: rebuild on the next flush
         self._deleted_since_gc = False
+        self._db = db
+        self._readers: list[sqlite3.Connection] = []  # idle pooled read connections
+        self._all_readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        self.lexical_backend: LexicalBackend = "auto"
+        self.lexical_memory_max_chunks = LEXICAL_MEMORY_MAX_CHUNKS
+        self._bm25: SegmentedBM25 | None = None
+        self._bm25_seq = 0
+        self._bm25_skip_head = -1
+        self._bm25_lock = threading.Lock()
+        self._bm25_building: threading.Thread | None = None
 
     # --- plumbing
 
@@ -153,6 +177,32 @@ class EmbeddedStore:
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
             return self._conn.execute(sql, args).fetchall()
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """A pooled read-only connection: sees every committed write, never what a `_tx` has not committed."""
+        with self._readers_lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError("the store is closed")
+            conn = self._readers.pop() if self._readers else None
+        if conn is None:
+            conn = sqlite3.connect(self._db, check_same_thread=False, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA query_only=ON")
+            conn.execute(f"PRAGMA cache_size=-{READ_CACHE_KIB}")
+            with self._readers_lock:
+                self._all_readers.append(conn)
+        try:
+            yield conn
+        finally:
+            with self._readers_lock:
+                if self._closed:
+                    conn.close()
+                else:
+                    self._readers.append(conn)
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with self._reader() as conn:
+            return conn.execute(sql, args).fetchall()
 
     def _activate_model(self, name: str | None, dimension: int | None) -> tuple[int, str, int]:
         active = self._conn.execute("SELECT id, name, dimension FROM models WHERE active = 1").fetchone()
@@ -362,6 +412,10 @@ class EmbeddedStore:
         row = self._query("SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'")
         return int(row[0][0]) if row else 0
 
+    def _read_head(self) -> int:
+        row = self._read("SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'")
+        return int(row[0][0]) if row else 0
+
     def _saved_seq(self) -> int:
         row = self._query("SELECT value FROM meta WHERE key = ?", (f"index_seq_m{self.model_id}",))
         return int(row[0][0]) if row else 0
@@ -439,6 +493,8 @@ class EmbeddedStore:
 
     def sync_index(self) -> None:
         """Bring the in-memory index up to the last committed write (ours or another process's)."""
+        if self._index_loaded and self.index.seq == self._read_head():
+            return  # up to date: checked on a pooled connection, without waiting for the writer's lock
         with self._lock:
             if not self._index_loaded:
                 self.index.load()
@@ -489,6 +545,9 @@ class EmbeddedStore:
             seq = self.index.seq
             if rebuilt or seq > self._saved_seq() or not self.index.newest_on_disk():
                 self.index.save(seq, replace=rebuilt)
+                with self._bm25_lock:  # replay what the compaction below removes, so BM25 needs no rebuild
+                    if self._bm25 is not None and self._bm25_building is None:
+                        self._replay_bm25(self._bm25)
                 with self._tx() as conn:
                     conn.execute(
                         "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
@@ -598,7 +657,7 @@ class EmbeddedStore:
 
     def _allowed_ids(self, flt: Filter) -> np.ndarray:
         where, args = _filter_sql(flt)
-        rows = self._query(f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", args)
+        rows = self._read(f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", args)
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def dense_search(self, query: np.ndarray, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
@@ -615,6 +674,12 @@ class EmbeddedStore:
         return [(int(ids[i]), float(scores[i])) for i in top]
 
     def lexical_search(self, query: str, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
+        bm25 = self._memory_bm25()
+        if bm25 is not None:
+            return bm25.search(query, k, self._allowed_ids(flt) if flt else None)
+        return self._fts5_search(query, k, flt)
+
+    def _fts5_search(self, query: str, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
         match = fts_query(query)
         if not match:
             return []
@@ -624,9 +689,9 @@ class EmbeddedStore:
                 "SELECT f.rowid, bm25(chunks_fts) FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
                 f"JOIN documents d ON d.id = c.doc_id WHERE chunks_fts MATCH ? AND {where} ORDER BY rank LIMIT ?"
             )
-            rows = self._query(sql, [match, *args, k])
+            rows = self._read(sql, [match, *args, k])
         else:
-            rows = self._query(
+            rows = self._read(
                 "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
                 (match, k),
             )
@@ -636,7 +701,7 @@ class EmbeddedStore:
         if not scored:
             return []
         ids = [cid for cid, _ in scored]
-        rows = self._query(
+        rows = self._read(
             f"SELECT {_CHUNK_COLUMNS}, d.source, d.title, d.metadata FROM chunks c "
             f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({','.join('?' * len(ids))})",
             ids,
@@ -682,6 +747,98 @@ class EmbeddedStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        with self._readers_lock:
+            self._closed = True
+            idle, self._readers = self._readers, []
+        for conn in idle:  # a reader in use is closed when it is handed back
+            conn.close()
+
+    # --- the in-memory BM25 leg
+
+    def configure_lexical(self, backend: LexicalBackend, memory_max_chunks: int = LEXICAL_MEMORY_MAX_CHUNKS) -> None:
+        """Choose the BM25 leg: FTS5, the in-memory index, or "auto" (in memory up to `memory_max_chunks`)."""
+        self.lexical_backend = backend
+        self.lexical_memory_max_chunks = memory_max_chunks
+
+    def _memory_bm25(self) -> SegmentedBM25 | None:
+        """The in-memory BM25, brought up to the last committed write; None means "use FTS5" for this search."""
+        if self.lexical_backend == "fts5":
+            return None
+        bm25, head = self._bm25, self._read_head()
+        if bm25 is not None and self._bm25_seq == head:
+            return bm25
+        if bm25 is None and self._bm25_skip_head == head:
+            return None  # too big for memory when last counted, and nothing written since
+        with self._bm25_lock:
+            if self._bm25_building is not None:
+                return None  # a background build is under way: FTS5 answers meanwhile
+            if self._bm25 is not None and self._replay_bm25(self._bm25):
+                return self._bm25
+            n = int(self._read("SELECT count(*) FROM chunks")[0][0])
+            if self.lexical_backend == "auto" and n > self.lexical_memory_max_chunks:
+                self._bm25, self._bm25_skip_head = None, head
+                return None
+            if n <= LEXICAL_SYNC_BUILD_CHUNKS:
+                self._build_bm25()
+                return self._bm25
+            self._bm25_building = threading.Thread(target=self._build_bm25_background, daemon=True,
+                                                   name="ragworks-bm25-build")
+            self._bm25_building.start()
+            return None
+
+    def _build_bm25(self) -> None:
+        """Index every chunk body as of one snapshot (and remember that snapshot's log position)."""
+        bm25 = SegmentedBM25()
+        with self._reader() as conn:
+            conn.execute("BEGIN")
+            try:
+                row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'").fetchone()
+                seq = int(row[0]) if row else 0
+                rows = conn.execute("SELECT id, body FROM chunk_bodies ORDER BY id").fetchall()
+            finally:
+                conn.execute("COMMIT")
+        bm25.build([r[0] for r in rows], (r[1] for r in rows))
+        self._bm25, self._bm25_seq = bm25, seq
+
+    def _build_bm25_background(self) -> None:
+        try:
+            self._build_bm25()
+        except Exception:  # FTS5 keeps answering; the next search tries again
+            logging.getLogger("ragworks.store").exception("building the in-memory BM25 index failed")
+        finally:
+            with self._bm25_lock:
+                self._bm25_building = None
+
+    def _replay_bm25(self, bm25: SegmentedBM25) -> bool:
+        """Apply the vector log after `_bm25_seq` to `bm25`; False if compaction removed entries it needs."""
+        with self._reader() as conn:
+            conn.execute("BEGIN")
+            try:
+                row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'").fetchone()
+                head = int(row[0]) if row else 0
+                if head == self._bm25_seq:
+                    return True
+                # AUTOINCREMENT numbers committed entries without gaps (a rollback restores sqlite_sequence), so
+                # a missing next entry means a flush compacted it away: rebuild instead of replaying
+                first = conn.execute("SELECT min(seq) FROM vector_log WHERE seq > ?", (self._bm25_seq,)).fetchone()[0]
+                if first is None or first > self._bm25_seq + 1:
+                    return False
+                last_op: dict[int, int] = {}
+                for cid, op in conn.execute("SELECT chunk_id, op FROM vector_log WHERE seq > ? AND seq <= ? "
+                                            "ORDER BY seq", (self._bm25_seq, head)):
+                    last_op[int(cid)] = int(op)
+                added = [cid for cid, op in last_op.items() if op == _ADD]
+                bodies: list[tuple[int, str]] = []
+                for i in range(0, len(added), 900):
+                    part = added[i : i + 900]
+                    marks = ",".join("?" * len(part))
+                    bodies += conn.execute(f"SELECT id, body FROM chunk_bodies WHERE id IN ({marks})", part).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        bm25.remove(cid for cid, op in last_op.items() if op != _ADD)
+        bm25.add([b[0] for b in bodies], [b[1] for b in bodies])
+        self._bm25_seq = head
+        return True
 
 
 _CHUNK_COLUMNS = (
