@@ -132,7 +132,7 @@ def test_searches_in_parallel_with_writes_see_only_committed_chunks(tmp_path, em
             while not stop.is_set():
                 for h in col.search("turbines wind", mode="hybrid", k=5):
                     assert "turbines" in h.chunk.text
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=search) for _ in range(3)]
