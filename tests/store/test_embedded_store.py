@@ -110,6 +110,23 @@ def test_opening_with_another_embedding_model_is_refused(collection, embedder):
         Collection.open(collection.path, settings=collection.settings, embedder=Other())  # type: ignore[arg-type]
 
 
+def test_a_process_that_opened_before_a_model_switch_cannot_write_the_old_models_vectors(collection, embedder):
+    _write(collection, "x.md", "# X\n\nSome text about glaciers.")
+    stale = collection.store
+    other = EmbeddedStore(collection.path, create=False)
+    new_id = other.add_model("st:tuned-test", embedder.dimension)
+    vectors = {h: np.ones(embedder.dimension, dtype=np.float32) / np.sqrt(embedder.dimension)
+               for (_, h, _) in other.missing_model_vectors(new_id)}
+    other.write_model_vectors(new_id, vectors)
+    other.activate_model(new_id, other.build_model_index(new_id))
+    other.close()
+    with pytest.raises(EmbedderMismatch, match="reopen the collection"):
+        _write(collection, "y.md", "# Y\n\nMore text about fjords.")
+    assert stale.resolve_documents("y.md") == []  # nothing half-written
+    reopened = Collection.open(collection.path, settings=collection.settings)
+    assert reopened.store.model_name == "st:tuned-test"
+
+
 def test_fts_query_ors_quoted_terms_without_stopwords():
     assert fts_query('What is the "Fresnel" lens?') == '"fresnel" OR "lens"'
     assert fts_query("the of") == '"the" OR "of"'  # only stopwords: keep them rather than match nothing

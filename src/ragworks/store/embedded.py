@@ -305,6 +305,14 @@ class EmbeddedStore:
     def write(self, batch: WriteBatch) -> None:
         now = time.time()
         with self._tx() as conn:
+            active = conn.execute("SELECT id, name FROM models WHERE active = 1").fetchone()
+            if active is not None and int(active[0]) != self.model_id:
+                # `ragworks tune` switched models after this process opened the collection: writing this model's
+                # vectors would leave the active model without vectors for these chunks
+                raise EmbedderMismatch(
+                    f"collection {self.path.name!r} now searches with {active[1]!r}, not {self.model_name!r} (a "
+                    "`ragworks tune` switch or rollback happened after this process opened it): reopen the "
+                    "collection (restart the server or worker) and retry")
             conn.executemany(
                 "INSERT OR IGNORE INTO embeddings(model, text_hash, vector) VALUES(?, ?, ?)",
                 [(self.model_id, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in batch.vectors.items()],
