@@ -288,8 +288,9 @@ class Collection:
             store.flush()
         return n
 
-    def documents(self, *, limit: int = 100, offset: int = 0) -> list[StoredDocument]:
-        return self._require().list_documents(limit=limit, offset=offset)
+    def documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None) -> list[StoredDocument]:
+        """Documents ordered by source; pass the last source of a page as `after` to get the next one."""
+        return self._require().list_documents(limit=limit, offset=offset, after=after)
 
     def document(self, ref: str) -> tuple[StoredDocument, str, list[Any]]:
         return self._require().get_document(ref)

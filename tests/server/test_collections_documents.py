@@ -47,6 +47,22 @@ def test_a_batch_of_documents_and_replacing_one_by_its_source(client, kit):
     assert sorted(d["source"] for d in docs) == ["a", "b"]
 
 
+def test_listing_documents_pages_by_source_with_the_next_after_cursor(client, kit):
+    client.post("/v1/collections", json={"name": "team"})
+    sources = [f"doc-{i:02d}" for i in range(7)]
+    client.post("/v1/collections/team/documents?wait=true",
+                json={"documents": [{"source": s, "text": f"{kit.LIGHTHOUSE} Copy {s}."} for s in sources]})
+    seen, after = [], None
+    while True:
+        page = client.get("/v1/collections/team/documents", params={"limit": 3, **({"after": after} if after
+                                                                                    else {})}).json()
+        seen += [d["source"] for d in page["documents"]]
+        after = page["next_after"]
+        if after is None:
+            break
+    assert seen == sources  # every document once, in source order
+
+
 def test_uploaded_files_are_stored_content_addressed_and_named_by_their_file_name(client, tmp_path):
     client.post("/v1/collections", json={"name": "team"})
     body = b"# Fog signals\n\nA diaphone fog signal sounds two blasts every minute in thick weather."

@@ -127,6 +127,15 @@ def test_a_process_that_opened_before_a_model_switch_cannot_write_the_old_models
     assert reopened.store.model_name == "st:tuned-test"
 
 
+def test_documents_page_by_source_after_a_cursor(collection):
+    for name in ("c.md", "a.md", "b.md", "d.md"):
+        _write(collection, name, f"# {name}\n\nText of {name}.")
+    first = collection.documents(limit=2)
+    rest = collection.documents(limit=10, after=first[-1].source)
+    assert [d.source for d in first + rest] == ["a.md", "b.md", "c.md", "d.md"]
+    assert collection.documents(limit=10, after="d.md") == []
+
+
 def test_fts_query_ors_quoted_terms_without_stopwords():
     assert fts_query('What is the "Fresnel" lens?') == '"fresnel" OR "lens"'
     assert fts_query("the of") == '"the" OR "of"'  # only stopwords: keep them rather than match nothing

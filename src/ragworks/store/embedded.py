@@ -406,11 +406,12 @@ class EmbeddedStore:
         )
         return doc, r[7], [_chunk_from_row(cr) for cr in chunk_rows]
 
-    def list_documents(self, *, limit: int = 100, offset: int = 0) -> list[StoredDocument]:
+    def list_documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None
+                       ) -> list[StoredDocument]:
         rows = self._query(
             "SELECT id, source, source_path, title, metadata, chunks, content_hash FROM documents "
-            "ORDER BY source LIMIT ? OFFSET ?",
-            (limit, offset),
+            f"{'WHERE source > ? ' if after is not None else ''}ORDER BY source LIMIT ? OFFSET ?",
+            ([after] if after is not None else []) + [limit, offset],
         )
         return [StoredDocument(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
 

@@ -715,10 +715,12 @@ class PostgresStore:
             "c.collection = %(collection)s AND c.doc_id = %(id)s ORDER BY c.ordinal", {"id": r[0]})
         return StoredDocument(*r[:7]), r[7], [_chunk_from_row(cr) for cr in chunk_rows]
 
-    def list_documents(self, *, limit: int = 100, offset: int = 0) -> list[StoredDocument]:
+    def list_documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None
+                       ) -> list[StoredDocument]:
         rows = self._query(
             f"SELECT {_DOC_COLUMNS} FROM {{s}}.documents WHERE tenant = %(tenant)s AND collection = %(collection)s "
-            "ORDER BY source LIMIT %(limit)s OFFSET %(offset)s", {"limit": limit, "offset": offset})
+            f"{'AND source > %(after)s ' if after is not None else ''}ORDER BY source LIMIT %(limit)s "
+            "OFFSET %(offset)s", {"limit": limit, "offset": offset, "after": after})
         return [StoredDocument(*r) for r in rows]
 
     # --- retrieval legs

@@ -167,6 +167,9 @@ def test_deleting_a_document_removes_its_chunks_vectors_and_lexical_rows(make_st
     with pytest.raises(DocumentNotFound):
         store.get_document("gone.md")
     assert_bm25_stats_consistent(store)
+    add(store, embedder, chunker, "another.md", "# Another\n\nA second document to page past.")
+    assert [d.source for d in store.list_documents(limit=1)] == ["another.md"]
+    assert [d.source for d in store.list_documents(limit=5, after="another.md")] == ["keep.md"]
 
 
 def test_replacing_a_document_leaves_no_stale_rows(make_store, embedder, chunker):
