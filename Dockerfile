@@ -17,6 +17,9 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 # server: FastAPI/uvicorn; postgres: psycopg + pgvector; queue: Celery + Redis; onnx: the int8 query embedder
 RUN pip install ".[server,postgres,queue,onnx]"
+# the int8 ONNX query model, exported at build time (else the first search of each container exports it, ~15 s)
+RUN HF_HUB_OFFLINE=1 python -c "from pathlib import Path; from ragworks.embed.onnx import ensure_onnx_model, \
+resolve_model_dir; ensure_onnx_model(resolve_model_dir('all-MiniLM-L6-v2'), Path('/opt/ragworks/onnx'))"
 
 FROM python:${PYTHON_VERSION}-slim
 RUN useradd --uid 10001 --user-group --create-home --home-dir /home/ragworks ragworks \
@@ -27,6 +30,7 @@ ENV PATH=/opt/ragworks/bin:$PATH \
     HF_HUB_OFFLINE=1 \
     TOKENIZERS_PARALLELISM=false \
     RAGWORKS_DATA_DIR=/data \
+    RAGWORKS_ONNX_CACHE_DIR=/opt/ragworks/onnx \
     RAGWORKS_HOST=0.0.0.0 \
     RAGWORKS_PORT=8080
 USER 10001:10001
