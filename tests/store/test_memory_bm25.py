@@ -155,7 +155,39 @@ def test_closing_the_store_closes_pooled_readers(tmp_path, embedder, backend):
     col.add_text("a passage about tides", source="t.md")
     col.search("tides")
     store = col.store
-    assert isinstance(store, EmbeddedStore) and store._all_readers
+    assert isinstance(store, EmbeddedStore) and store._readers
+    idle = list(store._readers)
     col.close()
+    for conn in idle:
+        with pytest.raises(sqlite3.ProgrammingError):
+            conn.execute("SELECT 1")
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        store.lexical_search("tides", 5)
+
+
+def test_a_burst_of_readers_leaves_at_most_the_idle_pool_open(tmp_path, embedder):
+    from ragworks.store.embedded import READ_POOL_IDLE
+
+    col = _open(tmp_path, embedder)
+    col.add_text("a passage about estuaries", source="e.md")
+    store = col.store
+    assert isinstance(store, EmbeddedStore)
+    n = READ_POOL_IDLE + 4
+    barrier = threading.Barrier(n)
+    opened: list[sqlite3.Connection] = []
+
+    def hold() -> None:
+        with store._reader() as conn:
+            opened.append(conn)
+            barrier.wait(10)  # all n readers are out of the pool at once
+
+    threads = [threading.Thread(target=hold) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len({id(c) for c in opened}) == n
+    assert len(store._readers) == READ_POOL_IDLE
+    closed = [c for c in opened if c not in store._readers]
     with pytest.raises(sqlite3.ProgrammingError):
-        store._all_readers[0].execute("SELECT 1")
+        closed[0].execute("SELECT 1")

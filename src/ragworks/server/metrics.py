@@ -5,14 +5,51 @@ Each app has its own registry, so several apps in one process (tests) do not col
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ragworks.server.jobs.base import JobState
+from ragworks.server.jobs.base import IngestTotals, JobState
 from ragworks.server.jobs.embedded import JobObserver
+
+log = logging.getLogger("ragworks.server")
+_FILES_HELP = "Files (or JSON documents) ingested by jobs"
+_DOCUMENTS_HELP = "Documents ingested by jobs"
+_CHUNKS_HELP = "Chunks written by jobs"
+_FINISHED_HELP = "Jobs finished, by final state"
+
+
+class _JobTableCounters(Collector):
+    """The ingest counters read from the shared job table at each scrape (jobs run in worker processes)."""
+
+    def __init__(self, totals: Callable[[], IngestTotals]) -> None:
+        self._totals = totals
+        self._last = IngestTotals()
+
+    def describe(self) -> list[Metric]:
+        return list(self._families(IngestTotals()))  # names only: no database query at registration
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            self._last = self._totals()
+        except Exception:  # the job table is unreachable: the last values stand, the scrape still answers
+            log.warning("could not read the job table for /metrics", exc_info=True)
+        return self._families(self._last)
+
+    @staticmethod
+    def _families(t: IngestTotals) -> Iterator[Metric]:
+        yield CounterMetricFamily("ragworks_ingest_files_total", _FILES_HELP, value=t.files)
+        yield CounterMetricFamily("ragworks_ingest_documents_total", _DOCUMENTS_HELP, value=t.documents)
+        yield CounterMetricFamily("ragworks_ingest_chunks_total", _CHUNKS_HELP, value=t.chunks)
+        finished = CounterMetricFamily("ragworks_jobs_finished_total", _FINISHED_HELP, labels=["state"])
+        for state, n in sorted(t.finished.items()):
+            finished.add_metric([state], n)
+        yield finished
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -24,13 +61,10 @@ class ServerMetrics(JobObserver):
         self.request_seconds = Histogram(
             "ragworks_http_request_duration_seconds", "HTTP request latency (streams: until the last byte)",
             ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=r)
-        self.ingest_files = Counter("ragworks_ingest_files_total", "Files (or JSON documents) ingested by jobs",
-                                    registry=r)
-        self.ingest_documents = Counter("ragworks_ingest_documents_total", "Documents ingested by jobs",
-                                        registry=r)
-        self.ingest_chunks = Counter("ragworks_ingest_chunks_total", "Chunks written by jobs", registry=r)
-        self.jobs_finished = Counter("ragworks_jobs_finished_total", "Jobs finished, by final state", ["state"],
-                                     registry=r)
+        self.ingest_files = Counter("ragworks_ingest_files_total", _FILES_HELP, registry=r)
+        self.ingest_documents = Counter("ragworks_ingest_documents_total", _DOCUMENTS_HELP, registry=r)
+        self.ingest_chunks = Counter("ragworks_ingest_chunks_total", _CHUNKS_HELP, registry=r)
+        self.jobs_finished = Counter("ragworks_jobs_finished_total", _FINISHED_HELP, ["state"], registry=r)
         self.queue_depth = Gauge("ragworks_job_queue_depth", "Jobs queued or running", registry=r)
         self.rate_limited = Counter("ragworks_rate_limited_total", "Requests refused by the rate limit",
                                     registry=r)
@@ -46,6 +80,11 @@ class ServerMetrics(JobObserver):
 
     def finished(self, state: JobState) -> None:
         self.jobs_finished.labels(state.value).inc()
+
+    def count_from(self, totals: Callable[[], IngestTotals]) -> None:
+        for counter in (self.ingest_files, self.ingest_documents, self.ingest_chunks, self.jobs_finished):
+            self.registry.unregister(counter)
+        self.registry.register(_JobTableCounters(totals))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

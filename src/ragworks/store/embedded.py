@@ -76,7 +76,9 @@ LexicalBackend = Literal["auto", "fts5", "memory"]
 LEXICAL_MEMORY_MAX_CHUNKS = 200_000  # "auto": in-memory BM25 up to this many chunks (~0.3 KB each), FTS5 beyond
 LEXICAL_SYNC_BUILD_CHUNKS = 20_000  # build the in-memory BM25 inline up to this size (~0.5 s); beyond, in the
 # background while FTS5 answers
-READ_CACHE_KIB = 16384  # page cache per pooled read connection (the writer's is 64 MiB)
+READ_CACHE_KIB = 2048  # private page cache per pooled reader; reads go through the shared mmap below instead
+READ_MMAP_BYTES = 1 << 30  # readers map the database file: one copy in the OS page cache for all connections
+READ_POOL_IDLE = 8  # idle readers kept; more are opened under a burst and closed when handed back
 
 # Query-side only: these words carry no BM25 signal but make OR-queries slow on big corpora.
 STOPWORDS = frozenset(
@@ -149,7 +151,6 @@ class EmbeddedStore:
         self._deleted_since_gc = False
         self._db = db
         self._readers: list[sqlite3.Connection] = []  # idle pooled read connections
-        self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
         self.lexical_backend: LexicalBackend = "auto"
@@ -189,16 +190,16 @@ class EmbeddedStore:
             conn = sqlite3.connect(self._db, check_same_thread=False, timeout=60, isolation_level=None)
             conn.execute("PRAGMA query_only=ON")
             conn.execute(f"PRAGMA cache_size=-{READ_CACHE_KIB}")
-            with self._readers_lock:
-                self._all_readers.append(conn)
+            conn.execute(f"PRAGMA mmap_size={READ_MMAP_BYTES}")
         try:
             yield conn
         finally:
             with self._readers_lock:
-                if self._closed:
-                    conn.close()
-                else:
+                keep = not self._closed and len(self._readers) < READ_POOL_IDLE
+                if keep:
                     self._readers.append(conn)
+            if not keep:
+                conn.close()
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._reader() as conn:

@@ -7,12 +7,12 @@ from collections.abc import Callable, Iterable
 from ragworks.collection import Collection
 from ragworks.config import Settings
 from ragworks.errors import ConfigError
-from ragworks.server.jobs.base import Job, JobKind, JobProgress, JobQueue, JobState
+from ragworks.server.jobs.base import IngestTotals, Job, JobKind, JobProgress, JobQueue, JobState
 from ragworks.server.jobs.embedded import EmbeddedJobQueue, JobObserver
 from ragworks.server.tenants import Tenant
 
-__all__ = ["EmbeddedJobQueue", "Job", "JobKind", "JobObserver", "JobProgress", "JobQueue", "JobState",
-           "make_job_queue"]
+__all__ = ["EmbeddedJobQueue", "IngestTotals", "Job", "JobKind", "JobObserver", "JobProgress", "JobQueue",
+           "JobState", "make_job_queue"]
 
 
 def make_job_queue(
@@ -28,5 +28,5 @@ def make_job_queue(
         except ImportError as exc:
             raise ConfigError(f"queue_backend 'celery' needs celery and redis ({exc.name} is missing): "
                               "pip install 'ragworks[queue]'") from None
-        return CeleryJobQueue(settings, tenants)
+        return CeleryJobQueue(settings, tenants, observer=observer)
     return EmbeddedJobQueue(open_collection, tenants, max_attempts=settings.job_max_attempts, observer=observer)

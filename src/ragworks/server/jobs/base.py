@@ -82,6 +82,25 @@ class Job:
         }
 
 
+@dataclass(slots=True)
+class IngestTotals:
+    """Ingest counters summed over a job table: what workers in other processes did (the /metrics counters).
+
+    A re-run job's progress restarts from zero, so a sum can drop; Prometheus reads that as a counter reset."""
+
+    files: int = 0
+    documents: int = 0
+    chunks: int = 0
+    finished: dict[str, int] = field(default_factory=dict)  # final state -> jobs
+
+    def add(self, other: IngestTotals) -> None:
+        self.files += other.files
+        self.documents += other.documents
+        self.chunks += other.chunks
+        for state, n in other.finished.items():
+            self.finished[state] = self.finished.get(state, 0) + n
+
+
 class JobQueue(Protocol):
     """Submits ingestion jobs and reports on them. Every call is scoped to one tenant."""
 
@@ -114,6 +133,10 @@ class JobQueue(Protocol):
     @property
     def alive(self) -> bool:
         """Whether jobs are being worked on (the readiness probe)."""
+        ...
+
+    def workers(self) -> bool | None:
+        """Whether a worker process is alive to run jobs (may block ~1 s); None when jobs run in this process."""
         ...
 
     def start(self) -> None:

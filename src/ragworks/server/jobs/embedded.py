@@ -18,7 +18,7 @@ from typing import Any
 from ragworks.collection import Collection
 from ragworks.errors import RagworksError
 from ragworks.server.errors import JobNotFound
-from ragworks.server.jobs.base import Job, JobKind, JobProgress, JobState
+from ragworks.server.jobs.base import IngestTotals, Job, JobKind, JobProgress, JobState
 from ragworks.server.jobs.ingest import JobInterrupted, run_ingest_job
 from ragworks.server.jobs.table import JobTable
 from ragworks.server.tenants import Tenant
@@ -32,6 +32,9 @@ class JobObserver:
     def progressed(self, files: int, documents: int, chunks: int) -> None: ...
 
     def finished(self, state: JobState) -> None: ...
+
+    def count_from(self, totals: Callable[[], IngestTotals]) -> None:
+        """Jobs run in other processes (Celery workers): read the ingest counters from `totals` when scraped."""
 
 
 class EmbeddedJobQueue:
@@ -153,6 +156,9 @@ class EmbeddedJobQueue:
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def workers(self) -> bool | None:
+        return None  # the worker is this process's thread: `alive` covers it
 
     # --- the worker
 

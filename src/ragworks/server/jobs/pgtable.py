@@ -1,7 +1,7 @@
 """The job table in PostgreSQL (`<schema>.jobs`), shared by every API replica and Celery worker.
 
-Same operations as the per-tenant SQLite `JobTable`; one `PostgresJobTable` is bound to one tenant, and every
-statement is constrained by it, so a job id of another tenant is simply not found.
+Same operations as the per-tenant SQLite `JobTable` (owner tokens included); one `PostgresJobTable` is bound to
+one tenant, and every statement is constrained by it, so a job id of another tenant is simply not found.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from psycopg_pool import ConnectionPool
 
 from ragworks.errors import ConfigError
 from ragworks.server.errors import JobNotFound
-from ragworks.server.jobs.base import Job, JobKind, JobProgress, JobState
+from ragworks.server.jobs.base import IngestTotals, Job, JobKind, JobProgress, JobState
 
 _COLUMNS = ("id, collection, kind, payload, state, cancel_requested, attempts, progress, report, error, created, "
             "started, finished")
@@ -31,7 +31,9 @@ def _schema(s: str) -> list[str]:
         "kind TEXT NOT NULL, payload JSONB NOT NULL, state TEXT NOT NULL, cancel_requested BOOLEAN NOT NULL "
         "DEFAULT false, attempts INTEGER NOT NULL DEFAULT 0, progress JSONB NOT NULL DEFAULT '{}', report JSONB, "
         "error TEXT NOT NULL DEFAULT '', created DOUBLE PRECISION NOT NULL, started DOUBLE PRECISION, "
-        "finished DOUBLE PRECISION, lease_until DOUBLE PRECISION, PRIMARY KEY (tenant, id))",
+        "finished DOUBLE PRECISION, lease_until DOUBLE PRECISION, owner TEXT, PRIMARY KEY (tenant, id))",
+        # tables made by earlier versions: leases without an owner token
+        f"ALTER TABLE {s}.jobs ADD COLUMN IF NOT EXISTS owner TEXT",
         f"CREATE INDEX IF NOT EXISTS jobs_tenant_collection ON {s}.jobs(tenant, collection, created)",
         f"CREATE INDEX IF NOT EXISTS jobs_unfinished ON {s}.jobs(state) WHERE state IN ('queued', 'running')",
     ]
@@ -64,6 +66,51 @@ def count_unfinished_jobs(pool: ConnectionPool, schema: str) -> int:
     with pool.connection() as conn:
         row = conn.execute(f"SELECT count(*) FROM {schema}.jobs WHERE state IN ('queued', 'running')").fetchone()
     return int(row[0]) if row else 0
+
+
+def _tenant_filter(tenant: str | None) -> tuple[str, tuple[Any, ...]]:
+    return ("", ()) if tenant is None else (" AND tenant = %s", (tenant,))
+
+
+def count_leased_jobs(pool: ConnectionPool, schema: str, tenant: str | None = None) -> int:
+    """Running jobs whose worker renewed its lease in time (proof that a worker is alive); all tenants by default."""
+    ensure_jobs_table(pool, schema)
+    where, args = _tenant_filter(tenant)
+    with pool.connection() as conn:
+        row = conn.execute(f"SELECT count(*) FROM {schema}.jobs WHERE state = 'running' AND lease_until > %s{where}",
+                           (time.time(), *args)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def job_totals(pool: ConnectionPool, schema: str, tenant: str | None = None) -> IngestTotals:
+    """Files, documents and chunks of every job's progress, and finished jobs by state; all tenants by default."""
+    ensure_jobs_table(pool, schema)
+    where, args = _tenant_filter(tenant)
+    with pool.connection() as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum((progress->>'files_done')::bigint), 0), "
+            "coalesce(sum((progress->>'documents')::bigint), 0), "
+            f"coalesce(sum((progress->>'chunks_written')::bigint), 0) FROM {schema}.jobs WHERE true{where}",
+            args).fetchone()
+        finished = conn.execute(f"SELECT state, count(*) FROM {schema}.jobs WHERE state IN "
+                                f"('completed', 'failed', 'cancelled'){where} GROUP BY state", args).fetchall()
+    files, documents, chunks = row if row else (0, 0, 0)
+    return IngestTotals(int(files), int(documents), int(chunks), {s: int(n) for s, n in finished})
+
+
+def orphaned_jobs(pool: ConnectionPool, schema: str, created_before: float) -> list[tuple[str, str]]:
+    """(tenant, job id) of unfinished jobs no worker holds (queued, or running with a lapsed lease), all tenants."""
+    ensure_jobs_table(pool, schema)
+    with pool.connection() as conn:
+        rows = conn.execute(f"SELECT tenant, id FROM {schema}.jobs WHERE state IN ('queued', 'running') AND "
+                            "coalesce(lease_until, 0) < %s AND created < %s ORDER BY created",
+                            (time.time(), created_before)).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def _owned(owner: str | None) -> tuple[str, tuple[Any, ...]]:
+    """Extra WHERE for a write by the claim `owner` (none when None: the embedded queue, the API)."""
+    return ("", ()) if owner is None else (" AND state = 'running' AND owner = %s", (owner,))
 
 
 class PostgresJobTable:
@@ -118,25 +165,40 @@ class PostgresJobTable:
         return int(self._rows("SELECT count(*) FROM {s}.jobs WHERE tenant = %s AND state IN ('queued', 'running')",
                               (self.tenant,))[0][0])
 
+    def count_leased(self) -> int:
+        return count_leased_jobs(self._pool, self.schema, self.tenant)
+
+    def ingest_totals(self) -> IngestTotals:
+        return job_totals(self._pool, self.schema, self.tenant)
+
+    def orphans(self, created_before: float) -> list[str]:
+        """See JobTable.orphans (this tenant only)."""
+        rows = self._rows("SELECT id FROM {s}.jobs WHERE tenant = %s AND state IN ('queued', 'running') AND "
+                          "coalesce(lease_until, 0) < %s AND created < %s ORDER BY created",
+                          (self.tenant, time.time(), created_before))
+        return [r[0] for r in rows]
+
     def mark_running(self, job_id: str) -> bool:
         """Claim a queued job without a lease (the embedded queue's single worker)."""
-        return self.claim(job_id, 0.0)
+        return self.claim(job_id, 0.0) is not None
 
-    def claim(self, job_id: str, lease_s: float) -> bool:
-        """See JobTable.claim: a queued job, or a running one whose lease expired."""
-        now = time.time()
+    def claim(self, job_id: str, lease_s: float) -> str | None:
+        """See JobTable.claim: a queued job, or a running one whose lease expired; returns the new owner token."""
+        now, owner = time.time(), uuid.uuid4().hex
         with self._pool.connection() as conn:
             cur = conn.execute(
                 f"UPDATE {self.schema}.jobs SET state = 'running', attempts = attempts + 1, "
-                "started = coalesce(started, %s), lease_until = %s WHERE tenant = %s AND id = %s AND "
+                "started = coalesce(started, %s), lease_until = %s, owner = %s WHERE tenant = %s AND id = %s AND "
                 "(state = 'queued' OR (state = 'running' AND coalesce(lease_until, 0) < %s))",
-                (now, now + lease_s, self.tenant, job_id, now))
-            return cur.rowcount == 1
+                (now, now + lease_s, owner, self.tenant, job_id, now))
+            return owner if cur.rowcount == 1 else None
 
-    def renew(self, job_id: str, lease_s: float) -> None:
+    def renew(self, job_id: str, lease_s: float, owner: str) -> bool:
+        """See JobTable.renew: False when `owner` lost the job."""
         with self._pool.connection() as conn:
-            conn.execute(f"UPDATE {self.schema}.jobs SET lease_until = %s WHERE tenant = %s AND id = %s "
-                         "AND state = 'running'", (time.time() + lease_s, self.tenant, job_id))
+            return conn.execute(f"UPDATE {self.schema}.jobs SET lease_until = %s WHERE tenant = %s AND id = %s "
+                                "AND state = 'running' AND owner = %s",
+                                (time.time() + lease_s, self.tenant, job_id, owner)).rowcount == 1
 
     def lease_left(self, job_id: str) -> float:
         rows = self._rows("SELECT lease_until FROM {s}.jobs WHERE tenant = %s AND id = %s AND state = 'running'",
@@ -144,19 +206,23 @@ class PostgresJobTable:
         return max(0.0, (rows[0][0] or 0.0) - time.time()) if rows else 0.0
 
     def requeue(self, job_id: str, *, graceful: bool = False) -> None:
-        self._exec("UPDATE {s}.jobs SET state = 'queued', attempts = attempts - %s, lease_until = NULL "
-                   "WHERE tenant = %s AND id = %s AND state = 'running'", (int(graceful), self.tenant, job_id))
+        self._exec("UPDATE {s}.jobs SET state = 'queued', attempts = attempts - %s, lease_until = NULL, "
+                   "owner = NULL WHERE tenant = %s AND id = %s AND state = 'running'",
+                   (int(graceful), self.tenant, job_id))
 
-    def set_progress(self, job_id: str, progress: JobProgress) -> None:
-        self._set(job_id, "progress = %s", (Jsonb(progress.to_dict()),))
+    def set_progress(self, job_id: str, progress: JobProgress, *, owner: str | None = None) -> bool:
+        """See JobTable.set_progress."""
+        return self._set(job_id, "progress = %s", (Jsonb(progress.to_dict()),), owner) == 1
 
-    def _set(self, job_id: str, sets: str, args: tuple[Any, ...]) -> int:
+    def _set(self, job_id: str, sets: str, args: tuple[Any, ...], owner: str | None = None) -> int:
+        where, where_args = _owned(owner)
         with self._pool.connection() as conn:
-            return conn.execute(f"UPDATE {self.schema}.jobs SET {sets} WHERE tenant = %s AND id = %s",
-                                (*args, self.tenant, job_id)).rowcount
+            return conn.execute(f"UPDATE {self.schema}.jobs SET {sets} WHERE tenant = %s AND id = %s{where}",
+                                (*args, self.tenant, job_id, *where_args)).rowcount
 
     def finish(self, job_id: str, state: JobState, *, progress: JobProgress | None = None,
-               report: dict[str, Any] | None = None, error: str = "") -> None:
+               report: dict[str, Any] | None = None, error: str = "", owner: str | None = None) -> bool:
+        """See JobTable.finish."""
         sets = "state = %s, finished = %s, error = %s, lease_until = NULL"
         args: list[Any] = [state.value, time.time(), error]
         if progress is not None:
@@ -165,7 +231,7 @@ class PostgresJobTable:
         if report is not None:
             sets += ", report = %s"
             args.append(Jsonb(json.loads(json.dumps(report))))
-        self._set(job_id, sets, tuple(args))
+        return self._set(job_id, sets, tuple(args), owner) == 1
 
     def request_cancel(self, job_id: str) -> Job:
         self.get(job_id)  # JobNotFound

@@ -1,6 +1,8 @@
 """The persistent job table: one SQLite file per tenant (`<tenant root>/jobs.sqlite3`).
 
 Per tenant, like the collections, so a job id from one tenant does not even exist in another's table.
+A Celery worker claims a job with a lease and a fresh owner token; its renewals, progress and outcome only land
+while it is still the owner, so a worker whose lease lapsed (and was taken over) cannot overwrite the new run.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from ragworks.server.errors import JobNotFound
-from ragworks.server.jobs.base import Job, JobKind, JobProgress, JobState
+from ragworks.server.jobs.base import IngestTotals, Job, JobKind, JobProgress, JobState
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, collection TEXT NOT NULL, kind TEXT NOT NULL, "
     "payload TEXT NOT NULL, state TEXT NOT NULL, cancel_requested INTEGER NOT NULL DEFAULT 0, "
     "attempts INTEGER NOT NULL DEFAULT 0, progress TEXT NOT NULL DEFAULT '{}', report TEXT, "
-    "error TEXT NOT NULL DEFAULT '', created REAL NOT NULL, started REAL, finished REAL, lease_until REAL)",
+    "error TEXT NOT NULL DEFAULT '', created REAL NOT NULL, started REAL, finished REAL, lease_until REAL, "
+    "owner TEXT)",
     "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created)",
     "CREATE INDEX IF NOT EXISTS jobs_collection ON jobs(collection, created)",
 )
@@ -34,6 +37,13 @@ def _job(r: tuple[Any, ...]) -> Job:
         cancel_requested=bool(r[5]), attempts=r[6], progress=JobProgress(**json.loads(r[7])),
         report=json.loads(r[8]) if r[8] else None, error=r[9], created=r[10], started=r[11], finished=r[12],
     )
+
+
+def _owned(job_id: str, owner: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause for a write by the claim `owner` (any writer when None: the embedded queue, the API)."""
+    if owner is None:
+        return "id = ?", (job_id,)
+    return "id = ? AND state = 'running' AND owner = ?", (job_id, owner)
 
 
 class JobTable:
@@ -52,6 +62,8 @@ class JobTable:
             columns = {r[1] for r in self._conn.execute("PRAGMA table_info(jobs)")}
             if "lease_until" not in columns:  # a table made before Celery workers existed
                 self._conn.execute("ALTER TABLE jobs ADD COLUMN lease_until REAL")
+            if "owner" not in columns:  # a table made before leases had owners
+                self._conn.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
 
     def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int:
         with self._lock:
@@ -91,26 +103,49 @@ class JobTable:
     def count_unfinished(self) -> int:
         return int(self._rows("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')")[0][0])
 
+    def count_leased(self) -> int:
+        """Running jobs whose worker renewed its lease in time: proof that a worker process is alive."""
+        return int(self._rows("SELECT count(*) FROM jobs WHERE state = 'running' AND lease_until > ?",
+                              (time.time(),))[0][0])
+
+    def ingest_totals(self) -> IngestTotals:
+        """Files, documents and chunks of every job's progress, and finished jobs by state."""
+        files, documents, chunks = self._rows(
+            "SELECT coalesce(sum(json_extract(progress, '$.files_done')), 0), "
+            "coalesce(sum(json_extract(progress, '$.documents')), 0), "
+            "coalesce(sum(json_extract(progress, '$.chunks_written')), 0) FROM jobs")[0]
+        finished = self._rows("SELECT state, count(*) FROM jobs WHERE state IN ('completed', 'failed', 'cancelled') "
+                              "GROUP BY state")
+        return IngestTotals(int(files), int(documents), int(chunks), {s: int(n) for s, n in finished})
+
+    def orphans(self, created_before: float) -> list[str]:
+        """Unfinished jobs (created before `created_before`) that no worker holds: queued, or running with a
+        lapsed lease. Their Celery message may be lost; the caller checks the broker."""
+        rows = self._rows("SELECT id FROM jobs WHERE state IN ('queued', 'running') AND coalesce(lease_until, 0) < ? "
+                          "AND created < ? ORDER BY created", (time.time(), created_before))
+        return [r[0] for r in rows]
+
     def mark_running(self, job_id: str) -> bool:
         """Claim a queued job (counting the attempt); False if it is no longer queued (cancelled meanwhile)."""
         return self._exec(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, started = coalesce(started, ?) "
-            "WHERE id = ? AND state = 'queued'", (time.time(), job_id)) == 1
-
-    def claim(self, job_id: str, lease_s: float) -> bool:
-        """Claim a job for a worker process until `lease_s` from now: a queued one, or a running one whose
-        worker stopped renewing its lease (killed). Counts the attempt; False if another worker holds it or it
-        is finished."""
-        now = time.time()
-        return self._exec(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started = coalesce(started, ?), "
-            "lease_until = ? WHERE id = ? AND (state = 'queued' OR (state = 'running' AND "
-            "coalesce(lease_until, 0) < ?))", (now, now + lease_s, job_id, now)) == 1
+            "owner = NULL WHERE id = ? AND state = 'queued'", (time.time(), job_id)) == 1
 
-    def renew(self, job_id: str, lease_s: float) -> None:
-        """Extend a running job's lease (its worker is alive)."""
-        self._exec("UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'running'",
-                   (time.time() + lease_s, job_id))
+    def claim(self, job_id: str, lease_s: float) -> str | None:
+        """Claim a job for a worker process until `lease_s` from now: a queued one, or a running one whose
+        worker stopped renewing its lease (killed, or cut off from the database). Counts the attempt and returns
+        the new owner token; None if another worker holds it or it is finished."""
+        now, owner = time.time(), uuid.uuid4().hex
+        claimed = self._exec(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, started = coalesce(started, ?), "
+            "lease_until = ?, owner = ? WHERE id = ? AND (state = 'queued' OR (state = 'running' AND "
+            "coalesce(lease_until, 0) < ?))", (now, now + lease_s, owner, job_id, now)) == 1
+        return owner if claimed else None
+
+    def renew(self, job_id: str, lease_s: float, owner: str) -> bool:
+        """Extend a running job's lease; False when `owner` no longer holds it (another worker took it over)."""
+        return self._exec("UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'running' AND owner = ?",
+                          (time.time() + lease_s, job_id, owner)) == 1
 
     def lease_left(self, job_id: str) -> float:
         """Seconds until a running job's lease expires (0 when not running or expired)."""
@@ -119,22 +154,27 @@ class JobTable:
 
     def requeue(self, job_id: str, *, graceful: bool = False) -> None:
         """Back to queued. A graceful stop does not count as an attempt; a crash (found at start) does."""
-        self._exec("UPDATE jobs SET state = 'queued', attempts = attempts - ? WHERE id = ? AND state = 'running'",
-                   (int(graceful), job_id))
+        self._exec("UPDATE jobs SET state = 'queued', attempts = attempts - ?, lease_until = NULL, owner = NULL "
+                   "WHERE id = ? AND state = 'running'", (int(graceful), job_id))
 
-    def set_progress(self, job_id: str, progress: JobProgress) -> None:
-        self._exec("UPDATE jobs SET progress = ? WHERE id = ?", (json.dumps(progress.to_dict()), job_id))
+    def set_progress(self, job_id: str, progress: JobProgress, *, owner: str | None = None) -> bool:
+        """Record progress; with `owner`, only while that claim still holds the job (False otherwise)."""
+        where, args = _owned(job_id, owner)
+        return self._exec(f"UPDATE jobs SET progress = ? WHERE {where}",
+                          (json.dumps(progress.to_dict()), *args)) == 1
 
     def finish(self, job_id: str, state: JobState, *, progress: JobProgress | None = None,
-               report: dict[str, Any] | None = None, error: str = "") -> None:
-        sets, args = "state = ?, finished = ?, error = ?", [state.value, time.time(), error]
+               report: dict[str, Any] | None = None, error: str = "", owner: str | None = None) -> bool:
+        """Record the outcome; with `owner`, only while that claim still holds the job (False otherwise)."""
+        sets, args = "state = ?, finished = ?, error = ?, lease_until = NULL", [state.value, time.time(), error]
         if progress is not None:
             sets += ", progress = ?"
             args.append(json.dumps(progress.to_dict()))
         if report is not None:
             sets += ", report = ?"
             args.append(json.dumps(report))
-        self._exec(f"UPDATE jobs SET {sets} WHERE id = ?", (*args, job_id))
+        where, where_args = _owned(job_id, owner)
+        return self._exec(f"UPDATE jobs SET {sets} WHERE {where}", (*args, *where_args)) == 1
 
     def request_cancel(self, job_id: str) -> Job:
         """Cancel a queued job at once; flag a running one (the worker stops at its next file)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse, JSONResponse
 
@@ -23,13 +24,18 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Readiness: model loaded, job worker running, data directory writable")
 async def readyz(ctx: Context) -> JSONResponse:
+    """503 when this process cannot serve; "degraded" (still 200) when no Celery worker is alive to run jobs."""
     checks = {
         "embedder": ctx.embedder.ready,
-        "jobs": ctx.jobs.alive,
+        "jobs": await anyio.to_thread.run_sync(lambda: ctx.jobs.alive),  # Celery: a Redis ping, cached
         "data_dir": ctx.settings.data_dir.is_dir(),
     }
     ok = all(checks.values())
-    return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
+    workers = await anyio.to_thread.run_sync(ctx.jobs.workers) if ok else None
+    if workers is not None:
+        checks["workers"] = workers
+    status = "not ready" if not ok else "ready" if workers is not False else "degraded"
+    return JSONResponse({"status": status, "checks": checks}, status_code=200 if ok else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
