@@ -4,15 +4,13 @@ PostgreSQL / SQLite job tables; each job runs exactly once."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.realservers import CeleryWorker, free_port, redis_server
+from tests.realservers import CeleryWorker, free_port, redis_server, wait_until
 from tests.worker.test_celery_jobs import VISIBILITY_S, _worker_env
 
 from ragworks.config import Settings
@@ -27,24 +25,15 @@ def _documents(n: int) -> list[dict[str, Any]]:
              f"force {i % 9}.", "title": "", "metadata": {}} for i in range(n)]
 
 
-def _until(what: Callable[[], Any], timeout_s: float, message: Callable[[], str]) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(message())
-
-
 def _finished(api: TestClient, job_id: str, worker: CeleryWorker, timeout_s: float = 120) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         job: dict[str, Any] = api.get(f"/v1/jobs/{job_id}").json()
         return job if job["state"] in ("completed", "failed", "cancelled") else None
 
-    return _until(done, timeout_s,  # type: ignore[no-any-return]
-                  lambda: f"job {job_id} never finished: {api.get(f'/v1/jobs/{job_id}').json()}\n"
-                          f"--- worker log:\n{worker.log_text()}")
+    job: dict[str, Any] = wait_until(done, timeout_s,
+                                     lambda: f"job {job_id} never finished: {api.get(f'/v1/jobs/{job_id}').json()}\n"
+                                             f"--- worker log:\n{worker.log_text()}")
+    return job
 
 
 def _in_broker(queue: CeleryJobQueue) -> set[str]:
@@ -80,7 +69,7 @@ def test_a_job_recorded_but_never_sent_is_resent_at_start_and_runs_once(tmp_path
     with TestClient(create_app(settings, embedder=embedder, llm=None)) as api:
         queue = api.app.state.ctx.jobs  # type: ignore[attr-defined]
         assert isinstance(queue, CeleryJobQueue)
-        _until(lambda: job.id in _in_broker(queue), 20, lambda: "the API did not re-send the lost message")
+        wait_until(lambda: job.id in _in_broker(queue), 20, lambda: "the API did not re-send the lost message")
         assert job.id not in queue.resend_lost(), "a message waiting in the broker is not sent again"
         with CeleryWorker(_worker_env(settings), pool="solo", log_dir=tmp_path / "logs") as worker:
             worker.wait_ready()
@@ -89,7 +78,7 @@ def test_a_job_recorded_but_never_sent_is_resent_at_start_and_runs_once(tmp_path
             assert done["report"]["chunks_written"] == len(docs)
             # a duplicate message (two API replicas re-sent it) is acknowledged without running the job again
             queue.celery.send_task(INGEST_TASK, args=["local", job.id], task_id=job.id)
-            assert _until(lambda: worker.log_text().count(f"[{job.id}] succeeded") >= 2, 60, worker.log_text)
+            assert wait_until(lambda: worker.log_text().count(f"[{job.id}] succeeded") >= 2, 60, worker.log_text)
         assert job.id not in queue.resend_lost(), "finished jobs are never re-sent"
         again = api.get(f"/v1/jobs/{job.id}").json()
         assert again["attempts"] == 1 and again["report"] == done["report"]

@@ -3,15 +3,13 @@ whether any worker is alive, degrading (not failing) without one. Real redis-ser
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from tests.realservers import CeleryWorker
+from tests.realservers import CeleryWorker, wait_until
 from tests.worker.test_celery_jobs import VISIBILITY_S, _worker_env
 
 from ragworks.config import Settings
@@ -21,16 +19,6 @@ from ragworks.server import create_app
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def _until(what: Callable[[], Any], timeout_s: float, message: Callable[[], str]) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(message())
 
 
 @pytest.mark.slow
@@ -46,7 +34,7 @@ def test_metrics_count_worker_ingestion_and_readiness_reports_whether_a_worker_i
 
         with CeleryWorker(_worker_env(settings), pool="solo", log_dir=tmp_path / "logs") as worker:
             worker.wait_ready()
-            _until(lambda: api.get("/readyz").json()["status"] == "ready", 20,
+            wait_until(lambda: api.get("/readyz").json()["status"] == "ready", 20,
                    lambda: f"{api.get('/readyz').json()}\n{worker.log_text()}")
             assert api.post("/v1/collections", json={"name": "notes"}).status_code == 201
             r = api.post("/v1/collections/notes/documents?wait=true", json={"documents": [
@@ -59,5 +47,5 @@ def test_metrics_count_worker_ingestion_and_readiness_reports_whether_a_worker_i
             assert metrics[("ragworks_ingest_chunks_total", ())] == 3
             assert metrics[("ragworks_jobs_finished_total", (("state", "completed"),))] == 1
             assert metrics[("ragworks_job_queue_depth", ())] == 0
-        _until(lambda: api.get("/readyz").json()["status"] == "degraded", 20,
+        wait_until(lambda: api.get("/readyz").json()["status"] == "degraded", 20,
                lambda: f"a stopped worker still counts as alive: {api.get('/readyz').json()}")

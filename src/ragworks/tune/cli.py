@@ -94,6 +94,9 @@ def tune(
     generate: Annotated[int, typer.Option("--generate", help="Without labels: also have the configured LLM "
                                                              "write queries for N passages (doc2query).")] = 0,
     generate_minutes: Annotated[float, typer.Option("--generate-minutes", help="Time cap for --generate.")] = 10.0,
+    ict: Annotated[int, typer.Option("--ict", help="Without labels: also N Inverse Cloze Task pairs (a passage's "
+                                                   "sentence → the rest of the passage; no gain measured on "
+                                                   "SciFact).")] = 0,
     negatives: Annotated[str, typer.Option("--negatives", help="Hard negatives: bm25, dense, both, none.")] = "bm25",
     epochs: Annotated[int, typer.Option("--epochs", help="At most this many passes over the pairs.")] = 4,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
@@ -135,7 +138,7 @@ def tune(
     if negatives not in ("bm25", "dense", "both", "none"):
         raise ConfigError(f"--negatives must be bm25, dense, both or none, not {negatives!r}")
     method: NegativeMining = negatives  # type: ignore[assignment]
-    options = TuneOptions(beir=beir, unlabelled=unlabelled, pairs=pairs, generate=generate,
+    options = TuneOptions(beir=beir, unlabelled=unlabelled, pairs=pairs, generate=generate, ict=ict,
                           generate_minutes=generate_minutes, negatives=method, switch=not no_switch, force=force,
                           train=TrainConfig(budget_minutes=budget_minutes, max_epochs=epochs, batch_size=batch_size,
                                             learning_rate=learning_rate))
@@ -149,4 +152,9 @@ def tune(
     t = report.card["training"]
     out.print(f"trained {t['steps']} steps ({t['epochs']} epochs, {t['seconds']:.0f} s, stopped: {t['stopped']}); "
               f"model and card in {report.model_dir}; loss curve {report.model_dir / 'loss.png'}", highlight=False)
+    fusion = report.card.get("fusion") or {}
+    if fusion.get("dense_weight") is not None:
+        out.print(f"hybrid dense_weight {fusion['dense_weight']:g} (best of {len(fusion['dev_ndcg@10'])} on "
+                  f"{fusion['dev_queries']} dev queries), used while this model is active unless dense_weight is "
+                  "set", highlight=False)
     out.print(f"{report.decision}" + ("" if report.switched else " (active model unchanged; --force to switch)"))

@@ -2,9 +2,10 @@
 
 Labelled: a BEIR directory (qrels/train.tsv + queries.jsonl; each relevant document contributes its chunk the
 current model ranks best for the query) or a JSONL file of {"query", "positive"[, "negative"]}. Unlabelled: a
-document's title → its first passage, a section heading → its passage, and optionally questions written by the
-configured LLM for sampled passages (doc2query). Hard negatives are mined with BM25 and/or the current dense model
-from the collection, skipping passages of the positive's documents and near-identical texts.
+document's title → its first passage, a section heading → its passage, a passage's own sentence → the rest of it
+(Inverse Cloze Task), and optionally questions written by the configured LLM for sampled passages (doc2query).
+Hard negatives are mined with BM25 and/or the current dense model from the collection, skipping passages of the
+positive's documents and near-identical texts.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Pair:
     negative: str | None = None
     qid: str = ""  # pairs of one query share it: splits keep them on one side
     positive_docs: frozenset[str] = frozenset()  # document sources judged relevant (never mined as negatives)
-    origin: str = "labelled"  # labelled | title | heading | doc2query
+    origin: str = "labelled"  # labelled | title | heading | ict | doc2query
 
 
 @dataclass(slots=True)
@@ -200,6 +201,43 @@ def corpus_pairs(chunks: Sequence[CorpusChunk], *, min_words: int = 3, max_pairs
                               positive_docs=frozenset([c.source]), origin="heading"))
     if max_pairs is not None and len(pairs) > max_pairs:
         pairs = random.Random(seed).sample(pairs, max_pairs)
+    return pairs
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+def sentences(text: str) -> list[str]:
+    """`text` split after . ! or ? followed by a capital or a digit (good enough for ICT; no abbreviation list)."""
+    return [s.strip() for s in _SENTENCE_END.split(" ".join(text.split())) if s.strip()]
+
+
+def ict_pairs(chunks: Sequence[CorpusChunk], *, count: int, remove_fraction: float = 0.9, min_words: int = 6,
+              max_words: int = 40, seed: int = 0) -> list[Pair]:
+    """Inverse Cloze Task pairs (Lee et al., ACL 2019): a random sentence of a passage → that passage.
+
+    In `remove_fraction` of the pairs the sentence is cut from the passage, so the model learns what a passage is
+    about, not to find copied words; the rest keep it, as real queries sometimes quote their passage. A passage
+    needs another sentence besides the query; at most one pair per chunk, for up to `count` random chunks.
+    """
+    rng = random.Random(seed)
+    order = list(chunks)
+    rng.shuffle(order)
+    pairs: list[Pair] = []
+    for c in order:
+        if len(pairs) >= count:
+            break
+        sents = sentences(c.text)
+        if len(sents) < 2:
+            continue
+        usable = [i for i, sent in enumerate(sents) if min_words <= len(_WORD.findall(sent)) <= max_words]
+        if not usable:
+            continue
+        i = rng.choice(usable)
+        rest = sents[:i] + sents[i + 1 :] if rng.random() < remove_fraction else sents
+        passage = " ".join(rest)
+        positive = f"{c.context}\n{passage}" if c.context else passage
+        pairs.append(Pair(sents[i], positive, qid=f"i:{c.id}", positive_docs=frozenset([c.source]), origin="ict"))
     return pairs
 
 

@@ -11,10 +11,11 @@ from typing import Any, Literal
 
 from ragworks.config import Settings
 from ragworks.embed import make_embedder
+from ragworks.embed.base import Embedder
 from ragworks.errors import CollectionNotFound, ConfigError, TuneUnsupported
 from ragworks.store.embedded import DB_NAME, EmbeddedStore
 from ragworks.tune import versions
-from ragworks.tune.measure import Scores, measure
+from ragworks.tune.measure import Scores, choose_dense_weight, measure
 from ragworks.tune.pairs import (
     NegativeMining,
     Pair,
@@ -22,6 +23,7 @@ from ragworks.tune.pairs import (
     chunk_vectors,
     corpus_pairs,
     doc2query_pairs,
+    ict_pairs,
     jsonl_pairs,
     mine_negatives,
     read_chunks,
@@ -45,7 +47,8 @@ class TuneOptions:
     switch: bool = True
     force: bool = False  # switch even if the new model measures worse
     test_fraction: float = 0.15  # of the pairs' queries, when there are no test qrels
-    max_pairs: int | None = None
+    max_pairs: int | None = None  # title/heading pairs without labels: sample this many
+    ict: int = 0  # without labels: also this many Inverse Cloze Task pairs (sentence → the rest; SciFact: no gain)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -91,6 +94,33 @@ def _test_qrels(pairs: list[Pair]) -> tuple[dict[str, str], dict[str, dict[str, 
     return queries, qrels
 
 
+def fusion_for_tuned(collection_path: Path, settings: Settings, model_id: int, embedder: Embedder,
+                     dev_pairs: list[Pair], doc_key: Callable[[str], str], doc_of: dict[int, str],
+                     ) -> tuple[dict[str, Any], Settings]:
+    """The card's "fusion" entry (the dense weight chosen on labelled dev queries) and the settings to measure with.
+
+    Searches use the chosen weight while the tuned model is active (`versions.active_model_settings`), unless the
+    user set `dense_weight` themselves; pairs made from the corpus are not real queries, so they choose nothing.
+    """
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    for p in dev_pairs:
+        if p.origin == "labelled" and p.positive_docs:
+            queries[p.qid] = p.query
+            qrels.setdefault(p.qid, {}).update({doc_key(src): 1 for src in p.positive_docs})
+    if settings.fusion != "weighted":
+        return {"dense_weight": None, "reason": f"fusion is {settings.fusion!r}, not 'weighted'"}, settings
+    if not queries:
+        return {"dense_weight": None, "reason": "no labelled dev queries to choose a weight on"}, settings
+    weight, scores = choose_dense_weight(collection_path, settings, model_id, embedder, queries, qrels, doc_of)
+    fusion: dict[str, Any] = {"dense_weight": weight, "dev_queries": len(queries),
+                              "dev_ndcg@10": {f"{w:g}": round(v, 4) for w, v in scores.items()}}
+    if "dense_weight" in settings.model_fields_set:
+        fusion["note"] = f"dense_weight = {settings.dense_weight:g} was set explicitly and stays in use"
+        return fusion, settings
+    return fusion, settings.model_copy(update={"dense_weight": weight})
+
+
 def run_tune(collection_path: Path, settings: Settings, options: TuneOptions, *, log: Log = print,
              progress: StageProgress | None = None, step_progress: StepProgress | None = None) -> TuneReport:
     """Train a tuned version of the collection's active model, measure it, and switch to it if asked and better."""
@@ -132,6 +162,9 @@ def run_tune(collection_path: Path, settings: Settings, options: TuneOptions, *,
     else:
         pairs = corpus_pairs(chunks, max_pairs=options.max_pairs)
         source = "the collection itself (titles and headings → passages)"
+        if options.ict:
+            pairs += ict_pairs(chunks, count=options.ict)
+            source = "the collection itself (titles and headings → passages; sentences → the rest of their passage)"
         if options.beir is not None:
             # a title equal to a test query would train on the test set: drop it
             tests = {t.strip().lower() for t in test_queries.values()}
@@ -203,9 +236,12 @@ def run_tune(collection_path: Path, settings: Settings, options: TuneOptions, *,
     timings["reembed_s"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
     doc_of = {c.id: doc_key(c.source) for c in chunks}
+    fusion, after_settings = fusion_for_tuned(collection_path, settings, new_id, tuned, dev_pairs, doc_key, doc_of)
+    card["fusion"] = fusion
     lexical: dict[str, list[tuple[int, float]]] = {}
     before = measure(collection_path, settings, base_id, base, test_queries, test_qrels, doc_of, lexical=lexical)
-    after = measure(collection_path, settings, new_id, tuned, test_queries, test_qrels, doc_of, lexical=lexical)
+    after = measure(collection_path, after_settings, new_id, tuned, test_queries, test_qrels, doc_of,
+                    lexical=lexical)
     timings["measure_s"] = round(time.perf_counter() - t0, 1)
 
     # 5. switch in one transaction, or keep the old model

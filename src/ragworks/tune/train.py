@@ -38,6 +38,7 @@ class TrainConfig:
     threads: int = 2
     scale: float = 20.0  # MNRL's inverse temperature (the library default)
     seed: int = 0
+    max_seq_length: int = 0  # tokens per text while training (0: the model's own); the saved model keeps its own
 
 
 @dataclass(slots=True)
@@ -125,6 +126,9 @@ def train(base_dir: Path, train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair]
     started = time.perf_counter()
     deadline = started + config.budget_minutes * 60
     model = SentenceTransformer(str(base_dir), device="cpu", local_files_only=True)
+    own_length = model.max_seq_length
+    if config.max_seq_length:  # shorter texts: more steps in the budget on a CPU
+        model.max_seq_length = min(config.max_seq_length, own_length or config.max_seq_length)
     loss_fn = MultipleNegativesRankingLoss(model, scale=config.scale)
     tokenize = getattr(model, "preprocess", None) or model.tokenize  # `tokenize` is deprecated in ST 5.2+
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
@@ -204,6 +208,7 @@ def train(base_dir: Path, train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair]
     result.seconds = round(time.perf_counter() - started, 1)
     if best_state is not None:
         model.load_state_dict(best_state)
+    model.max_seq_length = own_length
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(str(tmp))

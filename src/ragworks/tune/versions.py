@@ -86,13 +86,20 @@ def active_model_settings(collection_path: Path, settings: Settings, active_name
 
     So `ragworks search` with default settings uses the tuned model after `ragworks tune` switched to it, and the
     base model again after `--rollback`; any other configured model is left as is (and refused as a mismatch).
+    The tuned model's fusion weight (chosen on dev queries, card "fusion") comes along unless `dense_weight` was
+    set explicitly (argument, environment or ragworks.toml).
     """
     if settings.embed_provider != "local" or embedder_name(settings) == active_name:
         return settings
     for vdir in versions(collection_path):
         if model_name(settings, vdir) == active_name:
-            base = read_card(vdir).get("base", {})
+            card = read_card(vdir)
+            base = card.get("base", {})
             # root_name: the configured model a chain of tunes started from (a version tuned from a version)
             if embedder_name(settings) in (base.get("name"), base.get("root_name")):
-                return settings_for_model(settings, vdir)
+                tuned = settings_for_model(settings, vdir)
+                weight = (card.get("fusion") or {}).get("dense_weight")
+                if weight is not None and "dense_weight" not in settings.model_fields_set:
+                    tuned = tuned.model_copy(update={"dense_weight": float(weight)})
+                return tuned
     return settings
