@@ -46,16 +46,21 @@ def test_split_keeps_each_query_on_one_side() -> None:
     assert len(train) + len(dev) + len(test) == 40
 
 
-def test_mined_negatives_are_never_from_positive_documents_or_near_copies(base_collection: Path) -> None:
-    chunks = read_chunks(base_collection)
-    pairs = corpus_pairs(chunks)
-    store = EmbeddedStore(base_collection, create=False)
+def _mine_bm25_negatives(collection: Path, pairs: list, chunks: list) -> dict[str, str]:
+    """Mine BM25 negatives into `pairs` (at least 80% get one); returns each chunk body's source."""
+    store = EmbeddedStore(collection, create=False)
     try:
         given = mine_negatives(pairs, store, chunks, None, method="bm25")
     finally:
         store.close()
-    source_of_body = {c.body: c.source for c in chunks}
     assert given >= len(pairs) * 0.8
+    return {c.body: c.source for c in chunks}
+
+
+def test_mined_negatives_are_never_from_positive_documents_or_near_copies(base_collection: Path) -> None:
+    chunks = read_chunks(base_collection)
+    pairs = corpus_pairs(chunks)
+    source_of_body = _mine_bm25_negatives(base_collection, pairs, chunks)
     for p in pairs:
         if p.negative is None:
             continue
@@ -116,13 +121,7 @@ def test_ict_pairs_on_a_real_collection_never_get_their_positive_as_a_hard_negat
     chunks = read_chunks(base_collection)
     pairs = ict_pairs(chunks, count=60)
     assert len(pairs) >= 30 and all(p.query.strip() for p in pairs)
-    store = EmbeddedStore(base_collection, create=False)
-    try:
-        given = mine_negatives(pairs, store, chunks, None, method="bm25")
-    finally:
-        store.close()
-    source_of_body = {c.body: c.source for c in chunks}
-    assert given >= len(pairs) * 0.8
+    source_of_body = _mine_bm25_negatives(base_collection, pairs, chunks)
     for p in pairs:
         if p.negative is not None:
             assert source_of_body[p.negative] not in p.positive_docs  # not the passage, nor its document
