@@ -232,6 +232,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def child_pids(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -240,7 +247,8 @@ def rss_mib(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, data_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None, workers: int = 1
+                 ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {
@@ -266,6 +274,8 @@ class Server:
                 "off",
                 "--log-level",
                 "warning",
+                "--workers",
+                str(workers),
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -285,7 +295,8 @@ class Server:
 
     @property
     def rss_mib(self) -> float:
-        return rss_mib(self.proc.pid)
+        """The server's resident memory: the process and its worker processes (`--workers`)."""
+        return rss_mib(self.proc.pid) + sum(rss_mib(pid) for pid in child_pids(self.proc.pid))
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -316,7 +327,8 @@ class KeepAliveClient:
     """One keep-alive HTTP/1.1 connection (the standard library's): a load generator should cost the machine it
     shares with the server little — httpx spends ~1 ms of CPU per request here, http.client ~0.3 ms."""
 
-    def __init__(self, base: str, timeout: float = 60.0) -> None:
+    def __init__(self, base: str, timeout: float = 60.0, *, reconnect: bool = False) -> None:
+        self.reconnect = reconnect  # a new connection per request (as many independent users would make)
         url = urlsplit(base)
         self._conn = http_client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=timeout)
 
@@ -329,6 +341,8 @@ class KeepAliveClient:
             self._conn.close()  # reconnect on the next request
             raise
         data = r.read()
+        if self.reconnect:
+            self._conn.close()
         return r.status, data.decode(errors="replace") if r.status != 200 else ""
 
     def __enter__(self) -> KeepAliveClient:
@@ -349,6 +363,7 @@ def run_load(
     k: int,
     seed: int,
     on_tick: Any = None,
+    reconnect: bool = False,
 ) -> tuple[Samples, float]:
     """Closed-loop clients for `seconds`; returns all samples and the measured wall time."""
     results = [Samples() for _ in range(clients)]
@@ -358,7 +373,7 @@ def run_load(
     def client(i: int) -> None:
         rng = random.Random(seed * 1000 + i)
         mine = results[i]
-        with KeepAliveClient(base) as http:
+        with KeepAliveClient(base, reconnect=reconnect) as http:
             barrier.wait()
             while not stop.is_set():
                 kind = "ask" if rng.random() < ask_fraction else "search"
@@ -446,7 +461,7 @@ def run_backend(args: argparse.Namespace, backend: str, data_dir: Path, question
     if backend == "postgres":
         assert dsn is not None
         env |= {"RAGWORKS_STORE_BACKEND": "postgres", "RAGWORKS_POSTGRES_DSN": dsn}
-    server = Server(data_dir, data_dir / f"server-{backend}.log", env)
+    server = Server(data_dir, data_dir / f"server-{backend}.log", env, workers=args.workers)
     rows: list[dict[str, Any]] = []
     rss_trace: list[tuple[float, float]] = []
     try:
@@ -475,11 +490,13 @@ def run_backend(args: argparse.Namespace, backend: str, data_dir: Path, question
                 k=args.k,
                 seed=args.seed,
                 on_tick=tick if name == "soak" else None,
+                reconnect=args.reconnect,
             )
             row = {
                 "backend": backend,
                 "phase": f"{name} ({args.mode})",
                 "clients": args.clients,
+                "server_workers": args.workers,
                 "seconds": round(elapsed, 1),
                 **summarize(samples, elapsed),
                 "rss_start_mib": round(rss_start, 1),
@@ -535,6 +552,10 @@ def plot(result: dict[str, Any], png: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=1, help="server processes (`ragworks serve --workers`)")
+    ap.add_argument("--reconnect", action="store_true",
+                    help="a new connection per request instead of one keep-alive connection per client (with "
+                         "--workers, 8 keep-alive connections spread unevenly over the processes)")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
     ap.add_argument("--phases", default="search,ask", help="comma-separated: search, ask")
     ap.add_argument("--backend", default="embedded", help="comma-separated store backends: embedded, postgres")
@@ -603,6 +624,8 @@ def main() -> None:
         "benchmark": "serve_load",
         "collection": corpus,
         "clients": args.clients,
+        "server_workers": args.workers,
+        "reconnect": args.reconnect,
         "mode": args.mode,
         "k": args.k,
         "embed_backend": args.embed_backend,

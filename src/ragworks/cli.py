@@ -310,6 +310,8 @@ def serve(
     auth: Annotated[str | None, typer.Option(help="auto | on | off (auto: on once an admin key or API key exists)")]
     = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    workers: Annotated[int | None, typer.Option(help="Server processes on the port (settings: workers); one of "
+                                                     "them runs the embedded job queue.")] = None,
 ) -> None:
     """Run the HTTP API, the OpenAI-compatible endpoints and the web page (uvicorn)."""
     try:
@@ -324,7 +326,7 @@ def serve(
 
     if auth not in (None, "auto", "on", "off"):
         raise RagworksError(f"--auth must be auto, on or off (got {auth!r})")
-    settings = _settings(None, data_dir, host=host, port=port, auth=auth)
+    settings = _settings(None, data_dir, host=host, port=port, auth=auth, workers=workers)
     keys = KeyStore(settings.data_dir)
     try:
         err.print(auth_description(settings, keys), highlight=False)
@@ -335,7 +337,14 @@ def serve(
         keys.close()
     err.print(f"serving on http://{settings.host}:{settings.port}/ (API docs: /docs; queue: {settings.queue_backend})",
               highlight=False)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+        return
+    # worker processes build their own app from the environment: hand them the flags' settings that way
+    os.environ.update({"RAGWORKS_DATA_DIR": str(settings.data_dir), "RAGWORKS_AUTH": settings.auth,
+                       "RAGWORKS_WORKERS": str(settings.workers)})
+    uvicorn.run("ragworks.server.app:create_app_from_env", factory=True, workers=settings.workers,
+                host=settings.host, port=settings.port, log_level=log_level)
 
 
 admin_app = typer.Typer(help="Tenants and API keys for `ragworks serve`.", no_args_is_help=True)

@@ -96,3 +96,10 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=int(settings.max_upload_mb * 2**20))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+
+def create_app_from_env() -> FastAPI:
+    """The app of each uvicorn worker process (`ragworks serve --workers N`): settings from the environment
+    (`RAGWORKS_*`, which `ragworks serve` sets from its flags before starting the workers)."""
+    return create_app(Settings())

@@ -29,4 +29,7 @@ def make_job_queue(
             raise ConfigError(f"queue_backend 'celery' needs celery and redis ({exc.name} is missing): "
                               "pip install 'ragworks[queue]'") from None
         return CeleryJobQueue(settings, tenants, observer=observer)
-    return EmbeddedJobQueue(open_collection, tenants, max_attempts=settings.job_max_attempts, observer=observer)
+    # several server processes share the tenants' job tables: one of them, elected by a file lock, runs the jobs
+    runner_lock = settings.data_dir / "job-runner.lock" if settings.workers > 1 else None
+    return EmbeddedJobQueue(open_collection, tenants, max_attempts=settings.job_max_attempts, observer=observer,
+                            runner_lock=runner_lock)

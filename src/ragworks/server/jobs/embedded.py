@@ -3,11 +3,19 @@
 The table is the truth; the in-memory queue only orders the work. `start()` re-queues every job a previous
 server left queued or running, so a restart (graceful or `kill -9`) resumes them. A graceful `stop()` lets the
 current job stop between two groups of documents and puts it back to queued.
+
+With several server processes on one data directory (`ragworks serve --workers N`), `runner_lock` names a file
+whose exclusive `flock` elects the one process that runs jobs: it recovers leftovers when it wins and picks up
+jobs the other processes recorded by scanning the tables; the others only record jobs and read their state. If
+the runner dies its lock is released and another process takes over (a running job left behind is re-queued).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import queue
 import threading
 import time
@@ -24,6 +32,8 @@ from ragworks.server.jobs.table import JobTable
 from ragworks.server.tenants import Tenant
 
 log = logging.getLogger("ragworks.server.jobs")
+ELECTION_INTERVAL_S = 1.0  # how often a non-runner process tries to become the runner
+SCAN_INTERVAL_S = 0.5  # how often the runner looks for jobs other processes recorded
 
 
 class JobObserver:
@@ -51,8 +61,13 @@ class EmbeddedJobQueue:
         *,
         max_attempts: int = 3,
         observer: JobObserver | None = None,
+        runner_lock: Path | None = None,
     ) -> None:
         self._open_collection = open_collection
+        self._runner_lock = runner_lock
+        self._lock_fd: int | None = None
+        self._is_runner = runner_lock is None
+        self._seen: set[str] = set()  # job ids put on the in-memory queue (scans skip them)
         self._tenants = tenants
         self.max_attempts = max_attempts
         self.observer = observer or JobObserver()
@@ -88,7 +103,8 @@ class EmbeddedJobQueue:
         assert table is not None
         total = len(payload.get("files") or payload.get("documents") or [])
         job = table.insert(collection, kind, payload, JobProgress(files_total=total))
-        self._queue.put((tenant, job.id))
+        if self._is_runner:  # otherwise the runner process finds it in the table
+            self._enqueue(tenant, job.id)
         return job
 
     def status(self, tenant: Tenant, job_id: str) -> Job:
@@ -123,7 +139,39 @@ class EmbeddedJobQueue:
         return self._queue.qsize() + (1 if self._running else 0)
 
     def start(self) -> None:
-        """Re-queue what a previous run left unfinished (oldest first), then start the worker."""
+        """Start the worker: at once, or (with `runner_lock`) once this process wins the runner election."""
+        self._stopping.clear()
+        target = self._work if self._runner_lock is None else self._elect_then_work
+        self._thread = threading.Thread(target=target, name="ragworks-jobs", daemon=True)
+        self._thread.start()
+
+    def _elect_then_work(self) -> None:
+        assert self._runner_lock is not None
+        self._runner_lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._runner_lock, os.O_RDWR | os.O_CREAT, 0o644)
+        while not self._stopping.is_set():
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                self._stopping.wait(ELECTION_INTERVAL_S)
+        else:
+            os.close(fd)
+            return
+        self._lock_fd, self._is_runner = fd, True
+        log.info("this server process (pid %d) runs the ingestion jobs", os.getpid())
+        try:
+            self._work()
+        finally:
+            self._is_runner, self._lock_fd = False, None
+            os.close(fd)  # releases the lock: another process takes over
+
+    def _enqueue(self, tenant: Tenant, job_id: str) -> None:
+        self._seen.add(job_id)
+        self._queue.put((tenant, job_id))
+
+    def _recover(self) -> None:
+        """Re-queue what a previous run left unfinished (oldest first)."""
         leftovers: list[tuple[float, Tenant, str]] = []
         for tenant in self._tenants():
             table = self._table(tenant, create=False)
@@ -134,12 +182,20 @@ class EmbeddedJobQueue:
                     table.requeue(job.id)
                 leftovers.append((job.created, tenant, job.id))
         for _, tenant, job_id in sorted(leftovers, key=lambda x: x[0]):
-            self._queue.put((tenant, job_id))
+            self._enqueue(tenant, job_id)
         if leftovers:
             log.info("resuming %d unfinished job(s)", len(leftovers))
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._work, name="ragworks-jobs", daemon=True)
-        self._thread.start()
+
+    def _scan(self) -> None:
+        """Queue jobs other server processes recorded (only the runner of several does this)."""
+        found: list[tuple[float, Tenant, str]] = []
+        for tenant in self._tenants():
+            table = self._table(tenant, create=False)
+            if table is not None:
+                found += [(j.created, tenant, j.id) for j in table.unfinished()
+                          if j.state is JobState.QUEUED and j.id not in self._seen]
+        for _, tenant, job_id in sorted(found, key=lambda x: x[0]):
+            self._enqueue(tenant, job_id)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         self._stopping.set()
@@ -167,7 +223,13 @@ class EmbeddedJobQueue:
             self._changed.notify_all()
 
     def _work(self) -> None:
+        self._recover()
+        last_scan = time.monotonic()
         while not self._stopping.is_set():
+            if self._runner_lock is not None and time.monotonic() - last_scan >= SCAN_INTERVAL_S:
+                last_scan = time.monotonic()
+                with contextlib.suppress(Exception):  # a scan failing now is retried at the next one
+                    self._scan()
             try:
                 tenant, job_id = self._queue.get(timeout=0.2)
             except queue.Empty:
@@ -178,6 +240,7 @@ class EmbeddedJobQueue:
                 log.exception("job %s crashed the worker loop", job_id)
             finally:
                 self._running = None
+                self._seen.discard(job_id)
                 self._notify()
 
     def _run(self, tenant: Tenant, job_id: str) -> None:
