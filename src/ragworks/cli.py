@@ -343,6 +343,11 @@ def serve(
     # worker processes build their own app from the environment: hand them the flags' settings that way
     os.environ.update({"RAGWORKS_DATA_DIR": str(settings.data_dir), "RAGWORKS_AUTH": settings.auth,
                        "RAGWORKS_WORKERS": str(settings.workers)})
+    from ragworks.server import balancer
+
+    if balancer.supported():  # the parent deals connections round-robin: keep-alive clients spread evenly
+        balancer.serve(settings.host, settings.port, settings.workers, log_level=log_level)
+        return
     uvicorn.run("ragworks.server.app:create_app_from_env", factory=True, workers=settings.workers,
                 host=settings.host, port=settings.port, log_level=log_level)
 

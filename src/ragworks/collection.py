@@ -298,6 +298,11 @@ class Collection:
     def stats(self) -> dict[str, Any]:
         return self._require().stats()
 
+    def model_switched(self) -> bool:
+        """True once `ragworks tune` (another process) switched or rolled back this collection's model after it was
+        opened here: searches still use the old model and writes are refused until the collection is reopened."""
+        return isinstance(self._store, EmbeddedStore) and self._store.active_model_changed()
+
     def close(self) -> None:
         if self._store is not None:
             self._store.close()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from http.client import HTTPConnection
 from pathlib import Path
 
 import httpx
@@ -18,6 +20,29 @@ from ragworks.server.tenants import LOCAL_TENANT, Tenant, existing_tenants
 
 DOCS = [{"source": f"note-{i}.md", "text": f"Note {i}: the tide tables for harbour {i} were checked at dawn.",
          "title": "", "metadata": {}} for i in range(3)]
+
+
+def children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def connection_owner(pids: list[int], server_port: int, client_port: int) -> int | None:
+    """Which of `pids` holds the server end of the TCP connection from `client_port` (Linux /proc)."""
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if (int(fields[1].rsplit(":", 1)[1], 16) == server_port
+                    and int(fields[2].rsplit(":", 1)[1], 16) == client_port):
+                inode = fields[9]
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return pid
+            except OSError:
+                continue
+    return None
 
 
 def test_only_the_elected_process_runs_jobs_and_a_job_recorded_elsewhere_runs_once(tmp_path: Path, embedder):
@@ -83,8 +108,25 @@ def test_serve_with_two_workers_answers_on_one_port_and_ingests_once(tmp_path: P
                     hits = fresh.post("/v1/collections/notes/search", json={"query": "tide tables harbour 2"}).json()
                     assert hits["hits"][0]["source"] == "note-2.md"
             assert len(http.get("/v1/collections/notes/documents").json()["documents"]) == 3
-        pids = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
-        assert len(pids) >= 2  # uvicorn's worker processes
+        workers = children(proc.pid)
+        assert len(workers) == 2
+        # keep-alive connections opened together are dealt out evenly: 2 per process, not whoever accepts first
+        conns = [HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(4)]
+        for conn in conns:
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().read()
+        owners = [connection_owner(workers, port, conn.sock.getsockname()[1]) for conn in conns]
+        assert sorted(owners.count(pid) for pid in workers) == [2, 2], owners
+        # a worker that dies is replaced (connections it held die with it), and new connections are served
+        os.kill(workers[0], signal.SIGKILL)
+        replaced = wait_until(lambda: (lambda now: now if len(now) == 2 and workers[0] not in now else None)(
+            children(proc.pid)), 60, lambda: f"workers now {children(proc.pid)}")
+        assert workers[1] in replaced
+        for _ in range(4):
+            with httpx.Client(base_url=base, timeout=60) as fresh:
+                assert fresh.post("/v1/collections/notes/search", json={"query": "harbour 1"}).status_code == 200
+        for conn in conns:
+            conn.close()
     finally:
         proc.terminate()
         try:

@@ -28,6 +28,8 @@ TENANTS_DIR = "tenants"
 
 _TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 POSTGRES_RECHECK_S = 5.0
+MODEL_RECHECK_S = 1.0  # how soon a `ragworks tune` switch in another process reaches this server's searches
+RETIRED_CLOSE_S = 60.0  # a replaced collection stays open this long for the requests still using it
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -91,6 +93,8 @@ class CollectionCache:
         self.postgres = settings.store_backend == "postgres"
         self._open: dict[tuple[str, str], Collection] = {}
         self._checked: dict[tuple[str, str], float] = {}  # postgres: when each open collection was last seen
+        self._model_checked: dict[tuple[str, str], float] = {}  # embedded: when its active model was last read
+        self._retired: list[tuple[float, Collection]] = []  # replaced after a model switch, closed later
         self._lock = threading.Lock()
 
     def _open_collection(self, tenant: Tenant, path: Path, *, create: bool) -> Collection:
@@ -123,9 +127,16 @@ class CollectionCache:
         path = self._dir(tenant, name)
         key = (tenant.name, name)
         with self._lock:
+            if self._retired:
+                self._close_retired()
             col = self._open.get(key)
             if col is not None and self._exists(path, tenant):
-                return col
+                if not self._model_switched(key, col):
+                    return col
+                # `ragworks tune` switched (or rolled back) the model in another process: reopen with the new one,
+                # and close the old object once the requests still using it are done
+                self._retired.append((time.monotonic(), self._open.pop(key)))
+                col = None
             if col is not None:  # deleted behind our back (CLI): forget it
                 self._open.pop(key).close()
             if not self._exists(path):
@@ -136,6 +147,25 @@ class CollectionCache:
                 raise CollectionNotFound(f"no collection {name!r}") from None
             self._open[key] = col
             return col
+
+    def _model_switched(self, key: tuple[str, str], col: Collection) -> bool:
+        if self.postgres:
+            return False  # tuning is embedded-only
+        now = time.monotonic()
+        if now - self._model_checked.get(key, 0.0) < MODEL_RECHECK_S:
+            return False
+        self._model_checked[key] = now
+        return col.model_switched()
+
+    def _close_retired(self, older_than_s: float = RETIRED_CLOSE_S) -> None:
+        now = time.monotonic()
+        keep = []
+        for since, col in self._retired:
+            if now - since >= older_than_s:
+                col.close()
+            else:
+                keep.append((since, col))
+        self._retired = keep
 
     def create(self, tenant: Tenant, name: str) -> tuple[Collection, bool]:
         """Create an empty collection (recording the embedding model); returns it and whether it is new."""
@@ -177,3 +207,4 @@ class CollectionCache:
             for col in self._open.values():
                 col.close()
             self._open.clear()
+            self._close_retired(older_than_s=0.0)

@@ -217,6 +217,12 @@ class EmbeddedStore:
             return int(cur.lastrowid or 0), name, dimension
         return int(active[0]), str(active[1]), int(active[2])
 
+    def active_model_changed(self) -> bool:
+        """True once another process (`ragworks tune`'s switch or rollback) made another model the active one:
+        this store still searches the old model's vectors, and its writes are refused; reopen to follow."""
+        rows = self._read("SELECT id FROM models WHERE active = 1")
+        return bool(rows) and int(rows[0][0]) != self.model_id
+
     def check_model(self, name: str, dimension: int) -> None:
         """Raise EmbedderMismatch unless `name` is the model this collection's vectors come from."""
         if name != self.model_name or dimension != self.dimension:
