@@ -322,12 +322,12 @@ def serve(
         raise RagworksError(f"`ragworks serve` needs the server extra ({exc.name} is missing): "
                             "pip install 'ragworks[server]'") from None
     from ragworks.server.context import auth_description, auth_enabled
-    from ragworks.server.keys import KeyStore
+    from ragworks.server.keys import make_key_store
 
     if auth not in (None, "auto", "on", "off"):
         raise RagworksError(f"--auth must be auto, on or off (got {auth!r})")
     settings = _settings(None, data_dir, host=host, port=port, auth=auth, workers=workers)
-    keys = KeyStore(settings.data_dir)
+    keys = make_key_store(settings)
     try:
         err.print(auth_description(settings, keys), highlight=False)
         if not auth_enabled(settings, keys) and settings.host not in ("127.0.0.1", "localhost", "::1"):
@@ -361,9 +361,9 @@ app.command("worker")(_worker_command)
 
 
 def _key_store(data_dir: Path | None) -> Any:
-    from ragworks.server.keys import KeyStore
+    from ragworks.server.keys import make_key_store
 
-    return KeyStore(_settings(None, data_dir).data_dir)
+    return make_key_store(_settings(None, data_dir))
 
 
 @admin_app.command("create-tenant")

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from ragworks.config import Settings
 from ragworks.server import create_app
-from ragworks.server.keys import KeyStore
+from ragworks.server.keys import KeyStore, make_key_store
 
 ADMIN_KEY = "test-admin-key-0123456789"
 
@@ -87,9 +87,10 @@ class TenantKeys:
     admin: dict[str, str]
 
 
-def make_tenants(data: Path) -> TenantKeys:
-    """Tenants `alpha` and `beta`, one key each, created the way `ragworks admin` does."""
-    keys = KeyStore(data)
+def make_tenants(data: Path, settings: Settings | None = None) -> TenantKeys:
+    """Tenants `alpha` and `beta`, one key each, created the way `ragworks admin` does (in the key store that
+    `settings` use: PostgreSQL with the postgres backend; else `data`'s SQLite)."""
+    keys = make_key_store(settings) if settings is not None else KeyStore(data)
     heads = {}
     for name in ("alpha", "beta"):
         keys.create_tenant(name)

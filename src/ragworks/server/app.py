@@ -21,7 +21,7 @@ from ragworks.generate.llamacpp import LlamaCppLLM
 from ragworks.server.context import ServerContext
 from ragworks.server.errors import install_error_handlers
 from ragworks.server.jobs import make_job_queue
-from ragworks.server.keys import KeyStore
+from ragworks.server.keys import make_key_store
 from ragworks.server.limits import BodySizeLimit
 from ragworks.server.metrics import MetricsMiddleware, ServerMetrics
 from ragworks.server.models import SerializedLLM, SharedEmbedder
@@ -51,7 +51,7 @@ def create_app(
         shared = embedder
     else:
         shared = SharedEmbedder(embedder, name=embedder_name(settings), query_threads=settings.embed_query_threads)
-    keys = KeyStore(settings.data_dir)
+    keys = make_key_store(settings)
     metrics = ServerMetrics()
     cache = CollectionCache(settings, shared, None)
     job_queue = make_job_queue(settings, cache.get, lambda: existing_tenants(settings), metrics)

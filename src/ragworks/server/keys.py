@@ -1,4 +1,5 @@
-"""Tenants and their API keys, in `data_dir/auth.sqlite3` (shared by the server and `ragworks admin`).
+"""Tenants and their API keys, in `data_dir/auth.sqlite3` or, with the PostgreSQL store backend, in the database
+(shared by the server replicas and `ragworks admin`).
 
 A key reads `rwk_<id>_<secret>`: the id finds the row, the secret is stored only as its SHA-256 and compared
 in constant time. A key is shown once, when created.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import sqlite3
 import threading
@@ -16,18 +18,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ragworks.config import Settings
+from ragworks.errors import ConfigError
 from ragworks.server.errors import NotFound
 from ragworks.server.tenants import check_tenant_name
 
 AUTH_DB = "auth.sqlite3"
 KEY_PREFIX = "rwk"
+log = logging.getLogger("ragworks.server.keys")
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS tenants(name TEXT PRIMARY KEY, created REAL NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS api_keys(id TEXT PRIMARY KEY, tenant TEXT NOT NULL, secret_sha256 TEXT NOT NULL, "
-    "label TEXT NOT NULL DEFAULT '', created REAL NOT NULL, revoked REAL)",
-    "CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys(tenant)",
-)
+
+def _schema(tenants: str, keys: str) -> tuple[str, ...]:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {tenants}(name TEXT PRIMARY KEY, created DOUBLE PRECISION NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS {keys}(id TEXT PRIMARY KEY, tenant TEXT NOT NULL, secret_sha256 TEXT NOT NULL, "
+        "label TEXT NOT NULL DEFAULT '', created DOUBLE PRECISION NOT NULL, revoked DOUBLE PRECISION)",
+        f"CREATE INDEX IF NOT EXISTS api_keys_tenant ON {keys}(tenant)",
+    )
 
 
 def _digest(secret: str) -> str:
@@ -48,7 +55,11 @@ class ApiKey:
 
 
 class KeyStore:
-    """Tenants and hashed API keys. Thread-safe; other processes (the CLI) may write at the same time."""
+    """Tenants and hashed API keys in `data_dir/auth.sqlite3`. Thread-safe; other processes (the CLI) may write at
+    the same time. `PostgresKeyStore` is the same over PostgreSQL (`make_key_store` picks by the store backend)."""
+
+    _tenants = "tenants"
+    _keys = "api_keys"
 
     def __init__(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -57,29 +68,33 @@ class KeyStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._lock = threading.Lock()
         with self._lock:
-            for stmt in _SCHEMA:
+            for stmt in _schema(self._tenants, self._keys):
                 self._conn.execute(stmt)
 
     def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock:
             return self._conn.execute(sql, args).fetchall()
 
+    def _x(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        """Run a write; the number of rows it changed."""
+        with self._lock:
+            return int(self._conn.execute(sql, args).rowcount)
+
     # --- tenants
 
     def create_tenant(self, name: str) -> bool:
         """Create a tenant; False if it already existed."""
         check_tenant_name(name)
-        with self._lock:
-            cur = self._conn.execute("INSERT OR IGNORE INTO tenants(name, created) VALUES(?, ?)", (name, time.time()))
-            return cur.rowcount == 1
+        return self._x(f"INSERT INTO {self._tenants}(name, created) VALUES(?, ?) ON CONFLICT DO NOTHING",
+                       (name, time.time())) == 1
 
     def tenants(self) -> list[dict[str, Any]]:
-        rows = self._q("SELECT t.name, t.created, count(k.id) FROM tenants t LEFT JOIN api_keys k "
-                       "ON k.tenant = t.name AND k.revoked IS NULL GROUP BY t.name ORDER BY t.name")
+        rows = self._q(f"SELECT t.name, t.created, count(k.id) FROM {self._tenants} t LEFT JOIN {self._keys} k "
+                       "ON k.tenant = t.name AND k.revoked IS NULL GROUP BY t.name, t.created ORDER BY t.name")
         return [{"name": r[0], "created": r[1], "active_keys": r[2]} for r in rows]
 
     def tenant_exists(self, name: str) -> bool:
-        return bool(self._q("SELECT 1 FROM tenants WHERE name = ?", (name,)))
+        return bool(self._q(f"SELECT 1 FROM {self._tenants} WHERE name = ?", (name,)))
 
     # --- keys
 
@@ -90,28 +105,25 @@ class KeyStore:
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         now = time.time()
-        with self._lock:
-            self._conn.execute("INSERT INTO api_keys(id, tenant, secret_sha256, label, created) VALUES(?, ?, ?, ?, ?)",
-                               (key_id, tenant, _digest(secret), label, now))
+        self._x(f"INSERT INTO {self._keys}(id, tenant, secret_sha256, label, created) VALUES(?, ?, ?, ?, ?)",
+                (key_id, tenant, _digest(secret), label, now))
         return f"{KEY_PREFIX}_{key_id}_{secret}", ApiKey(key_id, tenant, label, now, None)
 
     def keys(self, tenant: str | None = None) -> list[ApiKey]:
-        sql = "SELECT id, tenant, label, created, revoked FROM api_keys"
+        sql = f"SELECT id, tenant, label, created, revoked FROM {self._keys}"
         rows = self._q(sql + " WHERE tenant = ? ORDER BY created", (tenant,)) if tenant else self._q(
             sql + " ORDER BY tenant, created")
         return [ApiKey(*r) for r in rows]
 
     def revoke_key(self, key_id: str) -> ApiKey:
-        with self._lock:
-            self._conn.execute("UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL",
-                               (time.time(), key_id))
-        rows = self._q("SELECT id, tenant, label, created, revoked FROM api_keys WHERE id = ?", (key_id,))
+        self._x(f"UPDATE {self._keys} SET revoked = ? WHERE id = ? AND revoked IS NULL", (time.time(), key_id))
+        rows = self._q(f"SELECT id, tenant, label, created, revoked FROM {self._keys} WHERE id = ?", (key_id,))
         if not rows:
             raise NotFound(f"no API key {key_id!r}")
         return ApiKey(*rows[0])
 
     def has_keys(self) -> bool:
-        return bool(self._q("SELECT 1 FROM api_keys WHERE revoked IS NULL LIMIT 1"))
+        return bool(self._q(f"SELECT 1 FROM {self._keys} WHERE revoked IS NULL LIMIT 1"))
 
     def verify(self, key: str) -> ApiKey | None:
         """The key's record if `key` is a valid, unrevoked key; None otherwise."""
@@ -119,7 +131,7 @@ class KeyStore:
         key_id, _, secret = rest.partition("_")
         if prefix != KEY_PREFIX or not key_id or not secret:
             return None
-        rows = self._q("SELECT id, tenant, label, created, revoked, secret_sha256 FROM api_keys WHERE id = ?",
+        rows = self._q(f"SELECT id, tenant, label, created, revoked, secret_sha256 FROM {self._keys} WHERE id = ?",
                        (key_id,))
         if not rows:
             hmac.compare_digest(_digest(secret), _digest(""))  # same work whether or not the id exists
@@ -129,9 +141,78 @@ class KeyStore:
             return None
         return ApiKey(*fields)
 
+    def export_rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Every tenant row and key row (hashes only), to move them to another store."""
+        return (self._q(f"SELECT name, created FROM {self._tenants}"),
+                self._q(f"SELECT id, tenant, secret_sha256, label, created, revoked FROM {self._keys}"))
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+class PostgresKeyStore(KeyStore):
+    """The key store in PostgreSQL (`<schema>.tenants`, `<schema>.api_keys`): with `store_backend = "postgres"`
+    every API replica and `ragworks admin` share it through the database, not a SQLite file on a shared volume
+    (whose locks NFS does not honour reliably)."""
+
+    def __init__(self, pool: Any, schema: str) -> None:
+        self._pool = pool
+        self._tenants = f"{schema}.tenants"
+        self._keys = f"{schema}.api_keys"
+        self.path = Path(f"postgresql:{schema}")
+        with pool.connection() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('ragworks-keys-schema'))")
+            for stmt in _schema(self._tenants, self._keys):
+                conn.execute(stmt)
+
+    def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        with self._pool.connection() as conn:
+            return list(conn.execute(sql.replace("?", "%s"), args).fetchall())
+
+    def _x(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        with self._pool.connection() as conn:
+            return int(conn.execute(sql.replace("?", "%s"), args).rowcount)
+
+    def import_from(self, other: KeyStore) -> tuple[int, int]:
+        """Copy `other`'s tenants and keys in (existing ones kept); (tenants, keys) added."""
+        tenants, keys = other.export_rows()
+        with self._pool.connection() as conn:
+            added_t = sum(conn.execute(f"INSERT INTO {self._tenants}(name, created) VALUES(%s, %s) "
+                                       "ON CONFLICT DO NOTHING", row).rowcount for row in tenants)
+            added_k = sum(conn.execute(f"INSERT INTO {self._keys}(id, tenant, secret_sha256, label, created, revoked) "
+                                       "VALUES(%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", row).rowcount
+                          for row in keys)
+        return added_t, added_k
+
+    def close(self) -> None:
+        pass  # the pool is the process's shared one
+
+
+def make_key_store(settings: Settings) -> KeyStore:
+    """The key store for `settings`: PostgreSQL with the postgres store backend, else `data_dir/auth.sqlite3`.
+
+    Switching an existing deployment to PostgreSQL: while the database has no tenants or keys yet, those of
+    `data_dir/auth.sqlite3` are copied in once (so keys issued before keep working)."""
+    if settings.store_backend != "postgres":
+        return KeyStore(settings.data_dir)
+    from ragworks.store.postgres import shared_pool
+
+    if settings.postgres_dsn is None:
+        raise ConfigError("store_backend = 'postgres' needs postgres_dsn (RAGWORKS_POSTGRES_DSN)")
+    store = PostgresKeyStore(shared_pool(settings.postgres_dsn.get_secret_value(), settings.postgres_schema),
+                             settings.postgres_schema)
+    legacy = settings.data_dir / AUTH_DB
+    if legacy.exists() and not store.tenants() and not store.keys():
+        local = KeyStore(settings.data_dir)
+        try:
+            added = store.import_from(local)
+        finally:
+            local.close()
+        if any(added):
+            log.warning("copied %d tenants and %d API keys from %s into PostgreSQL (%s); that file is no longer "
+                        "read", added[0], added[1], legacy, settings.postgres_schema)
+    return store
 
 
 def check_admin_key(given: str, configured: str) -> bool:
