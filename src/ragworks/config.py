@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(default=50.0, gt=0)  # largest request body (uploads included)
     rate_limit_per_minute: int = Field(default=600, ge=0)  # per API key; 0 = unlimited
     rate_limit_burst: int = Field(default=30, ge=1)  # requests a key may make at once before the rate applies
+    # where the buckets live: memory (per process), redis (shared by processes and replicas; `redis_url`), or
+    # auto: redis with the Celery queue, else memory
+    rate_limit_backend: Literal["auto", "memory", "redis"] = "auto"
     # embedded: an in-process worker thread over a SQLite job table; celery: `ragworks worker` processes via Redis
     queue_backend: Literal["embedded", "celery"] = "embedded"
     job_max_attempts: int = Field(default=3, ge=1)  # a job that keeps dying with the server is failed after this

@@ -94,6 +94,24 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(tenants, app_factory, kit
         assert "ragworks_rate_limited_total 2.0" in client.get("/metrics").text
 
 
+@pytest.mark.slow
+def test_with_the_redis_limiter_a_keys_rate_holds_across_replicas(tenants, app_factory, kit, tmp_path):
+    from tests.realservers import redis_server
+
+    with redis_server(tmp_path / "redis") as url:
+        settings = kit.make_settings(tenants.data_dir, auth="on", rate_limit_per_minute=60, rate_limit_burst=3,
+                                     rate_limit_backend="redis", redis_url=url)
+        with app_factory(settings) as a, app_factory(settings) as b:  # two replicas (or `serve --workers` processes)
+            codes = [(a, b)[i % 2].get("/v1/collections", headers=tenants.alpha).status_code for i in range(4)]
+            assert codes == [200, 200, 200, 429]  # per-process buckets would have allowed 3 on each
+            r = b.get("/v1/collections", headers=tenants.alpha)
+            assert r.status_code == 429 and r.headers["retry-after"] == "1"
+            assert a.get("/v1/collections", headers=tenants.beta).status_code == 200, "the limit is per key"
+    # Redis gone: requests go ahead (a limiter must not take the API down), with a warning in the log
+    with app_factory(settings) as c:
+        assert [c.get("/v1/collections", headers=tenants.alpha).status_code for _ in range(5)] == [200] * 5
+
+
 def test_token_bucket_refills_at_the_configured_rate():
     now = [0.0]
     bucket = TokenBucketLimiter(per_minute=120, burst=2, clock=lambda: now[0])

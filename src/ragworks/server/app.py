@@ -25,7 +25,7 @@ from ragworks.server.keys import make_key_store
 from ragworks.server.limits import BodySizeLimit
 from ragworks.server.metrics import MetricsMiddleware, ServerMetrics
 from ragworks.server.models import SerializedLLM, SharedEmbedder
-from ragworks.server.ratelimit import TokenBucketLimiter
+from ragworks.server.ratelimit import make_limiter
 from ragworks.server.routes import admin, collections, documents, jobs, openai, ops, search
 from ragworks.server.routes.ops import STATIC_DIR
 from ragworks.server.tenants import CollectionCache, existing_tenants
@@ -58,7 +58,7 @@ def create_app(
     metrics.watch_queue(job_queue.depth)
     ctx = ServerContext(
         settings=settings, embedder=shared, llm=None, collections=cache, keys=keys,
-        limiter=TokenBucketLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        limiter=make_limiter(settings),
         jobs=job_queue, metrics=metrics,
     )
 
@@ -78,6 +78,7 @@ def create_app(
             await anyio.to_thread.run_sync(job_queue.stop)
             cache.close()
             keys.close()
+            await ctx.limiter.aclose()
 
     app = FastAPI(
         title="ragworks",

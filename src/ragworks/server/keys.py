@@ -60,6 +60,7 @@ class KeyStore:
 
     _tenants = "tenants"
     _keys = "api_keys"
+    local = True  # lookups are cheap enough for the event loop (a local file, no network)
 
     def __init__(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -155,6 +156,8 @@ class PostgresKeyStore(KeyStore):
     """The key store in PostgreSQL (`<schema>.tenants`, `<schema>.api_keys`): with `store_backend = "postgres"`
     every API replica and `ragworks admin` share it through the database, not a SQLite file on a shared volume
     (whose locks NFS does not honour reliably)."""
+
+    local = False
 
     def __init__(self, pool: Any, schema: str) -> None:
         self._pool = pool
