@@ -26,6 +26,13 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+def search_count(metrics: str) -> float:
+    """Successful searches in a Prometheus exposition: the request histogram's _count for the search route."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("ragworks_http_request_duration_seconds_count{")
+               and 'route="/v1/collections/{name}/search"' in line and 'status="200"' in line)
+
+
 def connection_owner(pids: list[int], server_port: int, client_port: int) -> int | None:
     """Which of `pids` holds the server end of the TCP connection from `client_port` (Linux /proc)."""
     inode = None
@@ -110,6 +117,10 @@ def test_serve_with_two_workers_answers_on_one_port_and_ingests_once(tmp_path: P
             assert len(http.get("/v1/collections/notes/documents").json()["documents"]) == 3
         workers = children(proc.pid)
         assert len(workers) == 2
+        # /metrics counts every process's requests, whichever process answers the scrape (one each, round-robin)
+        for _ in range(2):
+            with httpx.Client(base_url=base, timeout=60) as fresh:
+                assert search_count(fresh.get("/metrics").text) == 6
         # keep-alive connections opened together are dealt out evenly: 2 per process, not whoever accepts first
         conns = [HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(4)]
         for conn in conns:

@@ -1,16 +1,21 @@
 """Prometheus metrics (`GET /metrics`): request latency per route, ingest rates, job queue depth.
 
-Each app has its own registry, so several apps in one process (tests) do not collide.
+Each app has its own registry, so several apps in one process (tests) do not collide. Under `ragworks serve
+--workers N` the balancer sets PROMETHEUS_MULTIPROC_DIR: request histograms and counters then live in files every
+worker writes, and any worker's `/metrics` reports the sum over all of them (prometheus_client's multiprocess
+mode); values computed at scrape time (queue depth, the shared job table's counters) come from the answering one.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,6 +56,36 @@ class _JobTableCounters(Collector):
             finished.add_metric([state], n)
         yield finished
 
+class _QueueDepth(Collector):
+    """Jobs queued or running, read at each scrape (a collector, not a Gauge: the same in multiprocess mode)."""
+
+    def __init__(self, depth: Callable[[], int]) -> None:
+        self._depth = depth
+
+    def describe(self) -> list[Metric]:
+        return [GaugeMetricFamily("ragworks_job_queue_depth", "Jobs queued or running")]
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("ragworks_job_queue_depth", "Jobs queued or running", value=self._depth())
+
+
+def _computed(registry: CollectorRegistry) -> list[Collector]:
+    """The collectors that compute their values at scrape time (job table, queue depth), not from samples."""
+    return [c for c in list(registry._collector_to_names) if not isinstance(c, (Histogram, Counter, Gauge))]
+
+
+class _AllProcesses(Collector):
+    """Every worker's metrics files summed (multiprocess mode), less what this process computes itself."""
+
+    def __init__(self, path: str, local: CollectorRegistry) -> None:
+        self._files = MultiProcessCollector(None, path=path)
+        self._local = local
+
+    def collect(self) -> Iterator[Metric]:
+        mine = {m.name for c in _computed(self._local) for m in c.describe()}  # type: ignore[attr-defined]
+        return (m for m in self._files.collect() if m.name not in mine)
+
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -65,12 +100,11 @@ class ServerMetrics(JobObserver):
         self.ingest_documents = Counter("ragworks_ingest_documents_total", _DOCUMENTS_HELP, registry=r)
         self.ingest_chunks = Counter("ragworks_ingest_chunks_total", _CHUNKS_HELP, registry=r)
         self.jobs_finished = Counter("ragworks_jobs_finished_total", _FINISHED_HELP, ["state"], registry=r)
-        self.queue_depth = Gauge("ragworks_job_queue_depth", "Jobs queued or running", registry=r)
         self.rate_limited = Counter("ragworks_rate_limited_total", "Requests refused by the rate limit",
                                     registry=r)
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
-        self.queue_depth.set_function(depth)
+        self.registry.register(_QueueDepth(depth))
 
     # JobObserver
     def progressed(self, files: int, documents: int, chunks: int) -> None:
@@ -87,7 +121,14 @@ class ServerMetrics(JobObserver):
         self.registry.register(_JobTableCounters(totals))
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not path:
+            return generate_latest(self.registry)
+        combined = CollectorRegistry()
+        combined.register(_AllProcesses(path, self.registry))
+        for collector in _computed(self.registry):
+            combined.register(collector)
+        return generate_latest(combined)
 
 
 class MetricsMiddleware:
