@@ -178,3 +178,56 @@ def test_index_type_setting_is_remembered_by_a_collection_at_ingest(tmp_path: Pa
         assert store.index_type() == "hnsw"
     finally:
         store.close()
+
+
+def test_searches_go_on_from_the_current_index_while_flush_builds_its_replacement(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from ragworks.store.vector_index import VectorIndex
+
+    vectors = SyntheticVectors().rows(0, 2000)
+    store = _store_with(tmp_path / "col", vectors, docs=200)
+    store.set_index_type("hnsw")
+    store.flush()
+    store.delete_documents(store.resolve_documents("doc0"))  # HNSW can't remove: the next flush rebuilds it
+    store.sync_index()
+    assert store.index.stale
+    serving = store.index
+    building, release = threading.Event(), threading.Event()
+    add = VectorIndex.add
+
+    def held_add(self: VectorIndex, ids: np.ndarray, vecs: np.ndarray) -> None:
+        if self is not serving:  # the replacement being filled: hold it until the searches below are done
+            building.set()
+            assert release.wait(30)
+        add(self, ids, vecs)
+
+    monkeypatch.setattr(VectorIndex, "add", held_add)
+    flusher = threading.Thread(target=store.flush)
+    flusher.start()
+    try:
+        assert building.wait(30)
+        # the build is in progress and the store's lock is free: searches answer from the serving index
+        for i in (15, 700, 1999):
+            done: list[list[tuple[int, float]]] = []
+            t = threading.Thread(target=lambda i=i, done=done: done.append(store.dense_search(vectors[i], 3)))
+            t.start()
+            t.join(10)
+            assert done, "a search waited for the index build"
+            assert store.hits(done[0][:1])[0].chunk.text == f"passage {i}"
+        # a write during the build is replayed into the new index when it is swapped in
+        late = Document(source="late", text="passage late")
+        chunk = Chunk(doc_id=late.id, ordinal=0, text="passage late", start=0, end=12)
+        store.write(WriteBatch(documents=[DocumentWrite(late, [chunk])], vectors={chunk.text_hash: vectors[15]}))
+    finally:
+        release.set()
+        flusher.join(60)
+    assert store.index is not serving and store.index.kind == "hnsw" and not store.index.stale
+    assert len(store.index) == 1991  # 2,000 - 10 deleted + 1 written during the build
+    assert {h.chunk.text for h in store.hits(store.dense_search(vectors[15], 2))} == {"passage 15", "passage late"}
+    store.close()
+    reopened = EmbeddedStore(tmp_path / "col")  # the saved file is the new index, with the late write
+    found = {h.chunk.text for h in reopened.hits(reopened.dense_search(vectors[15], 2))}
+    assert found == {"passage 15", "passage late"} and len(reopened.index) == 1991
+    reopened.close()

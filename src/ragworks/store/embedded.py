@@ -32,7 +32,7 @@ import numpy as np
 
 from ragworks.documents import Chunk, SearchHit
 from ragworks.errors import CollectionLocked, CollectionNotFound, DocumentNotFound, EmbedderMismatch
-from ragworks.scale.ann import IndexChoice, plan_index
+from ragworks.scale.ann import IndexChoice, IndexPlan, plan_index
 from ragworks.store.base import FileRecord, Filter, StoredDocument, WriteBatch
 from ragworks.store.memory_bm25 import SegmentedBM25
 from ragworks.store.vector_index import MIN_TRAIN, VectorIndex
@@ -131,6 +131,7 @@ class EmbeddedStore:
                 raise CollectionNotFound(f"no collection at {self.path} (ingest something to create it)")
             self.path.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._flush_lock = threading.RLock()  # one flush at a time (its index build runs outside `_lock`)
         self._conn = sqlite3.connect(db, check_same_thread=False, timeout=60, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -436,19 +437,19 @@ class EmbeddedStore:
         row = self._query("SELECT value FROM meta WHERE key = ?", (f"index_seq_m{self.model_id}",))
         return int(row[0][0]) if row else 0
 
-    def _vectors_for(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    def _vectors_for(self, chunk_ids: Sequence[int], conn: sqlite3.Connection | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
         # CROSS JOIN pins the loop order (chunks by id, then the embedding by primary key); with a plain JOIN
         # SQLite scanned every embedding per call: 2.9 s at 4k chunks, quadratic in collection size.
         ids: list[int] = []
         blobs: list[bytes] = []
         for i in range(0, len(chunk_ids), 900):
             part = list(chunk_ids[i : i + 900])
-            rows = self._query(
-                "SELECT c.id, e.vector FROM chunks c "
-                "CROSS JOIN embeddings e ON e.model = ? AND e.text_hash = c.text_hash "
-                f"WHERE c.id IN ({','.join('?' * len(part))})",
-                [self.model_id, *part],
-            )
+            sql = ("SELECT c.id, e.vector FROM chunks c "
+                   "CROSS JOIN embeddings e ON e.model = ? AND e.text_hash = c.text_hash "
+                   f"WHERE c.id IN ({','.join('?' * len(part))})")
+            args = [self.model_id, *part]
+            rows = self._query(sql, args) if conn is None else conn.execute(sql, args).fetchall()
             for cid, blob in rows:
                 ids.append(cid)
                 blobs.append(blob)
@@ -493,19 +494,50 @@ class EmbeddedStore:
     def _index_sample(self, size: int) -> np.ndarray:
         return self._vectors_for(self.random_chunk_ids(size))[1]
 
+    def _plan_rebuild(self, index: VectorIndex, n: int) -> IndexPlan:
+        plan = index.plan_for(n)
+        if plan.needs_training and n < MIN_TRAIN:
+            flat = plan_index(n, self.dimension, "flat")
+            plan = replace(flat, reason=f"{n} vectors: too few to train {plan.kind}")
+        return plan
+
     def rebuild_index(self) -> None:
         """Rebuild the FAISS index from the vectors in SQLite, choosing its kind by size (or `index_type`)."""
         with self._lock:
             head = self._log_head()
             n = int(self._query("SELECT count(*) FROM chunks")[0][0])
-            plan = self.index.plan_for(n)
-            if plan.needs_training and n < MIN_TRAIN:
-                flat = plan_index(n, self.dimension, "flat")
-                plan = replace(flat, reason=f"{n} vectors: too few to train {plan.kind}")
+            plan = self._plan_rebuild(self.index, n)
             self.index.rebuild(plan, self._index_sample(plan.training_size()) if plan.needs_training else np.zeros(0))
             for ids, vecs in self.iter_vectors():
                 self.index.add(ids, vecs)
             self.index.seq = head
+
+    def _build_beside(self) -> VectorIndex | None:
+        """A new index built from one read snapshot of SQLite while searches go on with the current one; its
+        `seq` is that snapshot's log head. None if the model was switched meanwhile."""
+        model_id = self.model_id
+        fresh = VectorIndex(self.path, f"dense-m{model_id}", self.dimension, index_type=self.index_type())
+        with self._reader() as conn:
+            conn.execute("BEGIN")  # the head, the sample and every vector come from the same snapshot
+            try:
+                head = _head_of(conn)
+                n = int(conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+                plan = self._plan_rebuild(fresh, n)
+                sample = np.zeros(0)
+                if plan.needs_training:
+                    ids = sorted(r[0] for r in conn.execute("SELECT id FROM chunks ORDER BY random() LIMIT ?",
+                                                             (plan.training_size(),)))
+                    sample = self._vectors_for(ids, conn)[1]
+                fresh.rebuild(plan, sample)
+                last = 0
+                while rows := conn.execute("SELECT id FROM chunks WHERE id > ? ORDER BY id LIMIT 20000",
+                                           (last,)).fetchall():
+                    fresh.add(*self._vectors_for([r[0] for r in rows], conn))
+                    last = rows[-1][0]
+            finally:
+                conn.execute("COMMIT")
+        fresh.seq = head
+        return fresh if self.model_id == model_id else None
 
     def sync_index(self) -> None:
         """Bring the in-memory index up to the last committed write (ours or another process's)."""
@@ -539,6 +571,10 @@ class EmbeddedStore:
 
     def flush(self) -> None:
         """Save the index file at the current log position, compact the log, drop unused cached vectors."""
+        with self._flush_lock:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
             if (
                 not self._deleted_since_gc
@@ -548,15 +584,23 @@ class EmbeddedStore:
             ):
                 return  # nothing written since the last save: don't even load the index
             # a bulk load leaves millions of log rows: rebuild from SQLite in one pass instead of replaying them
-            if self._index_dirty:
+            bulk = self._index_dirty
+            if bulk:
                 self._index_loaded = True
                 self.rebuild_index()
                 rebuilt = True
             else:
                 self.sync_index()
                 rebuilt = self.index.outgrown()
-                if rebuilt:
-                    self.rebuild_index()
+        if rebuilt and not bulk:
+            # the index outgrew its kind (flat → IVF, IVF lists, HNSW deletions): build the new one beside it,
+            # off the lock, so searches keep answering from the current index (a big build takes minutes)
+            fresh = self._build_beside()
+            with self._lock:
+                if fresh is not None:
+                    self.index = fresh
+                self.sync_index()  # replay what was written during the build
+        with self._lock:
             self._index_dirty = False
             seq = self.index.seq
             if rebuilt or seq > self._saved_seq() or not self.index.newest_on_disk():
