@@ -310,8 +310,8 @@ def serve(
     auth: Annotated[str | None, typer.Option(help="auto | on | off (auto: on once an admin key or API key exists)")]
     = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
-    workers: Annotated[int | None, typer.Option(help="Server processes on the port (settings: workers); one of "
-                                                     "them runs the embedded job queue.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Server processes on the port (settings: workers; 0: one per "
+                                                     "CPU core); one of them runs the embedded job queue.")] = None,
 ) -> None:
     """Run the HTTP API, the OpenAI-compatible endpoints and the web page (uvicorn)."""
     try:
@@ -327,6 +327,9 @@ def serve(
     if auth not in (None, "auto", "on", "off"):
         raise RagworksError(f"--auth must be auto, on or off (got {auth!r})")
     settings = _settings(None, data_dir, host=host, port=port, auth=auth, workers=workers)
+    if settings.workers == 0:  # one process per core (the CPU set this process may run on)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        settings = settings.model_copy(update={"workers": max(1, cores)})
     keys = make_key_store(settings)
     try:
         err.print(auth_description(settings, keys), highlight=False)
