@@ -52,8 +52,10 @@ def connection_owner(pids: list[int], server_port: int, client_port: int) -> int
     return None
 
 
-def test_only_the_elected_process_runs_jobs_and_a_job_recorded_elsewhere_runs_once(tmp_path: Path, embedder):
-    settings = Settings(data_dir=tmp_path, llm="extractive", workers=2)
+@pytest.mark.parametrize("workers", [2, 1])  # 1: two separate `ragworks serve` started on one data directory
+def test_only_the_elected_process_runs_jobs_and_a_job_recorded_elsewhere_runs_once(tmp_path: Path, embedder,
+                                                                                     workers: int):
+    settings = Settings(data_dir=tmp_path, llm="extractive", workers=workers)
     opened: dict[str, Collection] = {}
 
     def open_collection(tenant: Tenant, name: str) -> Collection:

@@ -29,7 +29,8 @@ def make_job_queue(
             raise ConfigError(f"queue_backend 'celery' needs celery and redis ({exc.name} is missing): "
                               "pip install 'ragworks[queue]'") from None
         return CeleryJobQueue(settings, tenants, observer=observer)
-    # several server processes share the tenants' job tables: one of them, elected by a file lock, runs the jobs
-    runner_lock = settings.data_dir / "job-runner.lock" if settings.workers > 1 else None
+    # every server process on a data directory (`--workers N`, or two `ragworks serve` started on it by mistake)
+    # shares the tenants' job tables: one of them, elected by a file lock, runs the jobs
+    runner_lock = settings.data_dir / "job-runner.lock"
     return EmbeddedJobQueue(open_collection, tenants, max_attempts=settings.job_max_attempts, observer=observer,
                             runner_lock=runner_lock)

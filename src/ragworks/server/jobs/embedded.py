@@ -4,10 +4,12 @@ The table is the truth; the in-memory queue only orders the work. `start()` re-q
 server left queued or running, so a restart (graceful or `kill -9`) resumes them. A graceful `stop()` lets the
 current job stop between two groups of documents and puts it back to queued.
 
-With several server processes on one data directory (`ragworks serve --workers N`), `runner_lock` names a file
-whose exclusive `flock` elects the one process that runs jobs: it recovers leftovers when it wins and picks up
-jobs the other processes recorded by scanning the tables; the others only record jobs and read their state. If
-the runner dies its lock is released and another process takes over (a running job left behind is re-queued).
+Server processes on one data directory (`ragworks serve --workers N`, or two servers started on it) elect the one
+that runs jobs by an exclusive `flock` on `runner_lock`: it recovers leftovers when it wins and picks up jobs the
+other processes recorded by scanning the tables when they signal one (they touch `<runner_lock>.pending`, whose
+mtime the runner checks twice a second; a full scan every 30 s backs that up); the others only record jobs and read
+their state. If the runner dies its lock is released and another process takes over (a running job left behind is
+re-queued). Without the election a second server would re-queue the first one's running jobs as leftovers.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from ragworks.server.tenants import Tenant
 
 log = logging.getLogger("ragworks.server.jobs")
 ELECTION_INTERVAL_S = 1.0  # how often a non-runner process tries to become the runner
-SCAN_INTERVAL_S = 0.5  # how often the runner looks for jobs other processes recorded
+SCAN_INTERVAL_S = 0.5  # how often the runner checks whether other processes recorded jobs
+FULL_SCAN_INTERVAL_S = 30.0  # and scans the tables regardless (a missed signal costs at most this)
 
 
 class JobObserver:
@@ -66,6 +69,7 @@ class EmbeddedJobQueue:
         self._open_collection = open_collection
         self._runner_lock = runner_lock
         self._is_runner = runner_lock is None
+        self._pending = runner_lock.with_name(runner_lock.name + ".pending") if runner_lock is not None else None
         self._seen: set[str] = set()  # job ids put on the in-memory queue (scans skip them)
         self._tenants = tenants
         self.max_attempts = max_attempts
@@ -102,8 +106,11 @@ class EmbeddedJobQueue:
         assert table is not None
         total = len(payload.get("files") or payload.get("documents") or [])
         job = table.insert(collection, kind, payload, JobProgress(files_total=total))
-        if self._is_runner:  # otherwise the runner process finds it in the table
+        if self._is_runner:
             self._enqueue(tenant, job.id)
+        elif self._pending is not None:  # the runner process finds it in the table at its next scan
+            self._pending.touch()
+            os.utime(self._pending)  # a fresh mtime even on filesystems that keep it on an existing file's touch
         return job
 
     def status(self, tenant: Tenant, job_id: str) -> Job:
@@ -135,7 +142,13 @@ class EmbeddedJobQueue:
                 self._changed.wait(min(left, 0.25))
 
     def depth(self) -> int:
-        return self._queue.qsize() + (1 if self._running else 0)
+        """Jobs queued or running in the tenants' tables (every process's, whichever runs them)."""
+        total = 0
+        for tenant in self._tenants():
+            table = self._table(tenant, create=False)
+            if table is not None:
+                total += table.count_unfinished()
+        return total
 
     def start(self) -> None:
         """Start the worker: at once, or (with `runner_lock`) once this process wins the runner election."""
@@ -221,14 +234,25 @@ class EmbeddedJobQueue:
         with self._changed:
             self._changed.notify_all()
 
+    def _pending_mark(self) -> int:
+        try:
+            return os.stat(self._pending).st_mtime_ns if self._pending is not None else 0
+        except FileNotFoundError:
+            return 0
+
     def _work(self) -> None:
+        mark = self._pending_mark()
         self._recover()
-        last_scan = time.monotonic()
+        last_check = last_scan = time.monotonic()
         while not self._stopping.is_set():
-            if self._runner_lock is not None and time.monotonic() - last_scan >= SCAN_INTERVAL_S:
-                last_scan = time.monotonic()
-                with contextlib.suppress(Exception):  # a scan failing now is retried at the next one
-                    self._scan()
+            now = time.monotonic()
+            if self._runner_lock is not None and now - last_check >= SCAN_INTERVAL_S:
+                last_check = now
+                seen, mark = mark, self._pending_mark()
+                if mark != seen or now - last_scan >= FULL_SCAN_INTERVAL_S:
+                    last_scan = now
+                    with contextlib.suppress(Exception):  # a scan failing now is retried at the next one
+                        self._scan()
             try:
                 tenant, job_id = self._queue.get(timeout=0.2)
             except queue.Empty:
