@@ -32,7 +32,7 @@ import numpy as np
 
 from ragworks.documents import Chunk, SearchHit
 from ragworks.errors import CollectionLocked, CollectionNotFound, DocumentNotFound, EmbedderMismatch
-from ragworks.scale.ann import IndexChoice, IndexPlan, plan_index
+from ragworks.scale.ann import IndexChoice, plan_index
 from ragworks.store.base import FileRecord, Filter, StoredDocument, WriteBatch
 from ragworks.store.memory_bm25 import SegmentedBM25
 from ragworks.store.vector_index import MIN_TRAIN, VectorIndex
@@ -491,26 +491,13 @@ class EmbeddedStore:
     def random_chunk_ids(self, n: int) -> list[int]:
         return sorted(r[0] for r in self._query("SELECT id FROM chunks ORDER BY random() LIMIT ?", (n,)))
 
-    def _index_sample(self, size: int) -> np.ndarray:
-        return self._vectors_for(self.random_chunk_ids(size))[1]
-
-    def _plan_rebuild(self, index: VectorIndex, n: int) -> IndexPlan:
-        plan = index.plan_for(n)
-        if plan.needs_training and n < MIN_TRAIN:
-            flat = plan_index(n, self.dimension, "flat")
-            plan = replace(flat, reason=f"{n} vectors: too few to train {plan.kind}")
-        return plan
-
     def rebuild_index(self) -> None:
-        """Rebuild the FAISS index from the vectors in SQLite, choosing its kind by size (or `index_type`)."""
+        """Rebuild the FAISS index from the vectors in SQLite, choosing its kind by size (or `index_type`), with
+        searches waiting (`flush` builds an outgrown index beside the serving one instead)."""
         with self._lock:
-            head = self._log_head()
-            n = int(self._query("SELECT count(*) FROM chunks")[0][0])
-            plan = self._plan_rebuild(self.index, n)
-            self.index.rebuild(plan, self._index_sample(plan.training_size()) if plan.needs_training else np.zeros(0))
-            for ids, vecs in self.iter_vectors():
-                self.index.add(ids, vecs)
-            self.index.seq = head
+            fresh = self._build_beside()
+            if fresh is not None:
+                self.index = fresh
 
     def _build_beside(self) -> VectorIndex | None:
         """A new index built from one read snapshot of SQLite while searches go on with the current one; its
@@ -522,7 +509,10 @@ class EmbeddedStore:
             try:
                 head = _head_of(conn)
                 n = int(conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
-                plan = self._plan_rebuild(fresh, n)
+                plan = fresh.plan_for(n)
+                if plan.needs_training and n < MIN_TRAIN:
+                    plan = replace(plan_index(n, self.dimension, "flat"),
+                                   reason=f"{n} vectors: too few to train {plan.kind}")
                 sample = np.zeros(0)
                 if plan.needs_training:
                     ids = sorted(r[0] for r in conn.execute("SELECT id FROM chunks ORDER BY random() LIMIT ?",
