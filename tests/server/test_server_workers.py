@@ -130,14 +130,22 @@ def test_serve_with_two_workers_answers_on_one_port_and_ingests_once(tmp_path: P
             assert conn.getresponse().read()
         owners = [connection_owner(workers, port, conn.sock.getsockname()[1]) for conn in conns]
         assert sorted(owners.count(pid) for pid in workers) == [2, 2], owners
-        # a worker that dies is replaced (connections it held die with it), and new connections are served
+        # a worker that dies is replaced (connections it held die with it); until the replacement's app has
+        # started (seconds: imports, model), new connections all go to the live worker instead of waiting on it
         os.kill(workers[0], signal.SIGKILL)
         replaced = wait_until(lambda: (lambda now: now if len(now) == 2 and workers[0] not in now else None)(
             children(proc.pid)), 60, lambda: f"workers now {children(proc.pid)}")
         assert workers[1] in replaced
+        meanwhile = [HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(3)]
+        for conn in meanwhile:
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().read()
+        assert [connection_owner(replaced, port, c.sock.getsockname()[1]) for c in meanwhile] == [workers[1]] * 3
         for _ in range(4):
             with httpx.Client(base_url=base, timeout=60) as fresh:
                 assert fresh.post("/v1/collections/notes/search", json={"query": "harbour 1"}).status_code == 200
+        for conn in meanwhile:
+            conn.close()
         for conn in conns:
             conn.close()
     finally:

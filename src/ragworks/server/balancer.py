@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,16 +50,33 @@ def supported() -> bool:
 class HandedServer(uvicorn.Server):
     """A uvicorn server that listens on nothing and serves the connections whose descriptors arrive on `channel`."""
 
-    def __init__(self, config: uvicorn.Config, channel: socket.socket) -> None:
+    def __init__(self, config: uvicorn.Config, channel: socket.socket,
+                 ready: Callable[[], bool] = lambda: True) -> None:
         super().__init__(config)
         self.channel = channel
+        self.ready = ready  # the app can answer (its embedding model is loaded)
         self.handed = 0  # connections received (tests and logs)
+        self._tasks: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps only weak ones)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])  # lifespan, state; no listeners of its own
         loop = asyncio.get_running_loop()
         self.channel.setblocking(False)
         loop.add_reader(self.channel.fileno(), self._receive, loop)
+        self._spawn(loop, self._announce_ready())
+
+    def _spawn(self, loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> None:
+        task = loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _announce_ready(self, timeout_s: float = 600.0) -> None:
+        """Tell the parent once the app is ready, so it prefers this worker from then on."""
+        deadline = time.monotonic() + timeout_s
+        while not self.ready() and time.monotonic() < deadline and not self.should_exit:
+            await asyncio.sleep(0.1)
+        with contextlib.suppress(OSError):
+            self.channel.send(b"r")
 
     def _protocol(self, loop: asyncio.AbstractEventLoop) -> asyncio.Protocol:
         # what uvicorn.Server.startup builds for its own listeners
@@ -81,7 +100,7 @@ class HandedServer(uvicorn.Server):
                 conn = socket.socket(fileno=fd)
                 conn.setblocking(False)
                 self.handed += 1
-                loop.create_task(self._serve_connection(loop, conn))
+                self._spawn(loop, self._serve_connection(loop, conn))
 
     async def _serve_connection(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
         try:
@@ -101,9 +120,12 @@ def worker_main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fd", type=int, required=True)
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
+    from ragworks.server.app import create_app_from_env
+
     channel = socket.socket(fileno=args.fd)
-    config = uvicorn.Config("ragworks.server.app:create_app_from_env", factory=True, log_level=args.log_level)
-    HandedServer(config, channel).run(sockets=[])
+    app = create_app_from_env()
+    config = uvicorn.Config(app, log_level=args.log_level)
+    HandedServer(config, channel, ready=lambda: bool(app.state.ctx.embedder.ready)).run(sockets=[])
 
 
 # --- parent side -------------------------------------------------------------------------------------------------
@@ -116,6 +138,13 @@ class Worker:
     channel: socket.socket  # the parent's end
     started: float = field(default_factory=time.monotonic)
     restarts: int = 0
+    ready: bool = False  # its app has started (it said so on the channel)
+
+    def check_ready(self) -> bool:
+        if not self.ready and select.select([self.channel], [], [], 0)[0]:  # never wait here
+            with contextlib.suppress(OSError):  # its end is gone: the supervisor restarts it
+                self.ready = self.channel.recv(16).startswith(b"r")
+        return self.ready
 
 
 class Balancer:
@@ -155,12 +184,15 @@ class Balancer:
         self.workers = [self._spawn(i) for i in range(self.count)]
 
     def deal(self, conn: socket.socket) -> bool:
-        """Hand `conn` to the next live worker; False when none could take it (the connection is then closed)."""
+        """Hand `conn` to the next live worker, preferring those whose app has started (a restarted worker loading
+        its model would hold the connection for seconds); False when none could take it (the connection is then
+        closed)."""
         try:
+            any_ready = sum(w.check_ready() for w in self.workers) > 0
             for _ in range(len(self.workers)):
                 worker = self.workers[self._next % len(self.workers)]
                 self._next += 1
-                if worker.proc.poll() is not None:
+                if worker.proc.poll() is not None or (any_ready and not worker.ready):
                     continue
                 try:
                     socket.send_fds(worker.channel, [b"c"], [conn.fileno()])
