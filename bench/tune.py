@@ -6,15 +6,19 @@ nDCG@10 / Recall@100 on the 300 BEIR test queries before and after, dense and hy
 with the time of each stage and the machine load. Writes bench/results/tune.json and tune.png.
 
 Labelled: the train qrels (3 epochs at most); hybrid uses the dense weight `run_tune` chose on the held-out dev
-split of the train queries. Unlabelled: 1,000 sampled title → abstract pairs plus 3,000 Inverse Cloze Task pairs
-(one sentence → the rest of its passage), one pass; BM25 hard negatives in both. The defaults reproduce
-bench/results/tune-scifact-*.json:
+split of the train queries. Unlabelled (`--method auto` → adapter, tune/adapter.py): one sentence of each passage
+and each title become pseudo queries, the collection's hybrid retriever (BM25 + dense, weight 0.4) ranks the
+collection for each, and a linear map on the model's pooled output is trained so the dense ranking matches the
+hybrid's (3 epochs over stored vectors, seconds); the epoch and the map's strength α are chosen on 1,500 held-out
+pseudo queries, and re-embedding maps the stored vectors instead of running the transformer. `--method finetune`
+gives the earlier unlabelled setting (1,000 title → abstract pairs + `--ict` Inverse Cloze Task pairs, BM25
+negatives, `--budget-minutes` of fine-tuning). The defaults reproduce bench/results/tune-scifact-*.json:
 
     python bench/tune.py --modes labelled --out bench/results/tune-scifact-labelled.json
     python bench/tune.py --modes unlabelled --out bench/results/tune-scifact-unlabelled.json
     python bench/tune.py --combine bench/results/tune-scifact-labelled.json \
         bench/results/tune-scifact-unlabelled.json                  # → bench/results/tune.json + tune.png
-    python bench/tune.py                                  # both modes in one go, 20-minute training budget each
+    python bench/tune.py                                  # both modes in one go
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ def find_source(args: argparse.Namespace) -> Path:
 
 def run_mode(mode: str, source: Path, args: argparse.Namespace) -> dict[str, Any]:
     from ragworks.config import Settings
+    from ragworks.tune.adapter import AdapterConfig
     from ragworks.tune.run import TuneOptions, run_tune
     from ragworks.tune.train import TrainConfig
 
@@ -78,7 +83,10 @@ def run_mode(mode: str, source: Path, args: argparse.Namespace) -> dict[str, Any
     options = TuneOptions(
         beir=args.data / "scifact", unlabelled=mode == "unlabelled", negatives=args.negatives, force=True,
         max_pairs=args.max_pairs, ict=args.ict, generate=args.generate if mode == "unlabelled" else 0,
-        generate_minutes=args.generate_minutes,
+        generate_minutes=args.generate_minutes, method=args.method,
+        adapter=AdapterConfig(loss=args.adapter_loss, epochs=args.adapter_epochs, learning_rate=args.adapter_lr,
+                              teacher_temperature=args.adapter_teacher_temperature,
+                              sentences_per_passage=args.adapter_sentences, threads=args.threads),
         train=TrainConfig(budget_minutes=args.budget_minutes, batch_size=args.batch_size,
                           max_epochs=args.epochs or (3 if mode == "labelled" else 1),
                           learning_rate=args.lr, threads=args.threads, eval_every=args.eval_every,
@@ -106,9 +114,10 @@ def run_mode(mode: str, source: Path, args: argparse.Namespace) -> dict[str, Any
     return {
         "mode": mode, "collection": str(work), "version": report.version, "model_dir": str(report.model_dir),
         "before": report.before, "after": report.after, "data": card["data"],
-        "training": {k: card["training"][k] for k in ("steps", "epochs", "seconds", "stopped", "best_step",
-                                                      "base_dev_mrr", "best_dev_mrr", "budget_minutes",
-                                                      "batch_size", "learning_rate", "threads")},
+        "training": {k: card["training"].get(k) for k in ("method", "steps", "epochs", "seconds", "stopped",
+                                                          "best_step", "base_dev_mrr", "best_dev_mrr", "budget_minutes",
+                                                          "batch_size", "learning_rate", "threads", "loss", "alpha",
+                                                          "best_epoch", "teacher_dev_mrr", "timings")},
         "fusion": card.get("fusion"), "dev_curve": card["training"]["dev"], "timings": t,
         "train_plus_reembed_s": round(card["training"]["seconds"] + t["reembed_s"], 1),
         "search": searched, "load_before": load_before, "load_after": load_tuned,
@@ -183,9 +192,9 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     for r in results:
         if r["dev_curve"]:
             steps, mrr = zip(*r["dev_curve"], strict=True)
-            ax2.plot(steps, mrr, "o-", label=r["mode"])
+            ax2.plot(steps, mrr, "o-", label=f"{r['mode']} ({r['training'].get('method') or 'finetune'})")
     ax2.set_xlabel("training step")
-    ax2.set_ylabel("dev MRR (held-out pairs)")
+    ax2.set_ylabel("dev MRR (held-out pairs / pseudo queries)")
     ax2.legend()
     fig.suptitle("ragworks tune on SciFact (2 CPU cores)")
     fig.tight_layout()
@@ -233,6 +242,13 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads for training")
     ap.add_argument("--eval-every", type=int, default=25)
     ap.add_argument("--max-seq-length", type=int, default=0, help="tokens per text while training (0: the model's)")
+    ap.add_argument("--method", default="auto", choices=["auto", "finetune", "adapter"],
+                    help="auto: the adapter distilled from the hybrid retriever without labels, fine-tuning with them")
+    ap.add_argument("--adapter-loss", default="distil", choices=["distil", "pairs", "both"])
+    ap.add_argument("--adapter-epochs", type=int, default=3)
+    ap.add_argument("--adapter-lr", type=float, default=1e-3)
+    ap.add_argument("--adapter-teacher-temperature", type=float, default=0.05)
+    ap.add_argument("--adapter-sentences", type=int, default=1, help="adapter: pseudo queries per passage")
     ap.add_argument("--negatives", default="bm25", choices=["bm25", "dense", "both", "none"])
     ap.add_argument("--max-pairs", type=int, default=1000, help="unlabelled: sample this many title/heading pairs")
     ap.add_argument("--ict", type=int, default=3000, help="unlabelled: this many Inverse Cloze Task pairs")

@@ -133,3 +133,23 @@ def test_a_model_without_mean_pooling_is_refused_with_a_clear_error(tmp_path):
     (model / "tokenizer.json").write_bytes((src / "tokenizer.json").read_bytes())
     with pytest.raises(ConfigError, match="mean-pooling"):
         OnnxEmbedder(str(model), cache_dir=tmp_path / "cache")
+
+
+def test_a_model_saved_by_sentence_transformers_5_loads_and_unknown_modules_are_refused(tmp_path, onnx_cache,
+                                                                                         embedder):
+    import shutil
+
+    from ragworks.embed.local import resolve_model_dir
+
+    # sentence-transformers 5 (what `ragworks tune` saves with) writes {"pooling_mode": "mean"}
+    model = tmp_path / "st5-model"
+    shutil.copytree(resolve_model_dir("all-MiniLM-L6-v2"), model)
+    (model / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 384,
+                                                                   "pooling_mode": "mean"}))
+    got = OnnxEmbedder(str(model), cache_dir=onnx_cache).embed_queries(QUERIES[:2])
+    assert ((got * embedder.embed_queries(QUERIES[:2])).sum(axis=1) > 0.99).all()
+    modules = json.loads((model / "modules.json").read_text())
+    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Custom", "type": "somewhere.CustomLayer"})
+    (model / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ConfigError, match="CustomLayer"):  # never silently skipped: vectors would not match
+        OnnxEmbedder(str(model), cache_dir=onnx_cache)

@@ -19,10 +19,10 @@ from ragworks.tune.train import TrainConfig
 pytestmark = pytest.mark.slow
 
 
-def test_tune_without_labels_trains_measures_switches_and_rolls_back(
+def test_finetuning_without_labels_trains_measures_switches_and_rolls_back(
         make_collection: Callable[[], tuple[Path, Settings]]) -> None:
     path, settings = make_collection()
-    options = TuneOptions(force=True, max_pairs=40, ict=20, test_fraction=0.3,
+    options = TuneOptions(force=True, max_pairs=40, ict=20, test_fraction=0.3, method="finetune",
                           train=TrainConfig(budget_minutes=2, max_epochs=1, batch_size=8, eval_every=1000))
     report = run_tune(path, settings, options, log=lambda _: None)
 
@@ -30,6 +30,7 @@ def test_tune_without_labels_trains_measures_switches_and_rolls_back(
     assert card["data"]["origins"]["title"] >= 1 and card["data"]["origins"]["ict"] == 20
     assert card["data"]["train_pairs"] >= 8
     assert card["fusion"]["dense_weight"] is None  # no labelled dev queries: the configured weight stays
+    assert card["training"]["method"] == "finetune"
     assert card["training"]["steps"] >= 1 and card["training"]["losses"]
     assert (report.model_dir / "loss.png").stat().st_size > 1000
     for when in ("before", "after"):

@@ -112,6 +112,38 @@ def ensure_onnx_model(model_dir: Path, cache_dir: Path, *, quantize: bool = True
     return target
 
 
+_KNOWN_MODULES = ("Transformer", "Pooling", "Normalize", "Dense")
+
+
+def dense_layers(model_dir: Path) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """(weight, bias) of each linear `Dense` module after pooling in a sentence-transformers model directory.
+
+    Any other module the ONNX path does not implement is refused: silently skipping it would give query vectors
+    that don't match the collection's (e.g. a `ragworks tune` adapter)."""
+    spec = model_dir / "modules.json"
+    if not spec.exists():
+        return []
+    layers: list[tuple[np.ndarray, np.ndarray | None]] = []
+    for module in json.loads(spec.read_text()):
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        if kind not in _KNOWN_MODULES:
+            raise ConfigError(f"{model_dir}: module {kind!r} is not supported by the ONNX backend; "
+                              "use embed_backend = 'torch' for this model")
+        if kind != "Dense":
+            continue
+        path = model_dir / module["path"]
+        cfg = json.loads((path / "config.json").read_text())
+        if not str(cfg.get("activation_function", "")).endswith("Identity"):
+            raise ConfigError(f"{path}: the ONNX backend applies linear Dense layers only "
+                              f"(activation {cfg.get('activation_function')!r}); use embed_backend = 'torch'")
+        from safetensors.numpy import load_file
+
+        weights = load_file(str(path / "model.safetensors"))
+        layers.append((np.asarray(weights["linear.weight"], dtype=np.float32),
+                       np.asarray(weights["linear.bias"], dtype=np.float32) if cfg.get("bias") else None))
+    return layers
+
+
 class OnnxEmbedder:
     """A sentence-transformers mean-pooling bi-encoder (e.g. all-MiniLM-L6-v2) run by ONNX Runtime on the CPU.
 
@@ -138,6 +170,7 @@ class OnnxEmbedder:
 
         self.model_dir = resolve_model_dir(model)
         cfg = self._read_config(self.model_dir)
+        self._dense = dense_layers(self.model_dir)  # e.g. `ragworks tune`'s adapter: applied after pooling
         self.max_tokens = int(cfg.get("max_seq_length") or 256)
         self.onnx_path = ensure_onnx_model(self.model_dir, cache_dir or default_cache_dir(), quantize=quantize)
         self._ort = ort
@@ -157,6 +190,8 @@ class OnnxEmbedder:
         self._pad_id = int(tok.token_to_id("[PAD]") or 0)
         dim = self._session.get_outputs()[0].shape[-1]
         self.dimension = dim if isinstance(dim, int) else self._probe_dimension()
+        if self._dense:
+            self.dimension = int(self._dense[-1][0].shape[0])
         self._lock = threading.Lock()
         self._count_lock = threading.Lock()
         self.batch_size = batch_size
@@ -170,7 +205,8 @@ class OnnxEmbedder:
         pooling = model_dir / "1_Pooling" / "config.json"
         if pooling.exists():
             p = json.loads(pooling.read_text())
-            if not p.get("pooling_mode_mean_tokens", False):
+            # sentence-transformers < 5 writes pooling_mode_mean_tokens; 5 writes "pooling_mode": "mean"
+            if not (p.get("pooling_mode_mean_tokens", False) or p.get("pooling_mode") == "mean"):
                 raise ConfigError(f"{model_dir}: the ONNX backend supports mean-pooling models only; "
                                   "use embed_backend = 'torch' for this model")
         if not (model_dir / "tokenizer.json").exists():
@@ -194,7 +230,10 @@ class OnnxEmbedder:
         encs = self._tokenizer.encode_batch(list(texts))
         hidden, mask = self._hidden(session, encs), self._mask(encs)
         m = mask[:, :, None].astype(np.float32)
-        return np.asarray((hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9), dtype=np.float32)
+        pooled = np.asarray((hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9), dtype=np.float32)
+        for weight, bias in self._dense:
+            pooled = pooled @ weight.T if bias is None else pooled @ weight.T + bias
+        return pooled
 
     @staticmethod
     def _mask(encs: Sequence[Any]) -> np.ndarray:

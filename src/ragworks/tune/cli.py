@@ -94,9 +94,12 @@ def tune(
     generate: Annotated[int, typer.Option("--generate", help="Without labels: also have the configured LLM "
                                                              "write queries for N passages (doc2query).")] = 0,
     generate_minutes: Annotated[float, typer.Option("--generate-minutes", help="Time cap for --generate.")] = 10.0,
-    ict: Annotated[int, typer.Option("--ict", help="Without labels: also N Inverse Cloze Task pairs (a passage's "
-                                                   "sentence → the rest of the passage; no gain measured on "
-                                                   "SciFact).")] = 0,
+    ict: Annotated[int, typer.Option("--ict", help="With --method finetune and no labels: also N Inverse Cloze Task "
+                                                   "pairs (a passage's sentence → the rest of the passage; no gain "
+                                                   "measured on SciFact).")] = 0,
+    method: Annotated[str, typer.Option(
+        "--method", help="auto: without labels distil the hybrid retriever into a linear adapter (seconds of "
+                         "training), with labels fine-tune the model; or force adapter / finetune.")] = "auto",
     negatives: Annotated[str, typer.Option("--negatives", help="Hard negatives: bm25, dense, both, none.")] = "bm25",
     epochs: Annotated[int, typer.Option("--epochs", help="At most this many passes over the pairs.")] = 4,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
@@ -137,9 +140,12 @@ def tune(
         raise ConfigError("give --beir or --pairs, not both")
     if negatives not in ("bm25", "dense", "both", "none"):
         raise ConfigError(f"--negatives must be bm25, dense, both or none, not {negatives!r}")
-    method: NegativeMining = negatives  # type: ignore[assignment]
+    if method not in ("auto", "finetune", "adapter"):
+        raise ConfigError(f"--method must be auto, finetune or adapter, not {method!r}")
+    mining: NegativeMining = negatives  # type: ignore[assignment]
     options = TuneOptions(beir=beir, unlabelled=unlabelled, pairs=pairs, generate=generate, ict=ict,
-                          generate_minutes=generate_minutes, negatives=method, switch=not no_switch, force=force,
+                          generate_minutes=generate_minutes, negatives=mining, switch=not no_switch, force=force,
+                          method=method,  # type: ignore[arg-type]
                           train=TrainConfig(budget_minutes=budget_minutes, max_epochs=epochs, batch_size=batch_size,
                                             learning_rate=learning_rate))
     with bars.progress:
@@ -150,7 +156,9 @@ def tune(
         return
     out.print(scores_table(report))
     t = report.card["training"]
-    out.print(f"trained {t['steps']} steps ({t['epochs']} epochs, {t['seconds']:.0f} s, stopped: {t['stopped']}); "
+    what = "adapter: " if t.get("method") == "adapter" else ""
+    out.print(f"{what}trained {t['steps']} steps ({t['epochs']} epochs, {t['seconds']:.0f} s, "
+              f"stopped: {t['stopped']}); "
               f"model and card in {report.model_dir}; loss curve {report.model_dir / 'loss.png'}", highlight=False)
     fusion = report.card.get("fusion") or {}
     if fusion.get("dense_weight") is not None:

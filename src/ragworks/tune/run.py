@@ -1,7 +1,13 @@
-"""The whole `ragworks tune` procedure: pairs → training → re-embedding → before/after → atomic switch."""
+"""The whole `ragworks tune` procedure: pairs → training → re-embedding → before/after → atomic switch.
+
+With labels (train qrels or a pairs file) the transformer is fine-tuned on the pairs (tune/train.py); without them
+the collection's hybrid retriever is distilled into a linear adapter over the stored vectors (tune/adapter.py),
+which trains in seconds and re-embeds without a transformer pass.
+"""
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,8 +21,10 @@ from ragworks.embed.base import Embedder
 from ragworks.errors import CollectionNotFound, ConfigError, TuneUnsupported
 from ragworks.store.embedded import DB_NAME, EmbeddedStore
 from ragworks.tune import versions
+from ragworks.tune.adapter import AdapterConfig, StoredVectorsEmbedder, distil, pseudo_queries
 from ragworks.tune.measure import Scores, choose_dense_weight, measure
 from ragworks.tune.pairs import (
+    CorpusChunk,
     NegativeMining,
     Pair,
     beir_pairs,
@@ -48,8 +56,18 @@ class TuneOptions:
     force: bool = False  # switch even if the new model measures worse
     test_fraction: float = 0.15  # of the pairs' queries, when there are no test qrels
     max_pairs: int | None = None  # title/heading pairs without labels: sample this many
-    ict: int = 0  # without labels: also this many Inverse Cloze Task pairs (sentence → the rest; SciFact: no gain)
+    ict: int = 0  # fine-tuning without labels: also this many Inverse Cloze Task pairs (sentence → the rest)
+    # adapter: distil the hybrid retriever into a linear map (tune/adapter.py); finetune: train the transformer on
+    # pairs; auto: adapter when there are no labels (no pairs file, no train qrels, no doc2query), else finetune
+    method: Literal["auto", "finetune", "adapter"] = "auto"
     train: TrainConfig = field(default_factory=TrainConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+
+    def uses_adapter(self) -> bool:
+        if self.method != "auto":
+            return self.method == "adapter"
+        labelled = (self.beir is not None and not self.unlabelled) or self.pairs is not None
+        return not labelled and not self.generate
 
 
 @dataclass(slots=True)
@@ -139,10 +157,9 @@ def run_tune(collection_path: Path, settings: Settings, options: TuneOptions, *,
     chunks = read_chunks(collection_path)
     timings: dict[str, float] = {}
 
-    # 1. pairs
+    # 1-3. pairs, negatives and training (fine-tuning), or the adapter distilled from the hybrid retriever
     t0 = time.perf_counter()
     notes: list[str] = []
-    gen_stats: dict[str, Any] = {}
     doc_key: Callable[[str], str] = lambda source: source  # noqa: E731
     test_queries: dict[str, str] = {}
     test_qrels: dict[str, dict[str, int]] = {}
@@ -153,6 +170,76 @@ def run_tune(collection_path: Path, settings: Settings, options: TuneOptions, *,
         doc_key = test.doc_id_of
         test_queries, test_qrels = test.queries, {q: dict(j) for q, j in test.qrels.items()}
         notes.append("measured on the BEIR test qrels (never trained on)")
+    version = versions.new_version(collection_path)
+    out_dir = versions.models_dir(collection_path) / version
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    reembedder: Callable[[Embedder], Embedder] = lambda tuned: tuned  # noqa: E731
+    if options.uses_adapter():
+        card, test_queries, test_qrels, reembedder = _adapter_model(
+            collection_path, options, chunks, base, base_name, base_dir, out_dir, test_queries, test_qrels,
+            doc_key, timings, notes, log, progress, step_progress)
+        dev_pairs: list[Pair] = []
+    else:
+        card, dev_pairs, test_queries, test_qrels = _finetuned_model(
+            collection_path, settings, options, chunks, base, base_name, base_dir, out_dir, test_queries,
+            test_qrels, timings, notes, t0, log, progress, step_progress)
+    base_card = versions.read_card(base_dir) if base_dir.parent == versions.models_dir(collection_path) else {}
+    card = {"version": version, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "base": {"name": base_name, "embed_model": str(base_settings.embed_model),
+                     "root_name": base_card.get("base", {}).get("root_name", base_name)},
+            **card, "switched": False}
+    versions.write_card(out_dir, card)
+
+    # 4. re-embed beside the active model (searches keep using it), then measure both
+    t0 = time.perf_counter()
+    tuned_settings = versions.settings_for_model(settings, out_dir)
+    tuned = make_embedder(tuned_settings)
+    store = EmbeddedStore(collection_path, create=False)
+    try:
+        new_id, embedded = prepare(store, tuned.name, reembedder(tuned), progress=progress)
+    finally:
+        store.close()
+    timings["reembed_s"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    doc_of = {c.id: doc_key(c.source) for c in chunks}
+    fusion, after_settings = fusion_for_tuned(collection_path, settings, new_id, tuned, dev_pairs, doc_key, doc_of)
+    card["fusion"] = fusion
+    lexical: dict[str, list[tuple[int, float]]] = {}
+    before = measure(collection_path, settings, base_id, base, test_queries, test_qrels, doc_of, lexical=lexical)
+    after = measure(collection_path, after_settings, new_id, tuned, test_queries, test_qrels, doc_of,
+                    lexical=lexical)
+    timings["measure_s"] = round(time.perf_counter() - t0, 1)
+
+    # 5. switch in one transaction, or keep the old model
+    # searches are hybrid by default: a model that helps dense alone but hurts the fused ranking is not better
+    better = all(after[m]["ndcg@10"] >= before[m]["ndcg@10"] for m in ("dense", "hybrid"))
+    decision: Literal["switched", "kept: no-switch", "kept: not better"]
+    if not options.switch:
+        decision = "kept: no-switch"
+    elif not (better or options.force):
+        decision = "kept: not better"
+    else:
+        store = EmbeddedStore(collection_path, create=False)
+        try:
+            activate(store, new_id, tuned)
+        finally:
+            store.close()
+        decision = "switched"
+    timings["total_s"] = round(time.perf_counter() - started, 1)
+    card.update({"scores": {"queries": len(test_queries), "before": before, "after": after},
+                 "reembed": {"chunks_embedded": embedded}, "timings": timings,
+                 "switched": decision == "switched", "decision": decision})
+    versions.write_card(out_dir, card)
+    return TuneReport(version, out_dir, card, before, after, decision == "switched", decision)
+
+
+def _finetuned_model(collection_path: Path, settings: Settings, options: TuneOptions, chunks: list[CorpusChunk],
+                     base: Embedder, base_name: str, base_dir: Path, out_dir: Path, test_queries: dict[str, str],
+                     test_qrels: dict[str, dict[str, int]], timings: dict[str, float], notes: list[str], t0: float,
+                     log: Log, progress: StageProgress | None, step_progress: StepProgress | None,
+                     ) -> tuple[dict[str, Any], list[Pair], dict[str, str], dict[str, dict[str, int]]]:
+    """Pairs → hard negatives → fine-tuned transformer in `out_dir`; (card entries, dev pairs, test queries, qrels)."""
+    gen_stats: dict[str, Any] = {}
     if options.beir is not None and not options.unlabelled:
         pairs = beir_pairs(options.beir, chunks, base, vectors=chunk_vectors(collection_path, base_name))
         source = f"BEIR {options.beir} qrels/train.tsv"
@@ -202,65 +289,58 @@ def run_tune(collection_path: Path, settings: Settings, options: TuneOptions, *,
     timings["negatives_s"] = round(time.perf_counter() - t0, 1)
 
     # 3. training
-    version = versions.new_version(collection_path)
-    out_dir = versions.models_dir(collection_path) / version
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    log(f"training {version} from {base_name} for up to {options.train.budget_minutes:g} min "
+    log(f"training {out_dir.name} from {base_name} for up to {options.train.budget_minutes:g} min "
         f"({len(train_pairs)} pairs, batch {options.train.batch_size})")
     result = train(base_dir, train_pairs, dev_pairs, out_dir, options.train, progress=step_progress)
-    plot_curve(result, out_dir / "loss.png", title=f"{collection_path.name}: {version}")
-    base_card = versions.read_card(base_dir) if base_dir.parent == versions.models_dir(collection_path) else {}
+    plot_curve(result, out_dir / "loss.png", title=f"{collection_path.name}: {out_dir.name}")
     card: dict[str, Any] = {
-        "version": version,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "base": {"name": base_name, "embed_model": str(base_settings.embed_model),
-                 "root_name": base_card.get("base", {}).get("root_name", base_name)},
         "data": {"source": source, "train_pairs": len(train_pairs), "dev_pairs": len(dev_pairs),
                  "test_queries": len(test_queries), "origins": dict(Counter(p.origin for p in pairs)),
                  "negatives": {"method": options.negatives, "pairs_with_negative": negatives},
                  "doc2query": gen_stats, "notes": notes},
-        "training": {**asdict(options.train), **result.to_dict()},
-        "switched": False,
+        "training": {"method": "finetune", **asdict(options.train), **result.to_dict()},
     }
-    versions.write_card(out_dir, card)
+    return card, dev_pairs, test_queries, test_qrels
 
-    # 4. re-embed beside the active model (searches keep using it), then measure both
-    t0 = time.perf_counter()
-    tuned_settings = versions.settings_for_model(settings, out_dir)
-    tuned = make_embedder(tuned_settings)
+
+
+def _adapter_model(collection_path: Path, options: TuneOptions, chunks: list[CorpusChunk], base: Embedder,
+                   base_name: str, base_dir: Path, out_dir: Path, test_queries: dict[str, str],
+                   test_qrels: dict[str, dict[str, int]], doc_key: Callable[[str], str], timings: dict[str, float],
+                   notes: list[str], log: Log, progress: StageProgress | None, step_progress: StepProgress | None,
+                   ) -> tuple[dict[str, Any], dict[str, str], dict[str, dict[str, int]],
+                              Callable[[Embedder], Embedder]]:
+    """The hybrid retriever distilled into a linear adapter in `out_dir`; (card entries, test queries, qrels, what
+    re-embeds with the tuned model: its map applied to the stored base vectors, no transformer pass)."""
+    vectors = chunk_vectors(collection_path, base_name)
+    exclude = {t.strip().lower() for t in test_queries.values()}  # an evaluation's queries are never trained on
+    if not test_qrels:  # hold out pseudo queries to measure on: a query's document is the relevant one
+        held = pseudo_queries(chunks, seed=options.adapter.seed + 1)
+        rng = random.Random(options.adapter.seed)
+        held = rng.sample(held, min(300, max(1, round(len(held) * options.test_fraction)))) if held else []
+        test_queries = {f"p{i}": q.text for i, q in enumerate(held)}
+        test_qrels = {f"p{i}": {doc_key(chunks[q.row].source): 1} for i, q in enumerate(held)}
+        exclude |= {q.text.strip().lower() for q in held}
+        notes.append(f"measured on {len(test_queries)} held-out pseudo queries (sentences and titles → their "
+                     "document; never trained on)")
+    log(f"distilling the hybrid retriever into an adapter on {base_name} ({len(vectors)} stored passage vectors)")
     store = EmbeddedStore(collection_path, create=False)
     try:
-        new_id, embedded = prepare(store, tuned.name, tuned, progress=progress)
+        weight, result = distil(store, chunks, vectors, base, base_dir, out_dir, options.adapter, exclude=exclude,
+                                progress=progress, step_progress=step_progress)
     finally:
         store.close()
-    timings["reembed_s"] = round(time.perf_counter() - t0, 1)
-    t0 = time.perf_counter()
-    doc_of = {c.id: doc_key(c.source) for c in chunks}
-    fusion, after_settings = fusion_for_tuned(collection_path, settings, new_id, tuned, dev_pairs, doc_key, doc_of)
-    card["fusion"] = fusion
-    lexical: dict[str, list[tuple[int, float]]] = {}
-    before = measure(collection_path, settings, base_id, base, test_queries, test_qrels, doc_of, lexical=lexical)
-    after = measure(collection_path, after_settings, new_id, tuned, test_queries, test_qrels, doc_of,
-                    lexical=lexical)
-    timings["measure_s"] = round(time.perf_counter() - t0, 1)
-
-    # 5. switch in one transaction, or keep the old model
-    better = after["dense"]["ndcg@10"] >= before["dense"]["ndcg@10"]
-    decision: Literal["switched", "kept: no-switch", "kept: not better"]
-    if not options.switch:
-        decision = "kept: no-switch"
-    elif not (better or options.force):
-        decision = "kept: not better"
-    else:
-        store = EmbeddedStore(collection_path, create=False)
-        try:
-            activate(store, new_id, tuned)
-        finally:
-            store.close()
-        decision = "switched"
-    timings["total_s"] = round(time.perf_counter() - started, 1)
-    card.update({"scores": {"queries": len(test_queries), "before": before, "after": after},
-                 "reembed": {"chunks_embedded": embedded}, "timings": timings,
-                 "switched": decision == "switched", "decision": decision})
-    versions.write_card(out_dir, card)
-    return TuneReport(version, out_dir, card, before, after, decision == "switched", decision)
+    timings.update({"pairs_s": result.timings.get("queries_s", 0.0), "negatives_s": result.timings["teacher_s"]})
+    plot_curve(result, out_dir / "loss.png", title=f"{collection_path.name}: {out_dir.name} (adapter)")
+    log(f"adapter: dev MRR {result.base_dev_mrr:.4f} → {result.best_dev_mrr:.4f} (teacher {result.teacher_dev_mrr:.4f};"
+        f" epoch {result.best_epoch}, α {result.alpha:g}) in {result.seconds:.0f} s")
+    card: dict[str, Any] = {
+        "data": {"source": "the collection itself (sentences and titles ranked by the hybrid retriever; "
+                           "distilled into a linear adapter)",
+                 "train_pairs": result.train_queries, "dev_pairs": result.dev_queries,
+                 "test_queries": len(test_queries), "origins": result.origins, "negatives": {"method": "teacher"},
+                 "doc2query": {}, "notes": notes},
+        "training": {"method": "adapter", **asdict(options.adapter), **result.to_dict()},
+    }
+    stored = {c.body: vectors[c.id] for c in chunks if c.id in vectors}
+    return card, test_queries, test_qrels, lambda tuned: StoredVectorsEmbedder(tuned, weight, stored)

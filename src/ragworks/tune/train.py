@@ -17,11 +17,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ragworks.tune.pairs import Pair
+
+if TYPE_CHECKING:
+    from ragworks.tune.adapter import AdapterResult
 
 StepProgress = Callable[[int, int, float, float | None], None]  # (step, planned steps, train loss, dev MRR)
 
@@ -216,7 +219,7 @@ def train(base_dir: Path, train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair]
     return result
 
 
-def plot_curve(result: TrainResult, path: Path, *, title: str = "") -> None:
+def plot_curve(result: TrainResult | AdapterResult, path: Path, *, title: str = "") -> None:
     """Training loss (raw and smoothed) and dev MRR per step, as a PNG."""
     import matplotlib
 
@@ -231,7 +234,7 @@ def plot_curve(result: TrainResult, path: Path, *, title: str = "") -> None:
         smooth = np.convolve(values, np.ones(window) / window, mode="valid")
         ax.plot(steps[window - 1 :], smooth, color="tab:blue", label=f"train loss (mean of {window})")
     ax.set_xlabel("step")
-    ax.set_ylabel("MNRL loss")
+    ax.set_ylabel("train loss")
     if result.dev:
         ax2 = ax.twinx()
         ds, dv = zip(*result.dev, strict=True)
