@@ -163,7 +163,6 @@ class PostgresKeyStore(KeyStore):
         self._pool = pool
         self._tenants = f"{schema}.tenants"
         self._keys = f"{schema}.api_keys"
-        self.path = Path(f"postgresql:{schema}")
         with pool.connection() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('ragworks-keys-schema'))")
             for stmt in _schema(self._tenants, self._keys):
