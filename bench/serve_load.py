@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/serve_load.py                          # 8 clients, 20 s of search, 20 s of ask
     .venv/bin/python bench/serve_load.py --backend embedded,postgres --embed-backend onnx
+    .venv/bin/python bench/serve_load.py --backend embedded,postgres --embed-backend onnx --workers 2 --compare-uvicorn
     .venv/bin/python bench/serve_load.py --duration 10 --clients 4 --phases search
     .venv/bin/python bench/serve_load.py --soak 300               # 5 minutes of mixed load: errors, RSS trend
     .venv/bin/python bench/serve_load.py --profile                # in-process: where a search's time goes
@@ -11,8 +12,11 @@ into it, reusing the embedded collection's stored vectors (no re-embedding).
 
 The collection (10,000 chunks by default) is built once from SQuAD v1.1 dev paragraphs (then SciFact abstracts
 if more are needed), chunked at 64 tokens, and cached under ~/.cache/ragworks-bench/. The server runs in its own
-process (`python -m ragworks.cli serve`, auth off, extractive answers, no rate limit); clients are threads, each
-with its own keep-alive http.client connection, asking SQuAD dev questions in a closed loop (send, wait, send again).
+process (`python -m ragworks.cli serve`, auth off, extractive answers, no rate limit); the clients are `wrk`
+connections (`--client wrk`, the default when wrk is installed: `apt-get install wrk`; one C thread drives every
+connection) or Python threads with a keep-alive http.client connection each (`--client python`), asking SQuAD dev
+questions in a closed loop (send, wait, send again). The load generator shares the 2 cores with the server: the
+Python one costs more CPU and adds its own GIL queueing to the latencies it measures.
 
 Reported per phase: requests, QPS, latency p50/p95/p99/max, errors, and the server's RSS at the start and end.
 Target (from the issue): hybrid `/v1/collections/{name}/search` p95 <= 50 ms with 8 concurrent clients.
@@ -28,6 +32,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -239,16 +244,18 @@ def child_pids(pid: int) -> list[int]:
         return []
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of `pid`: VmRSS, or RssAnon (heap: what a leak grows; RssFile is mapped file pages, e.g.
+    the memory-mapped database, which the kernel can drop)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
 class Server:
-    def __init__(self, data_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None, workers: int = 1
-                 ) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None, workers: int = 1,
+                 launcher: str = "ragworks") -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {
@@ -260,27 +267,14 @@ class Server:
             **(extra_env or {}),
         }
         self.log = log_path.open("w")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ragworks.cli",
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--port",
-                str(self.port),
-                "--auth",
-                "off",
-                "--log-level",
-                "warning",
-                "--workers",
-                str(workers),
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        if launcher == "uvicorn":  # the peer: uvicorn's own worker processes, all accepting on one socket
+            env |= {"RAGWORKS_DATA_DIR": str(data_dir), "RAGWORKS_AUTH": "off", "RAGWORKS_WORKERS": str(workers)}
+            command = [sys.executable, "-m", "uvicorn", "ragworks.server.app:create_app_from_env", "--factory",
+                       "--port", str(self.port), "--workers", str(workers), "--log-level", "warning"]
+        else:
+            command = [sys.executable, "-m", "ragworks.cli", "serve", "--data-dir", str(data_dir), "--port",
+                       str(self.port), "--auth", "off", "--log-level", "warning", "--workers", str(workers)]
+        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -297,6 +291,11 @@ class Server:
     def rss_mib(self) -> float:
         """The server's resident memory: the process and its worker processes (`--workers`)."""
         return rss_mib(self.proc.pid) + sum(rss_mib(pid) for pid in child_pids(self.proc.pid))
+
+    @property
+    def anon_mib(self) -> float:
+        """The anonymous (heap) part of `rss_mib`."""
+        return rss_mib(self.proc.pid, "RssAnon") + sum(rss_mib(pid, "RssAnon") for pid in child_pids(self.proc.pid))
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -415,6 +414,61 @@ def run_load(
     return merged, elapsed
 
 
+_WRK_SCRIPT = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local r = requests[(counter % #requests) + 1]
+  return wrk.format("POST", r[1], {["Content-Type"] = "application/json"}, r[2])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRK-JSON {\\"requests\\": %d, \\"errors\\": %d, \\"non2xx\\": %d, \\"p50_us\\": %d, "
+    .. "\\"p95_us\\": %d, \\"p99_us\\": %d, \\"max_us\\": %d, \\"duration_us\\": %d}\\n", summary.requests,
+    e.connect + e.read + e.write + e.timeout + e.status, e.status, latency:percentile(50), latency:percentile(95),
+    latency:percentile(99), latency.max, summary.duration))
+end
+"""
+
+
+def run_wrk(base: str, *, clients: int, seconds: float, questions: list[str], ask_fraction: float, mode: str, k: int,
+            seed: int, workdir: Path, on_tick: Any = None) -> dict[str, Any]:
+    """The same closed-loop load from `wrk` (C, epoll: one thread drives every connection), so the load generator
+    takes far less of the 2 cores it shares with the server than Python threads do. Same questions, same mix."""
+    rng = random.Random(seed)
+    reqs = []
+    for _ in range(4000):
+        kind = "ask" if rng.random() < ask_fraction else "search"
+        path, body = request_body(kind, rng.choice(questions), mode, k)
+        reqs.append("{[==[" + path + "]==], [==[" + json.dumps(body) + "]==]}")
+    script = workdir / f"wrk-{os.getpid()}.lua"
+    script.write_text("requests = {\n" + ",\n".join(reqs) + "\n}\n" + _WRK_SCRIPT)
+    proc = subprocess.Popen(["wrk", "-t1", f"-c{clients}", f"-d{int(seconds)}s", "--timeout", "60s", "-s", str(script),
+                             base], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    started = time.perf_counter()
+    while proc.poll() is None:
+        if on_tick is not None:
+            on_tick(time.perf_counter() - started)
+        time.sleep(0.5)
+    out = proc.stdout.read() if proc.stdout else ""
+    script.unlink(missing_ok=True)
+    line = next((x for x in out.splitlines() if x.startswith("WRK-JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no summary: {out[-1000:]}")
+    w = json.loads(line.removeprefix("WRK-JSON "))
+    elapsed = w["duration_us"] / 1e6 or (time.perf_counter() - started)
+    return {
+        "requests": w["requests"],
+        "qps": round(w["requests"] / elapsed, 1),
+        "p50_ms": round(w["p50_us"] / 1000, 1),
+        "p95_ms": round(w["p95_us"] / 1000, 1),
+        "p99_ms": round(w["p99_us"] / 1000, 1),
+        "max_ms": round(w["max_us"] / 1000, 1),
+        "errors": w["errors"],
+        "seconds": round(elapsed, 1),
+    }
+
+
 def summarize(samples: Samples, elapsed: float, kind: str | None = None) -> dict[str, Any]:
     lat = np.array([ms for ms, k in zip(samples.latencies_ms, samples.kinds, strict=True) if kind in (None, k)])
     n = len(lat)
@@ -454,58 +508,78 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print("  ".join(str(r.get(c, "")).rjust(w) for c, w in zip(cols, widths, strict=True)))
 
 
-def run_backend(args: argparse.Namespace, backend: str, data_dir: Path, questions: list[str], dsn: str | None
-                ) -> tuple[list[dict[str, Any]], list[tuple[float, float]]]:
+def run_backend(args: argparse.Namespace, backend: str, data_dir: Path, questions: list[str], dsn: str | None,
+                launcher: str = "ragworks", phases_arg: str | None = None,
+                ) -> tuple[list[dict[str, Any]], list[tuple[float, ...]]]:
     """Start a server on `backend`, warm it up, run the phases; returns table rows and the soak's RSS trace."""
     env = {"RAGWORKS_EMBED_BACKEND": args.embed_backend} if args.embed_backend else {}
     if backend == "postgres":
         assert dsn is not None
         env |= {"RAGWORKS_STORE_BACKEND": "postgres", "RAGWORKS_POSTGRES_DSN": dsn}
-    server = Server(data_dir, data_dir / f"server-{backend}.log", env, workers=args.workers)
+    server = Server(data_dir, data_dir / f"server-{backend}-{launcher}.log", env, workers=args.workers,
+                    launcher=launcher)
     rows: list[dict[str, Any]] = []
-    rss_trace: list[tuple[float, float]] = []
+    rss_trace: list[tuple[float, ...]] = []  # (seconds, RSS MiB, anonymous RSS MiB)
     try:
-        run_load(
-            server.base, clients=2, seconds=3, questions=questions, ask_fraction=0.2, mode=args.mode, k=args.k, seed=99
-        )  # warm-up: caches, FAISS index, thread pool
+        # warm-up at the measured load: every worker process builds its in-memory BM25 index, maps its database
+        # pages and loads its model sessions on first use (measured: a 3-s warm-up with 2 clients left the first
+        # phase at 260 QPS, p99 502 ms, against 331-343 QPS, p99 63-73 ms for the same phase repeated). A new
+        # connection per request: `serve --workers` deals connections only to workers whose model has loaded, so
+        # keep-alive connections opened while one was still loading would all warm the other
+        if args.warmup > 0:
+            run_load(server.base, clients=args.clients, seconds=args.warmup / 2, questions=questions,
+                     ask_fraction=0.2, mode=args.mode, k=args.k, seed=99, reconnect=True)
+            if args.client == "wrk":  # then the measuring client's own connections (measured: the first wrk
+                # phase after a Python-only warm-up ran 272 QPS, the same phase repeated 332)
+                run_wrk(server.base, clients=args.clients, seconds=args.warmup / 2, questions=questions,
+                        ask_fraction=0.0, mode=args.mode, k=args.k, seed=99, workdir=data_dir)
+            else:
+                run_load(server.base, clients=args.clients, seconds=args.warmup / 2, questions=questions,
+                         ask_fraction=0.2, mode=args.mode, k=args.k, seed=98)
         if args.soak:
             phases = [("soak", 0.1, args.soak)]
         else:
-            phases = [(p, 1.0 if p == "ask" else 0.0, args.duration) for p in args.phases.split(",")]
+            phases = [(p, 1.0 if p == "ask" else 0.0, args.duration) for p in (phases_arg or args.phases).split(",")]
         for name, ask_fraction, seconds in phases:
             rss_start = server.rss_mib
             t_phase = time.perf_counter()
 
-            def tick(t: float, t0: float = t_phase) -> None:
+            def tick(t: float, t0: float = t_phase) -> None:  # t: seconds into the phase
                 if not rss_trace or t - rss_trace[-1][0] >= 5:
-                    rss_trace.append((round(time.perf_counter() - t0, 1), round(server.rss_mib, 1)))
+                    rss_trace.append((round(time.perf_counter() - t0, 1), round(server.rss_mib, 1),
+                                      round(server.anon_mib, 1)))
 
-            samples, elapsed = run_load(
-                server.base,
-                clients=args.clients,
-                seconds=seconds,
-                questions=questions,
-                ask_fraction=ask_fraction,
-                mode=args.mode,
-                k=args.k,
-                seed=args.seed,
-                on_tick=tick if name == "soak" else None,
-                reconnect=args.reconnect,
-            )
             row = {
                 "backend": backend,
-                "phase": f"{name} ({args.mode})",
+                "phase": f"{name} ({args.mode})" + (" [uvicorn --workers]" if launcher == "uvicorn" else ""),
+                "server": f"{launcher} --workers {args.workers}",
+                "client": args.client,
                 "clients": args.clients,
                 "server_workers": args.workers,
-                "seconds": round(elapsed, 1),
-                **summarize(samples, elapsed),
-                "rss_start_mib": round(rss_start, 1),
-                "rss_end_mib": round(server.rss_mib, 1),
             }
-            if name == "soak":
-                row["by_kind"] = {k: summarize(samples, elapsed, k) for k in ("search", "ask")}
-            if samples.errors:
-                row["first_errors"] = sorted(set(samples.errors))[:5]
+            if args.client == "wrk":
+                row |= run_wrk(server.base, clients=args.clients, seconds=seconds, questions=questions,
+                               ask_fraction=ask_fraction, mode=args.mode, k=args.k, seed=args.seed,
+                               workdir=data_dir, on_tick=tick if name == "soak" else None)
+            else:
+                samples, elapsed = run_load(
+                    server.base,
+                    clients=args.clients,
+                    seconds=seconds,
+                    questions=questions,
+                    ask_fraction=ask_fraction,
+                    mode=args.mode,
+                    k=args.k,
+                    seed=args.seed,
+                    on_tick=tick if name == "soak" else None,
+                    reconnect=args.reconnect,
+                )
+                row |= {"seconds": round(elapsed, 1), **summarize(samples, elapsed)}
+                if name == "soak":
+                    row["by_kind"] = {k: summarize(samples, elapsed, k) for k in ("search", "ask")}
+                if samples.errors:
+                    row["first_errors"] = sorted(set(samples.errors))[:5]
+            row |= {"rss_start_mib": round(rss_start, 1), "rss_end_mib": round(server.rss_mib, 1)}
             rows.append(row)
     finally:
         server.stop()
@@ -538,7 +612,9 @@ def plot(result: dict[str, Any], png: Path) -> None:
     if traces:
         ax2 = axes[0][1]
         for backend, trace in traces.items():
-            ax2.plot([t for t, _ in trace], [m for _, m in trace], label=backend)
+            ax2.plot([p[0] for p in trace], [p[1] for p in trace], label=f"{backend} RSS")
+            if trace and len(trace[0]) > 2:
+                ax2.plot([p[0] for p in trace], [p[2] for p in trace], "--", label=f"{backend} anonymous (heap)")
         ax2.set_xlabel("seconds")
         ax2.set_ylabel("server RSS (MiB)")
         ax2.set_ylim(bottom=0)
@@ -556,7 +632,14 @@ def main() -> None:
     ap.add_argument("--reconnect", action="store_true",
                     help="a new connection per request instead of one keep-alive connection per client (with "
                          "--workers, 8 keep-alive connections spread unevenly over the processes)")
+    ap.add_argument("--client", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python",
+                    help="load generator: wrk (default when installed: apt-get install wrk) or Python threads with "
+                         "http.client (their own CPU and GIL queueing count in the latencies on a 2-core machine)")
+    ap.add_argument("--compare-uvicorn", action="store_true",
+                    help="with --workers: also run the search phase against uvicorn's own --workers (processes "
+                         "accepting on one socket) in the same run")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
+    ap.add_argument("--warmup", type=float, default=30.0, help="seconds of mixed load before the measured phases")
     ap.add_argument("--phases", default="search,ask", help="comma-separated: search, ask")
     ap.add_argument("--backend", default="embedded", help="comma-separated store backends: embedded, postgres")
     ap.add_argument("--embed-backend", default=None, choices=["torch", "onnx"],
@@ -572,6 +655,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plot-only", type=Path, default=None, help="redraw the PNG of an existing results JSON")
     args = ap.parse_args()
+    if args.client == "wrk" and args.reconnect:
+        ap.error("--reconnect needs --client python (wrk keeps its connections alive)")
     if args.plot_only:
         plot(json.loads(args.plot_only.read_text()), args.plot_only.with_suffix(".png"))
         return
@@ -587,7 +672,7 @@ def main() -> None:
     questions = squad_questions(args.data)
     load_before = list(os.getloadavg())
     rows: list[dict[str, Any]] = []
-    rss_traces: dict[str, list[tuple[float, float]]] = {}
+    rss_traces: dict[str, list[tuple[float, ...]]] = {}
     profile_rows: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
         dsn = None
@@ -604,6 +689,9 @@ def main() -> None:
             for backend in backends:
                 backend_rows, rss_traces[backend] = run_backend(args, backend, data_dir, questions, dsn)
                 rows += backend_rows
+            if args.compare_uvicorn and "embedded" in backends and not args.soak:
+                # the peer in the same run: uvicorn's --workers (every process accepts on the shared socket)
+                rows += run_backend(args, "embedded", data_dir, questions, dsn, "uvicorn", "search")[0]
     load_after = list(os.getloadavg())
 
     verdict = None
@@ -626,6 +714,8 @@ def main() -> None:
         "clients": args.clients,
         "server_workers": args.workers,
         "reconnect": args.reconnect,
+        "client": args.client,
+        "warmup_s": args.warmup,
         "mode": args.mode,
         "k": args.k,
         "embed_backend": args.embed_backend,
