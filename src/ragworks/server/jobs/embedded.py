@@ -109,8 +109,7 @@ class EmbeddedJobQueue:
         if self._is_runner:
             self._enqueue(tenant, job.id)
         elif self._pending is not None:  # the runner process finds it in the table at its next scan
-            self._pending.touch()
-            os.utime(self._pending)  # a fresh mtime even on filesystems that keep it on an existing file's touch
+            self._pending.touch()  # creates it, or sets its mtime to now
         return job
 
     def status(self, tenant: Tenant, job_id: str) -> Job:
