@@ -55,7 +55,6 @@ class HandedServer(uvicorn.Server):
         super().__init__(config)
         self.channel = channel
         self.ready = ready  # the app can answer (its embedding model is loaded)
-        self.handed = 0  # connections received (tests and logs)
         self._tasks: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps only weak ones)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -99,7 +98,6 @@ class HandedServer(uvicorn.Server):
             for fd in fds:
                 conn = socket.socket(fileno=fd)
                 conn.setblocking(False)
-                self.handed += 1
                 self._spawn(loop, self._serve_connection(loop, conn))
 
     async def _serve_connection(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
@@ -133,7 +131,6 @@ def worker_main(argv: list[str] | None = None) -> None:
 
 @dataclass
 class Worker:
-    index: int
     proc: subprocess.Popen[bytes]
     channel: socket.socket  # the parent's end
     started: float = field(default_factory=time.monotonic)
@@ -162,13 +159,11 @@ class Balancer:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         self.listener = socket.create_server((host, port), family=family, backlog=backlog,
                                              dualstack_ipv6=False)
-        self.address = self.listener.getsockname()
         self.workers: list[Worker] = []
-        self.dealt = 0
         self._next = 0
         self._stopping = False
 
-    def _spawn(self, index: int, restarts: int = 0) -> Worker:
+    def _spawn(self, restarts: int = 0) -> Worker:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             proc = subprocess.Popen(
@@ -178,10 +173,10 @@ class Balancer:
         finally:
             child_end.close()
         parent_end.settimeout(SEND_TIMEOUT_S)
-        return Worker(index, proc, parent_end, restarts=restarts)
+        return Worker(proc, parent_end, restarts=restarts)
 
     def start(self) -> None:
-        self.workers = [self._spawn(i) for i in range(self.count)]
+        self.workers = [self._spawn() for _ in range(self.count)]
 
     def deal(self, conn: socket.socket) -> bool:
         """Hand `conn` to the next live worker, preferring those whose app has started (a restarted worker loading
@@ -198,7 +193,6 @@ class Balancer:
                     socket.send_fds(worker.channel, [b"c"], [conn.fileno()])
                 except OSError:  # dead, or its channel is full: the next worker takes it
                     continue
-                self.dealt += 1
                 return True
             return False
         finally:
@@ -217,7 +211,7 @@ class Balancer:
             worker.channel.close()
             # a worker that ran a while before dying starts its backoff over
             restarts = 0 if time.monotonic() - worker.started > 60 else worker.restarts + 1
-            self.workers[i] = self._spawn(i, restarts)
+            self.workers[i] = self._spawn(restarts)
 
     def serve_forever(self, poll_s: float = 0.5) -> None:
         self.listener.setblocking(False)

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ragworks.embed.base import Embedder
+from ragworks.errors import ConfigError
 from ragworks.retrieve.fusion import weighted_fusion
 from ragworks.store.embedded import EmbeddedStore
 from ragworks.tune.pairs import _WORD, CorpusChunk, sentences
@@ -372,8 +373,6 @@ def distil(store: EmbeddedStore, chunks: Sequence[CorpusChunk], vectors: dict[in
     queries = pseudo_queries(usable, titles=config.titles, exclude=exclude, per_passage=config.sentences_per_passage,
                              seed=config.seed)
     if len(queries) < 10:
-        from ragworks.errors import ConfigError
-
         raise ConfigError(f"only {len(queries)} pseudo queries in this collection (sentences and titles): too little "
                           "text to tune without labels; give --pairs or --beir")
     qvecs = base.embed_queries([q.text for q in queries]).astype(np.float32)
