@@ -16,7 +16,7 @@ from typing import Any
 
 from ragworks.config import SearchMode, Settings
 from ragworks.documents import Answer, Document, SearchHit
-from ragworks.embed import LazyEmbedder
+from ragworks.embed import LazyEmbedder, passage_tokenizer
 from ragworks.embed.base import Embedder
 from ragworks.errors import CollectionNotFound, ConfigError, DocumentNotFound
 from ragworks.generate import make_llm
@@ -186,7 +186,8 @@ class Collection:
 
         def chunker() -> Chunker:
             return Chunker(emb.count_tokens, chunk_tokens=s.chunk_tokens, overlap=s.chunk_overlap,
-                           model_max_tokens=emb.max_tokens, with_context=s.chunk_context)
+                           model_max_tokens=emb.max_tokens, with_context=s.chunk_context,
+                           tokenizer=passage_tokenizer(emb))
 
         options = LoadOptions(id_field=s.jsonl_id_field, title_field=s.jsonl_title_field,
                               text_field=s.jsonl_text_field)

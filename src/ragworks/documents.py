@@ -82,6 +82,8 @@ class Chunk:
     token_count: int = 0
     context: str = ""  # title and heading path, prepended for embedding and BM25 but not part of `text`
     text_hash: str = field(init=False)
+    # The index text's token ids when the chunker tokenized it (never stored): the embedder then skips tokenizing.
+    token_ids: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.text_hash = content_hash(self.index_text)

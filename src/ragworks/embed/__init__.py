@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from ragworks.config import Settings
-from ragworks.embed.base import Embedder, normalize
+from ragworks.embed.base import Embedder, TokenIdEmbedder, normalize
+from ragworks.embed.tokens import PassageTokenizer
 
-__all__ = ["Embedder", "LazyEmbedder", "make_embedder", "normalize"]
+__all__ = ["Embedder", "LazyEmbedder", "TokenIdEmbedder", "make_embedder", "normalize", "passage_tokenizer"]
 
 
 def embedder_name(settings: Settings) -> str:
@@ -58,6 +59,20 @@ class LazyEmbedder:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self.loaded.count_tokens(texts)
 
+    @property
+    def passage_tokenizer(self) -> PassageTokenizer | None:
+        return passage_tokenizer(self.loaded)
+
+    def embed_token_ids(self, ids: Sequence[np.ndarray]) -> np.ndarray:
+        real = self.loaded
+        assert isinstance(real, TokenIdEmbedder)
+        return real.embed_token_ids(ids)
+
+
+def passage_tokenizer(embedder: Embedder) -> PassageTokenizer | None:
+    """The tokenizer whose ids `embedder` takes directly, or None (it must be given texts)."""
+    return embedder.passage_tokenizer if isinstance(embedder, TokenIdEmbedder) else None
+
 
 def make_embedder(settings: Settings) -> Embedder:
     """The embedder the settings describe (loads the model: call once per process)."""
@@ -95,4 +110,5 @@ def make_embedder(settings: Settings) -> Embedder:
         batch_size=settings.embed_batch_size,
         query_prefix=settings.query_prefix,
         passage_prefix=settings.passage_prefix,
+        attention=settings.embed_attention,
     )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ragworks.embed.tokens import PassageTokenizer
 
 
 @runtime_checkable
@@ -35,6 +38,20 @@ class Embedder(Protocol):
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token count of each text under the model's own tokenizer (no special tokens)."""
+        ...
+
+
+@runtime_checkable
+class TokenIdEmbedder(Protocol):
+    """An embedder that takes passages as token ids its own tokenizer made (so the chunker's tokens are reused)."""
+
+    @property
+    def passage_tokenizer(self) -> PassageTokenizer | None:
+        """The tokenizer to make those ids with; None when this embedder must be given text after all."""
+        ...
+
+    def embed_token_ids(self, ids: Sequence[np.ndarray]) -> np.ndarray:
+        """Ids of passages' index texts (no special tokens) → float32 rows, L2-normalized."""
         ...
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ragworks.embed.base import normalize
+from ragworks.embed.tokens import PassageTokenizer
 from ragworks.errors import ConfigError
 
 # Model names that ship as Python packages, and the folder inside the package that holds the weights.
@@ -47,7 +48,14 @@ def pick_device(requested: str | None) -> str:
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers bi-encoder run in this process (CPU, or CUDA in fp16 when present)."""
+    """A sentence-transformers bi-encoder run in this process (CPU, or CUDA in fp16 when present).
+
+    Texts are tokenized once by the model's Rust tokenizer and fed to the model's modules directly, batched by
+    token length (padding to a multiple of 8), without `model.encode` re-tokenizing each batch. Passages that
+    the chunker already tokenized go in as ids (`embed_token_ids`). On CUDA the batches are staged in pinned
+    memory and copied asynchronously, and results stay on the device until one copy back per call, so the host
+    prepares the next batches while the GPU computes.
+    """
 
     def __init__(
         self,
@@ -57,28 +65,32 @@ class SentenceTransformerEmbedder:
         batch_size: int = 32,
         query_prefix: str = "",
         passage_prefix: str = "",
+        attention: str = "auto",
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # Parallelism inside the Rust tokenizer stays off: forked processes (Celery, pools) deadlock on its thread
+        # pool, and the GIL-free encode calls let ragworks' own threads and processes tokenize in parallel instead.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        import threading
+
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
-        import copy
-        import threading
 
         self.model_dir = resolve_model_dir(model)
         self.device = pick_device(device)
-        self._model: Any = SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
+        self.attention = attention_for(self.device, attention)
+        kwargs: dict[str, Any] = {"attn_implementation": self.attention} if self.attention != "default" else {}
+        self._model: Any = SentenceTransformer(
+            str(self.model_dir), device=self.device, local_files_only=True, model_kwargs=kwargs or None
+        )
+        self._model.eval()
         if self.device.startswith("cuda"):
             self._model.half()
-        # A fast tokenizer is not thread-safe (its padding state is shared): the ingest pipeline counts tokens in
-        # its reader thread while the main thread embeds, so counting uses its own copy behind its own lock.
-        self._count_tokenizer = copy.deepcopy(self._model.tokenizer)
-        self._count_lock = threading.Lock()
         self._encode_lock = threading.Lock()
         self.batch_size = batch_size
         self.query_prefix = query_prefix
@@ -88,26 +100,87 @@ class SentenceTransformerEmbedder:
         self.max_tokens = int(self._model.max_seq_length or 512)
         prefixes = f"|q={query_prefix}|p={passage_prefix}" if (query_prefix or passage_prefix) else ""
         self.name = f"st:{Path(model).name}{prefixes}"  # kept in sync with ragworks.embed.embedder_name
+        hf_tok = self._model.tokenizer
+        self._tokenizer = PassageTokenizer.from_hf(hf_tok, self.max_tokens) if hf_tok.is_fast else None
+        self._passage_prefix_ids = (
+            self._tokenizer.ids([passage_prefix])[0] if self._tokenizer is not None and passage_prefix else None
+        )
+
+    @property
+    def passage_tokenizer(self) -> PassageTokenizer | None:
+        """The tokenizer whose ids `embed_token_ids` takes (None: give texts to `embed_documents`)."""
+        if self.passage_prefix and not self.passage_prefix[-1].isspace():
+            return None  # a prefix glued to the first word would tokenize differently from its parts
+        return self._tokenizer
+
+    def embed_token_ids(self, ids: Sequence[np.ndarray]) -> np.ndarray:
+        """Passages given as the ids `passage_tokenizer` made (no special tokens) → normalized vectors."""
+        if self._passage_prefix_ids is not None:
+            ids = [np.concatenate([self._passage_prefix_ids, x]) for x in ids]
+        return self._forward(ids)
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        # sentence-transformers sorts by characters, not tokens, before padding: ~19% padded tokens on SciFact.
-        # Batching by token length ourselves cuts that to ~3% (10% less CPU, identical vectors).
-        lengths = self.count_tokens(texts)
-        order = sorted(range(len(texts)), key=lambda i: lengths[i])
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        with self._encode_lock:
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                out[idx] = self._model.encode(
-                    [texts[i] for i in idx],
-                    batch_size=self.batch_size,
-                    convert_to_numpy=True,
-                    normalize_embeddings=False,
-                    show_progress_bar=False,
-                )
-        return normalize(out)
+        if self._tokenizer is None:  # a slow (Python) tokenizer: let sentence-transformers tokenize
+            with self._encode_lock:
+                out = self._model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+                                         normalize_embeddings=False, show_progress_bar=False)
+            return normalize(out)
+        return self._forward(self._tokenizer.ids(texts))
+
+    def _forward(self, ids: Sequence[np.ndarray]) -> np.ndarray:
+        """Token ids → normalized vectors, batched by length; one copy each way per call.
+
+        All sequences (special tokens added, truncated to the model's limit) go to the device as one flat array;
+        each batch is gathered out of it there, so the host only launches work and never waits for the device
+        until the single copy back.
+        """
+        import torch
+
+        tok = self._tokenizer
+        assert tok is not None
+        n = len(ids)
+        if n == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        head = np.asarray(tok.head, dtype=np.int64)
+        tail = np.asarray(tok.tail, dtype=np.int64)
+        limit = tok.content_limit
+        parts: list[np.ndarray] = []
+        for x in ids:
+            parts += (head, np.asarray(x[:limit], dtype=np.int64), tail)
+        flat = np.concatenate(parts)
+        lengths = np.fromiter((min(len(x), limit) for x in ids), dtype=np.int64, count=n) + len(head) + len(tail)
+        starts = np.zeros(n, dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        order = np.argsort(lengths, kind="stable")
+        device = torch.device(self.device)
+        pin = device.type == "cuda"
+
+        def to_device(a: np.ndarray) -> Any:
+            t = torch.from_numpy(a)
+            return (t.pin_memory() if pin else t).to(device, non_blocking=True)
+
+        with self._encode_lock, torch.inference_mode():
+            flat_t = to_device(flat)
+            meta = to_device(np.stack([starts[order], lengths[order]]))  # per sorted row: start, length
+            positions = torch.arange(int(lengths.max()) + 8, device=device)
+            last = len(flat) - 1
+            sorted_out = torch.empty((n, self.dimension), dtype=torch.float32, device=device)
+            for begin in range(0, n, self.batch_size):
+                end = min(begin + self.batch_size, n)
+                width = int(lengths[order[end - 1]])
+                width = min(-(-width // 8) * 8, max(width, self.max_tokens))  # tensor-core friendly widths
+                cols = positions[:width].unsqueeze(0)
+                row_start, row_len = meta[0, begin:end].unsqueeze(1), meta[1, begin:end].unsqueeze(1)
+                valid = cols < row_len
+                input_ids = torch.where(valid, flat_t[(row_start + cols).clamp_(max=last)], tok.pad_id)
+                emb = self._model({"input_ids": input_ids, "attention_mask": valid.to(torch.int64)})
+                sorted_out[begin:end] = torch.nn.functional.normalize(emb["sentence_embedding"].float(), dim=1)
+            host = sorted_out.cpu().numpy()
+        out = np.empty_like(host)
+        out[order] = host
+        return out
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode([self.passage_prefix + t for t in texts])
@@ -118,9 +191,24 @@ class SentenceTransformerEmbedder:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
-        with self._count_lock:
-            enc = self._count_tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)
-        return [len(ids) for ids in enc["input_ids"]]
+        if self._tokenizer is not None:  # the Rust tokenizer: thread-safe, no padding state
+            return self._tokenizer.count(texts)
+        enc = self._model.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)
+        return [len(x) for x in enc["input_ids"]]
 
     def __repr__(self) -> str:
-        return f"SentenceTransformerEmbedder({self.name!r}, device={self.device!r}, dim={self.dimension})"
+        return (f"SentenceTransformerEmbedder({self.name!r}, device={self.device!r}, dim={self.dimension}, "
+                f"attention={self.attention!r})")
+
+
+def attention_for(device: str, requested: str) -> str:
+    """The attention implementation to load the model with ("default": the library's own choice).
+
+    auto: eager on CUDA, where it ran MiniLM ~5x faster than SDPA on length-bucketed padded batches (H200, fp16,
+    batch 512; bench/embed_gpu.py measures both), the library default (SDPA) elsewhere.
+    """
+    if requested not in ("auto", "eager", "sdpa", "default"):
+        raise ConfigError(f"embed_attention must be auto, eager, sdpa or default, not {requested!r}")
+    if requested == "auto":
+        return "eager" if device.startswith("cuda") else "default"
+    return requested

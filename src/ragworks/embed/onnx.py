@@ -22,6 +22,7 @@ import numpy as np
 
 from ragworks.embed.base import normalize
 from ragworks.embed.local import resolve_model_dir
+from ragworks.embed.tokens import PassageTokenizer
 from ragworks.errors import ConfigError
 
 EXPORT_VERSION = 1  # bump when the export or quantization recipe changes: old cache entries are then ignored
@@ -183,17 +184,14 @@ class OnnxEmbedder:
         tok.no_padding()
         tok.enable_truncation(max_length=self.max_tokens)
         self._tokenizer = tok
-        # A Rust tokenizer's truncation/padding settings are shared mutable state: counting uses its own copy.
-        self._count_tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
-        self._count_tokenizer.no_truncation()
-        self._count_tokenizer.no_padding()
         self._pad_id = int(tok.token_to_id("[PAD]") or 0)
+        # Passages and queries are tokenized once, on a private copy without truncation (thread-safe to share).
+        self._passages = PassageTokenizer.from_rust(tok, max_tokens=self.max_tokens, pad_id=self._pad_id)
         dim = self._session.get_outputs()[0].shape[-1]
         self.dimension = dim if isinstance(dim, int) else self._probe_dimension()
         if self._dense:
             self.dimension = int(self._dense[-1][0].shape[0])
         self._lock = threading.Lock()
-        self._count_lock = threading.Lock()
         self.batch_size = batch_size
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
@@ -227,8 +225,11 @@ class OnnxEmbedder:
         return int(self._run(self._session, ["probe"]).shape[1])
 
     def _run(self, session: Any, texts: Sequence[str]) -> np.ndarray:
-        encs = self._tokenizer.encode_batch(list(texts))
-        hidden, mask = self._hidden(session, encs), self._mask(encs)
+        return self._pool(session, [e.ids for e in self._tokenizer.encode_batch(list(texts))])
+
+    def _pool(self, session: Any, seqs: Sequence[Sequence[int]]) -> np.ndarray:
+        """Mean-pooled (then Dense-mapped) output of full sequences (special tokens included)."""
+        hidden, mask = self._hidden(session, seqs), self._mask(seqs)
         m = mask[:, :, None].astype(np.float32)
         pooled = np.asarray((hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9), dtype=np.float32)
         for weight, bias in self._dense:
@@ -236,37 +237,54 @@ class OnnxEmbedder:
         return pooled
 
     @staticmethod
-    def _mask(encs: Sequence[Any]) -> np.ndarray:
-        mask = np.zeros((len(encs), max(len(e.ids) for e in encs)), dtype=np.int64)
-        for i, e in enumerate(encs):
-            mask[i, : len(e.ids)] = 1
+    def _mask(seqs: Sequence[Sequence[int]]) -> np.ndarray:
+        mask = np.zeros((len(seqs), max(len(x) for x in seqs)), dtype=np.int64)
+        for i, x in enumerate(seqs):
+            mask[i, : len(x)] = 1
         return mask
 
-    def _hidden(self, session: Any, encs: Sequence[Any]) -> np.ndarray:
-        """The transformer's last hidden state for tokenized texts, right-padded into one batch."""
-        width = max(len(e.ids) for e in encs)
-        ids = np.full((len(encs), width), self._pad_id, dtype=np.int64)
-        mask = np.zeros((len(encs), width), dtype=np.int64)
-        for i, e in enumerate(encs):
-            ids[i, : len(e.ids)] = e.ids
-            mask[i, : len(e.ids)] = 1
+    def _hidden(self, session: Any, seqs: Sequence[Sequence[int]]) -> np.ndarray:
+        """The transformer's last hidden state for token id sequences, right-padded into one batch."""
+        width = max(len(x) for x in seqs)
+        ids = np.full((len(seqs), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(seqs), width), dtype=np.int64)
+        for i, x in enumerate(seqs):
+            ids[i, : len(x)] = x
+            mask[i, : len(x)] = 1
         feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feed["token_type_ids"] = np.zeros_like(ids)
         return np.asarray(session.run(None, feed)[0], dtype=np.float32)
 
     def _encode(self, texts: Sequence[str], session: Any) -> np.ndarray:
-        if not texts:
+        return self._forward(self._passages.ids(texts), session)
+
+    def _forward(self, ids: Sequence[np.ndarray], session: Any) -> np.ndarray:
+        """Ids without special tokens → normalized vectors, batched by token length so little is padded."""
+        if not len(ids):
             return np.zeros((0, self.dimension), dtype=np.float32)
-        # Batch by token length so little is padded (as SentenceTransformerEmbedder does).
-        lengths = self.count_tokens(texts)
-        order = sorted(range(len(texts)), key=lambda i: lengths[i])
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        tok = self._passages
+        seqs = [tok.head + x[: tok.content_limit].tolist() + tok.tail for x in ids]
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        out = np.empty((len(seqs), self.dimension), dtype=np.float32)
         with self._lock:
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
-                out[idx] = self._run(session, [texts[i] for i in idx])
+                out[idx] = self._pool(session, [seqs[i] for i in idx])
         return normalize(out)
+
+    @property
+    def passage_tokenizer(self) -> PassageTokenizer | None:
+        """The tokenizer whose ids `embed_token_ids` takes (None: give texts to `embed_documents`)."""
+        if self.passage_prefix and not self.passage_prefix[-1].isspace():
+            return None
+        return self._passages
+
+    def embed_token_ids(self, ids: Sequence[np.ndarray]) -> np.ndarray:
+        if self.passage_prefix:
+            prefix = self._passages.ids([self.passage_prefix])[0]
+            ids = [np.concatenate([prefix, x]) for x in ids]
+        return self._forward(ids, self._session)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode([self.passage_prefix + t for t in texts], self._session)
@@ -285,16 +303,12 @@ class OnnxEmbedder:
         with self._lock:
             for start in range(0, len(texts), self.batch_size):
                 encs = self._tokenizer.encode_batch(list(texts[start : start + self.batch_size]))
-                hidden = self._hidden(self._session, encs)
+                hidden = self._hidden(self._session, [e.ids for e in encs])
                 out += [hidden[i, 1 : max(2, len(e.ids) - 1)] for i, e in enumerate(encs)]
         return out
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        if not texts:
-            return []
-        with self._count_lock:
-            encs = self._count_tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [len(e.ids) for e in encs]
+        return self._passages.count(texts)
 
     def __repr__(self) -> str:
         return f"OnnxEmbedder({self.name!r}, file={self.onnx_path.name!r}, dim={self.dimension})"

@@ -79,7 +79,6 @@ def beir(
 
     settings = _settings(data_dir)
     configs = [parse_config(c, settings) for c in (config or ["bm25", "dense", "hybrid"])]
-    set_threads(threads)
     if len({c.name for c in configs}) != len(configs):
         raise ConfigError("the same --config is given twice")
     dataset = load_beir(dataset_dir, split=split, corpus=corpus).limited(limit_queries)
@@ -90,6 +89,7 @@ def beir(
         col, report = open_for_dataset(dataset, settings, collection=collection)
         ingest = report.to_dict()
         cache = LegCache(col, dataset)
+    set_threads(threads)  # after the ingest, which embeds the corpus on every core; queries are timed on `threads`
     try:
         results = evaluate_configs(dataset, configs, col=col, cache=cache, latency=latency, progress=_progress)
     finally:
@@ -126,9 +126,9 @@ def tune(
 
     if split == "test":
         raise ConfigError("tune on a train or dev split; the test split is for reporting")
-    set_threads(threads)
     dataset = load_beir(dataset_dir, split=split, corpus=corpus).limited(limit_queries)
     col, _ = open_for_dataset(dataset, _settings(data_dir), collection=collection)
+    set_threads(threads)  # after the ingest (every core), before the timed queries
     try:
         cache = LegCache(col, dataset, depth=max(CANDIDATES))
         cache.fetch(dataset.queries, progress=_progress)

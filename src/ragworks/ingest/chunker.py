@@ -5,6 +5,10 @@ into chunks; a heading starts a new chunk once the current one holds something, 
 over a mid-paragraph one when the chunk is mostly full, and a chunk that continues the previous one repeats its
 last sentences up to `overlap` tokens. Every chunk is an exact slice of the document text, so its offsets (and
 pages) point at the cited place.
+
+Given the model's `PassageTokenizer`, a document is tokenized once: unit sizes are counted from its token offsets,
+and each chunk carries its index text's token ids for the embedder (`Chunk.token_ids`), so no passage is tokenized
+twice between file and vector.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from ragworks.documents import Chunk, Document, Span, SpanKind
+from ragworks.embed.tokens import DocTokens, PassageTokenizer
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -82,8 +89,11 @@ class Chunker:
         overlap: int = 32,
         model_max_tokens: int = 512,
         with_context: bool = True,
+        tokenizer: PassageTokenizer | None = None,
     ) -> None:
         self.count_tokens = count_tokens
+        self.tokenizer = tokenizer
+        self._context_ids: dict[str, np.ndarray] = {}
         self.chunk_tokens = min(chunk_tokens, model_max_tokens - 2)  # [CLS] and [SEP]
         self.overlap = min(overlap, self.chunk_tokens // 2)
         self.with_context = with_context
@@ -98,7 +108,12 @@ class Chunker:
                 parts.append(h.strip())
         return " › ".join(parts)[:_CONTEXT_MAX_CHARS]
 
-    def _units(self, doc: Document) -> list[_Unit]:
+    def _count(self, text: str, ranges: Sequence[tuple[int, int]], tokens: DocTokens | None) -> list[int]:
+        if tokens is not None:
+            return [tokens.count(s, e) for s, e in ranges]
+        return self.count_tokens([text[s:e] for s, e in ranges])
+
+    def _units(self, doc: Document, tokens: DocTokens | None = None) -> list[_Unit]:
         text = doc.text
         spans = doc.spans or _fallback_spans(text)
         path: list[tuple[int, str]] = []  # (level, heading)
@@ -118,13 +133,13 @@ class Chunker:
             else:
                 raw.extend((s, e, pi, hp, False) for s, e in split_sentences(text[sp.start : sp.end], sp.start))
         counts = [self._sized(n, e - s) for (s, e, *_), n in
-                  zip(raw, self.count_tokens([text[s:e] for s, e, *_ in raw]), strict=True)]
+                  zip(raw, self._count(text, [(s, e) for s, e, *_ in raw], tokens), strict=True)]
         units: list[_Unit] = []
         for (s, e, pi, hp, is_h), n in zip(raw, counts, strict=True):
             if n > self.chunk_tokens:  # an over-long heading (HTML <h2> around a paragraph) is split like text
                 pieces = _word_windows(text, s, e, n, self.chunk_tokens)
                 piece_counts = [self._sized(pn, b - a) for (a, b), pn in
-                                zip(pieces, self.count_tokens([text[a:b] for a, b in pieces]), strict=True)]
+                                zip(pieces, self._count(text, pieces, tokens), strict=True)]
                 for (a, b), pn in zip(pieces, piece_counts, strict=True):
                     for a2, b2 in (
                         _word_windows(text, a, b, pn, self.chunk_tokens) if pn > self.chunk_tokens else [(a, b)]
@@ -146,11 +161,23 @@ class Chunker:
         if ctx not in self._context_tokens:
             if len(self._context_tokens) > 4096:
                 self._context_tokens.clear()
-            self._context_tokens[ctx] = self.count_tokens([ctx])[0] + 1 if ctx else 0
+                self._context_ids.clear()
+            if self.tokenizer is not None and ctx:
+                self._context_ids[ctx] = self.tokenizer.ids([ctx])[0]
+                self._context_tokens[ctx] = len(self._context_ids[ctx]) + 1
+            else:
+                self._context_tokens[ctx] = self.count_tokens([ctx])[0] + 1 if ctx else 0
         return max(16, self.chunk_tokens - self._context_tokens[ctx])
 
-    def chunk(self, doc: Document) -> list[Chunk]:
-        units = self._units(doc)
+    def tokenize(self, doc: Document) -> DocTokens | None:
+        """The document's tokens, when this chunker has the model's tokenizer."""
+        return self.tokenizer.document(doc.text) if self.tokenizer is not None else None
+
+    def chunk(self, doc: Document, tokens: DocTokens | None = None) -> list[Chunk]:
+        """Chunks of `doc`; `tokens` are its tokens if already made (`PassageTokenizer.documents` in a batch)."""
+        if tokens is None:
+            tokens = self.tokenize(doc)
+        units = self._units(doc, tokens)
         para_tokens: dict[int, int] = {}
         for u in units:
             para_tokens[u.para] = para_tokens.get(u.para, 0) + u.tokens
@@ -186,6 +213,7 @@ class Chunker:
             start, end = group[0].start, group[-1].end
             first_content = next((u for u in group if not u.heading), group[0])
             path = first_content.heading_path
+            context = self.context_for(doc, path)
             chunks.append(
                 Chunk(
                     doc_id=doc.id,
@@ -197,10 +225,22 @@ class Chunker:
                     page_start=doc.page_at(start),
                     page_end=doc.page_at(max(start, end - 1)),
                     token_count=sum(u.tokens for u in group),
-                    context=self.context_for(doc, path),
+                    context=context,
+                    token_ids=self._index_ids(context, tokens, start, end),
                 )
             )
         return chunks
+
+    def _index_ids(self, context: str, tokens: DocTokens | None, start: int, end: int) -> np.ndarray | None:
+        """The ids of a chunk's index text (context line, then the passage), sliced from the document's tokens."""
+        if tokens is None or self.tokenizer is None or not self.tokenizer.composable:
+            return None
+        ctx_ids = None
+        if context:
+            ctx_ids = self._context_ids.get(context)
+            if ctx_ids is None:
+                ctx_ids = self._context_ids[context] = self.tokenizer.ids([context])[0]
+        return self.tokenizer.join(ctx_ids, tokens.slice(start, end))
 
     def _overlap(self, group: list[_Unit]) -> list[_Unit]:
         if self.overlap <= 0:

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragworks.documents import Document
-from ragworks.embed.base import Embedder
+import numpy as np
+
+from ragworks.documents import Chunk, Document
+from ragworks.embed.base import Embedder, TokenIdEmbedder
 from ragworks.errors import FileTooLarge, LoadError
 from ragworks.ingest.base import LoadOptions, LoadReport
 from ragworks.ingest.chunker import Chunker
@@ -340,8 +342,7 @@ class IngestPipeline:
             if c.text_hash not in cached and c.text_hash not in todo:
                 todo[c.text_hash] = c.index_text
         if todo:
-            vectors = self.embedder.embed_documents(list(todo.values()))
-            batch.vectors = dict(zip(todo.keys(), vectors, strict=True))
+            batch.vectors = dict(zip(todo.keys(), self._embed(chunks, todo), strict=True))
         self.store.write(batch)
         report.chunks_written += len(chunks)
         report.chunks_embedded += len(todo)
@@ -352,6 +353,13 @@ class IngestPipeline:
                     unclaimed.discard(c.text_hash)
                     owner.embedded += 1
         self.progress(Progress("batch", files_total, done, report.chunks_written, report.chunks_embedded))
+
+    def _embed(self, chunks: list[Chunk], todo: dict[str, str]) -> np.ndarray:
+        """Vectors for `todo` (text hash → index text), from the chunker's token ids when every chunk has them."""
+        ids = {c.text_hash: c.token_ids for c in chunks if c.text_hash in todo and c.token_ids is not None}
+        if len(ids) == len(todo) and isinstance(self.embedder, TokenIdEmbedder) and self.embedder.passage_tokenizer:
+            return self.embedder.embed_token_ids([ids[h] for h in todo])
+        return self.embedder.embed_documents(list(todo.values()))
 
     def _prune(self, report: IngestReport) -> None:
         gone = [rec.path for rec in self.store.file_records() if not Path(rec.path).exists()]

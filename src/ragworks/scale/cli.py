@@ -178,22 +178,27 @@ def dump_embed(
         int | None, typer.Option(help="Records per shard, the unit of resume (default: dump_records_per_shard).")
     ] = None,
     workers: Annotated[int, typer.Option(help="Embedding processes, each with the model (CPU).")] = 1,
+    prep_workers: Annotated[
+        int | None, typer.Option(help="Tokenizing processes feeding this process's model (default: all cores but one "
+                                      "on a GPU, none on CPU).")
+    ] = None,
     celery: Annotated[bool, typer.Option("--celery", help="Send shards to `ragworks worker`s via Redis.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Embed a dump into shard files; rerun after a kill and it resumes at the first incomplete shard."""
-    from ragworks.scale.distributed import embed_dump_celery
     from ragworks.scale.dump import embed_dump
 
     s = Settings()
     per_shard = records_per_shard or s.dump_records_per_shard
     with _shard_progress("embed") as on_shard:
         if celery:
+            from ragworks.scale.distributed import embed_dump_celery  # needs the queue extra
+
             report = embed_dump_celery(dump, shards, s, records_per_shard=per_shard,
                                        max_outstanding=max(2 * workers, 4), progress=on_shard)
         else:
             report = embed_dump(dump, shards, s, records_per_shard=per_shard, workers=workers,
-                                progress=on_shard)
+                                prep_workers=prep_workers, progress=on_shard)
     d = report.to_dict()
     if as_json:
         out.print_json(json.dumps(d))

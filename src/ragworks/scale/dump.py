@@ -4,6 +4,8 @@
 `records_per_shard` records (by position, so the same dump always gives the same shards), and has each shard
 chunked, embedded and written by one worker: this process, a pool of processes each holding the model, or Celery
 tasks (`ragworks.scale.distributed`). Complete shards are skipped, so a killed run resumes where it stopped.
+With a GPU the work is pipelined instead: processes without the model chunk and tokenize shards ahead (each
+passage tokenized once, its ids reused by the embedder) while this process feeds the GPU.
 `build_collection` then writes the shards into a collection one at a time (SQLite rows, FTS5, cached vectors) and
 builds its vector index once, in one pass, of the kind the final size calls for.
 """
@@ -18,24 +20,27 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ragworks.config import Settings
 from ragworks.documents import Chunk, Document
-from ragworks.embed.base import Embedder
+from ragworks.embed import passage_tokenizer
+from ragworks.embed.base import Embedder, TokenIdEmbedder
+from ragworks.embed.tokens import PassageTokenizer
+from ragworks.errors import ConfigError
 from ragworks.ingest.base import LoadOptions, LoadReport
 from ragworks.ingest.loaders import loader_for, paragraph_spans
-from ragworks.scale.shards import ShardDir, ShardManifest
+from ragworks.scale.shards import ShardDir, ShardManifest, encode_docs
 from ragworks.store.base import DocumentWrite, WriteBatch
 
 # Settings a shard worker needs (sent as JSON to Celery tasks and to pool processes).
 WORKER_FIELDS = (
     "embed_provider", "embed_model", "embed_base_url", "embed_dimensions", "embed_batch_size", "embed_device",
-    "query_prefix", "passage_prefix", "chunk_tokens", "chunk_overlap", "chunk_context",
+    "query_prefix", "passage_prefix", "chunk_tokens", "chunk_overlap", "chunk_context", "embed_attention",
 )
-GPU_BATCH = 256  # fp16 MiniLM on a 24 GB GPU: large batches keep it busy; CPU batches stay small
+GPU_BATCH = 512  # fp16 MiniLM on an H200: the model alone peaks at batch 512 (eager attention); CPU batches stay small
 ProgressFn = Callable[[str, int, int], None]  # (event, shard, value)
 
 
@@ -65,50 +70,102 @@ def iter_records(path: Path, settings: Settings) -> Iterator[dict[str, Any]]:
         yield {"source": doc.source, "title": doc.title, "text": doc.text, "metadata": doc.metadata}
 
 
+@dataclass(slots=True)
+class PreparedShard:
+    """A shard's records chunked: its docs file, ready to write, and what to embed.
+
+    `ids` are the chunks' token ids when the tokenizer allows, else `texts` holds the chunks' index texts.
+    """
+
+    docs_file: bytes
+    chunks: int
+    ids: list[np.ndarray] | None
+    texts: list[str]
+
+
+class ShardPreparer:
+    """Chunks and tokenizes records: the CPU half of embedding, which needs the tokenizer but not the model."""
+
+    def __init__(self, settings: Settings, tokenizer: PassageTokenizer | None, count_tokens: Callable[..., list[int]],
+                 max_tokens: int) -> None:
+        from ragworks.ingest.chunker import Chunker
+
+        self.tokenizer = tokenizer
+        self.chunker = Chunker(count_tokens, chunk_tokens=settings.chunk_tokens, overlap=settings.chunk_overlap,
+                               model_max_tokens=max_tokens, with_context=settings.chunk_context, tokenizer=tokenizer)
+
+    @classmethod
+    def for_model(cls, settings: Settings) -> ShardPreparer:
+        """From the local model's tokenizer files alone (no weights loaded): for tokenizing processes."""
+        from ragworks.embed.local import resolve_model_dir
+
+        tok = PassageTokenizer.from_model_dir(resolve_model_dir(settings.embed_model))
+        return cls(settings, tok, tok.count, tok.max_tokens)
+
+    def prepare(self, records: list[dict[str, Any]]) -> PreparedShard:
+        docs = [Document(source=r["source"], text=r["text"], title=r["title"], metadata=r["metadata"],
+                         spans=paragraph_spans(r["text"])) for r in records]
+        tokens: list[Any] = (
+            self.tokenizer.documents([d.text for d in docs]) if self.tokenizer is not None else [None] * len(docs)
+        )
+        out: list[dict[str, Any]] = []
+        texts: list[str] = []
+        ids: list[np.ndarray] = []
+        for rec, doc, doc_tokens in zip(records, docs, tokens, strict=True):
+            chunks = self.chunker.chunk(doc, doc_tokens)
+            texts.extend(c.index_text for c in chunks)
+            ids.extend(c.token_ids for c in chunks if c.token_ids is not None)
+            out.append({**rec, "chunks": [_chunk_fields(c) for c in chunks]})
+        if len(ids) == len(texts):
+            return PreparedShard(encode_docs(out), len(texts), ids, [])
+        return PreparedShard(encode_docs(out), len(texts), None, texts)
+
+
 class ShardEmbedder:
     """Chunks and embeds shards in this process; the model loads on first use (CUDA fp16 when present)."""
 
     def __init__(self, settings: dict[str, Any] | Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings if isinstance(settings, Settings) else Settings(**settings)
         self._embedder: Any = embedder
-        self._chunker: Any = None
+        self._preparer: ShardPreparer | None = None
 
-    def _load(self) -> None:
-        from ragworks.embed import make_embedder
-        from ragworks.ingest.chunker import Chunker
-
-        s = self.settings
+    @property
+    def embedder(self) -> Embedder:
         if self._embedder is None:
+            from ragworks.embed import make_embedder
+
+            s = self.settings
             if s.embed_provider == "local":
                 from ragworks.embed.local import pick_device
 
                 if pick_device(s.embed_device).startswith("cuda"):
                     s = s.model_copy(update={"embed_batch_size": max(s.embed_batch_size, GPU_BATCH)})
             self._embedder = make_embedder(s)
-        self._chunker = Chunker(
-            self._embedder.count_tokens, chunk_tokens=s.chunk_tokens, overlap=s.chunk_overlap,
-            model_max_tokens=self._embedder.max_tokens, with_context=s.chunk_context,
-        )
+        return cast(Embedder, self._embedder)
 
     def embed(self, shards: ShardDir, k: int, records: list[dict[str, Any]]) -> int:
         """Chunk and embed `records` and write them as shard `k`; a shard already complete is left alone."""
         if shards.is_complete(k):
             return 0
-        if self._chunker is None:
-            self._load()
-        docs: list[dict[str, Any]] = []
-        texts: list[str] = []
-        for rec in records:
-            doc = Document(source=rec["source"], text=rec["text"], title=rec["title"], metadata=rec["metadata"],
-                           spans=paragraph_spans(rec["text"]))
-            chunks = self._chunker.chunk(doc)
-            texts.extend(c.index_text for c in chunks)
-            docs.append({**rec, "chunks": [_chunk_fields(c) for c in chunks]})
-        vectors = (
-            self._embedder.embed_documents(texts) if texts else np.zeros((0, self._embedder.dimension), np.float32)
-        )
-        shards.write(k, docs, vectors)
-        return len(texts)
+        if self._preparer is None:
+            emb = self.embedder
+            self._preparer = ShardPreparer(self.settings, passage_tokenizer(emb), emb.count_tokens, emb.max_tokens)
+        return self.write(shards, k, self._preparer.prepare(records))
+
+    def write(self, shards: ShardDir, k: int, prepared: PreparedShard) -> int:
+        """Embed a prepared shard and write it as shard `k`."""
+        shards.write_encoded(k, prepared.docs_file, self.vectors(prepared))
+        return prepared.chunks
+
+    def vectors(self, prepared: PreparedShard) -> np.ndarray:
+        emb = self.embedder
+        if not prepared.chunks:
+            return np.zeros((0, emb.dimension), np.float32)
+        if prepared.ids is not None and isinstance(emb, TokenIdEmbedder) and emb.passage_tokenizer is not None:
+            return emb.embed_token_ids(prepared.ids)
+        if prepared.ids is not None:  # ids from a tokenizing process, but this embedder wants text
+            raise ConfigError("the embedder does not take token ids; run without tokenizing processes")
+        return emb.embed_documents(prepared.texts)
 
 
 def _chunk_fields(c: Chunk) -> dict[str, Any]:
@@ -134,6 +191,32 @@ def _pool_init(settings: dict[str, Any]) -> None:
 def _pool_embed(shard_dir: str, k: int, records: list[dict[str, Any]]) -> int:
     assert _POOL_EMBEDDER is not None
     return _POOL_EMBEDDER.embed(ShardDir(Path(shard_dir)), k, records)
+
+
+# --- a pool of tokenizing processes feeding this process's GPU: each process holds the tokenizer, not the model
+
+_POOL_PREPARER: ShardPreparer | None = None
+
+
+def _prep_init(settings: dict[str, Any]) -> None:
+    global _POOL_PREPARER
+    _POOL_PREPARER = ShardPreparer.for_model(Settings(**settings))
+
+
+def _pool_prepare(records: list[dict[str, Any]]) -> PreparedShard:
+    assert _POOL_PREPARER is not None
+    return _POOL_PREPARER.prepare(records)
+
+
+def default_prep_workers(settings: Settings) -> int:
+    """Tokenizing processes for `embed_dump`: all cores but one when a local model runs on CUDA, else none."""
+    if settings.embed_provider != "local":
+        return 0
+    from ragworks.embed.local import pick_device
+
+    if not pick_device(settings.embed_device).startswith("cuda"):
+        return 0
+    return max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2) - 1)
 
 
 @dataclass(slots=True)
@@ -183,13 +266,16 @@ def embed_dump(
     *,
     records_per_shard: int = 10_000,
     workers: int = 1,
+    prep_workers: int | None = None,
     progress: ProgressFn | None = None,
     embedder: Embedder | None = None,
 ) -> EmbedReport:
     """Embed the dump at `path` into shards under `shard_dir`, skipping complete shards (resume after a kill).
 
-    `workers` > 1 runs that many processes, each with its own copy of the model and one torch thread;
-    `embedder` (in-process only) replaces the one the settings describe.
+    `workers` > 1 runs that many processes, each with its own copy of the model and one torch thread.
+    `prep_workers` > 0 pipelines instead: that many processes chunk and tokenize shards ahead while this process
+    embeds them (None: all cores but one on CUDA, else 0). `embedder` (in-process only) replaces the one the
+    settings describe.
     """
     shards = ShardDir(shard_dir)
     shards.start(manifest_for(path, settings, records_per_shard))
@@ -204,7 +290,11 @@ def embed_dump(
         if progress:
             progress("shard", k, n)
 
-    if workers <= 1:
+    if prep_workers is None:
+        prep_workers = default_prep_workers(settings) if embedder is None and workers <= 1 else 0
+    if prep_workers > 0:
+        _embed_pipelined(path, shards, settings, records_per_shard, prep_workers, done, report, finished, embedder)
+    elif workers <= 1:
         worker = ShardEmbedder(settings, embedder)
         for k, records in shard_records(path, settings, records_per_shard):
             report.shards += 1
@@ -234,6 +324,51 @@ def embed_dump(
                 _drain(pending, finished)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _embed_pipelined(path: Path, shards: ShardDir, settings: Settings, records_per_shard: int, prep_workers: int,
+                     done: set[int], report: EmbedReport, finished: Callable[[int, int], None],
+                     embedder: Embedder | None) -> None:
+    """Tokenizing processes prepare shards ahead (at most 2 each in flight); this process embeds them in order,
+    and a writer thread saves each shard while the next one is on the GPU."""
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    worker = ShardEmbedder(settings, embedder)
+    worker.embedder  # load the model while the first shards are being tokenized  # noqa: B018
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(prep_workers, mp_context=ctx, initializer=_prep_init,
+                             initargs=(worker_settings(settings),)) as pool, \
+            ThreadPoolExecutor(1, thread_name_prefix="ragworks-shard-writer") as writer:
+        ahead: deque[tuple[int, Future[PreparedShard]]] = deque()
+        writing: deque[tuple[int, int, Future[None]]] = deque()
+
+        def embed_next() -> None:
+            k, fut = ahead.popleft()
+            prepared = fut.result()
+            vectors = worker.vectors(prepared)
+            writing.append((k, prepared.chunks, writer.submit(shards.write_encoded, k, prepared.docs_file, vectors)))
+            while writing and (writing[0][2].done() or len(writing) > 2):
+                k_done, n_done, wfut = writing.popleft()
+                wfut.result()
+                finished(k_done, n_done)
+
+        for k, records in shard_records(path, settings, records_per_shard):
+            report.shards += 1
+            report.records += len(records)
+            if k in done:
+                report.skipped += 1
+                continue
+            while len(ahead) >= 2 * prep_workers:
+                embed_next()
+            ahead.append((k, pool.submit(_pool_prepare, records)))
+        while ahead:
+            embed_next()
+        while writing:
+            k_done, n_done, wfut = writing.popleft()
+            wfut.result()
+            finished(k_done, n_done)
 
 
 def _drain(pending: dict[Future[int], int], finished: Callable[[int, int], None]) -> None:

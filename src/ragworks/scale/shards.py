@@ -45,6 +45,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def encode_docs(docs: list[dict[str, Any]]) -> bytes:
+    """A shard's docs file: JSON lines, gzip-compressed."""
+    lines = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs)
+    return gzip.compress(lines.encode(), compresslevel=3)
+
+
 class ShardDir:
     """The shards of one dump; safe for several writer processes as long as each shard has one writer."""
 
@@ -94,13 +100,16 @@ class ShardDir:
 
     def write(self, k: int, docs: list[dict[str, Any]], vectors: np.ndarray) -> None:
         """Write shard `k` (vectors first, then the docs file that marks it complete)."""
+        self.write_encoded(k, encode_docs(docs), vectors)
+
+    def write_encoded(self, k: int, docs_file: bytes, vectors: np.ndarray) -> None:
+        """`write` with the docs already encoded by `encode_docs` (in the process that chunked them)."""
         import io
 
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(vectors, dtype=np.float16))
         _atomic_write(self._vectors(k), buf.getvalue())
-        lines = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs)
-        _atomic_write(self._docs(k), gzip.compress(lines.encode(), compresslevel=3))
+        _atomic_write(self._docs(k), docs_file)
 
     def read(self, k: int) -> tuple[list[dict[str, Any]], np.ndarray]:
         """The docs of shard `k` and their chunk vectors (float32, rows in chunk order)."""
