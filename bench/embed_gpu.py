@@ -176,6 +176,7 @@ def main() -> None:
     model_dir = resolve_model_dir(args.model)
     settings = Settings(embed_model=str(model_dir), embed_device=device, embed_batch_size=batch)
     emb = SentenceTransformerEmbedder(str(model_dir), device=device, batch_size=batch)
+    embedders = [emb]
     tok = emb.passage_tokenizer
     assert tok is not None
     passages = synth_passages(n, tok.count)
@@ -190,91 +191,135 @@ def main() -> None:
     print(f"{n:,} passages, mean {np.mean(token_counts):.0f} tokens (min {min(token_counts)}, max "
           f"{max(token_counts)}); {device} ({machine['device']}), {cores} cores, batch {batch}", flush=True)
 
+    args.out.mkdir(parents=True, exist_ok=True)
+    out_file = args.out / ("embed_gpu-tiny.json" if args.tiny else f"embed_gpu-{'cuda' if cuda else 'cpu'}.json")
+    ceilings: dict[str, float] = {}
+    errors: dict[str, str] = {}
+
+    def save() -> dict[str, Any]:
+        best = max(ceilings.values()) if ceilings else None
+        result = {"machine": machine, "passages": n, "batch": batch, "mean_tokens": float(np.mean(token_counts)),
+                  "ceiling_best": best, "phases": rows, "errors": errors,
+                  "ratios": {k: round(v["per_s"] / best, 3) for k, v in rows.items() if "per_s" in v and best}}
+        out_file.write_text(json.dumps(result, indent=2))
+        return result
+
     def record(name: str, result: dict[str, Any], **extra: Any) -> None:
         rows[name] = {**result, **extra}
         print(f"  {name:<34} {result['per_s']:>10,.0f} /s  ({result['n']:,} in {result['seconds']:.2f} s)", flush=True)
+        save()
+
+    def phase(name: str, fn: Callable[[], None]) -> None:
+        """Run one phase; a failure is recorded and the next phase still runs (one GPU session, all figures)."""
+        if name in skip:
+            return
+        try:
+            fn()
+        except Exception as exc:  # report it and go on
+            import traceback
+
+            traceback.print_exc()
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            save()
+        if cuda:
+            torch.cuda.empty_cache()
 
     small = min(n, 20_000)
-    if "tokenizer" not in skip:
+    ids = tok.ids(passages)  # what the chunker slices out of a document's tokens (a test checks they are equal)
+
+    def tokenizer_phase() -> None:
         record("tokenizer, 1 thread", timed(lambda: tok._ids(passages[:small]), small, repeat=2))
         record(f"tokenizer, {cores} threads", timed(lambda: tok.ids(passages), n, repeat=2))
-    if "prepare" not in skip:
-        prep_n = min(n, 10_000)
-        one = prep_rate(settings, records[:prep_n], 0)
-        record("prepare (chunk+tokenize), 1 core", one)
+
+    def prepare_phase() -> None:
+        record("prepare (chunk+tokenize), 1 core", prep_rate(settings, records[: min(n, 10_000)], 0))
         if cores > 1:
             many = prep_rate(settings, records, cores)
             record(f"prepare, {cores} processes", many, per_core=round(many["per_s"] / cores, 1))
-    ids = tok.ids(passages)  # what the chunker slices out of a document's tokens (a test checks they are equal)
 
-    ceilings: dict[str, float] = {}
-    if "ceiling" not in skip:
+    def ceiling_phase() -> None:
         for attention in (["eager", "sdpa"] if cuda else ["default", "eager"]):
             model = load_st(model_dir, device, attention)
-            warm = ceiling(model, tok, ids[: min(n, 4 * batch)], batch, device)
-            warm()
+            ceiling(model, tok, ids[: min(n, 4 * batch)], batch, device)()  # warm-up
             sub = ids if attention != "sdpa" else ids[: min(n, 30_000)]
-            run = ceiling(model, tok, sub, batch, device)
-            result = timed(run, len(sub), repeat=3)
+            result = timed(ceiling(model, tok, sub, batch, device), len(sub), repeat=3)
             ceilings[attention] = result["per_s"]
             record(f"ceiling: model alone, {attention}", result)
-            del model, run, warm
-            if cuda:
-                torch.cuda.empty_cache()
-    best = max(ceilings.values()) if ceilings else float("nan")
+            del model
 
-    if "encode" not in skip:
+    reference: list[np.ndarray] = []
+
+    def encode_phase() -> None:
         model = load_st(model_dir, device, "default")
         sub_n = min(n, 20_000)
         model.encode(passages[: 2 * batch], batch_size=batch)
         record("sentence-transformers encode", timed(
             lambda: model.encode(passages[:sub_n], batch_size=batch, convert_to_numpy=True), sub_n, repeat=2))
-        reference = model.encode(passages[:512], batch_size=batch, convert_to_numpy=True, normalize_embeddings=True)
-        del model
-    else:
-        reference = None
+        reference.append(model.encode(passages[:512], batch_size=batch, convert_to_numpy=True,
+                                      normalize_embeddings=True))
 
-    if "ragworks" not in skip:
+    def ragworks_phase() -> None:
+        emb = embedders[0]
         emb.embed_token_ids(ids[: 4 * batch])  # warm-up
         record("ragworks embed_token_ids", timed(lambda: emb.embed_token_ids(ids), n, repeat=3))
         record("ragworks embed_documents (text)", timed(lambda: emb.embed_documents(passages), n, repeat=2))
-        if reference is not None:
-            mine = emb.embed_token_ids(ids[:512])
-            rows["agreement_min_cosine"] = {"value": float((mine * reference).sum(1).min())}
-            print(f"  min cosine vs model.encode over 512 passages: {rows['agreement_min_cosine']['value']:.5f}")
+        if reference:
+            cos = float((emb.embed_token_ids(ids[:512]) * reference[0]).sum(1).min())
+            rows["agreement_min_cosine"] = {"value": cos}
+            print(f"  min cosine vs model.encode over 512 passages: {cos:.5f}", flush=True)
 
-    if "dump" not in skip:
+    def dump_phase() -> None:
+        copies = 2 if cuda else 1  # long enough on a GPU that starting the tokenizing processes is amortized
         with tempfile.TemporaryDirectory() as tmp:
             dump = Path(tmp) / "dump.jsonl"
             with dump.open("w") as f:
-                for i, text in enumerate(passages):
-                    f.write(json.dumps({"_id": f"p{i}", "title": "", "text": text}) + "\n")
-            del emb  # the dump loads its own model (the one a user's `ragworks dump embed` would)
-            if cuda:
-                torch.cuda.empty_cache()
-            per_shard = max(64, n // (4 * cores)) if cuda else max(64, n // 4)
+                for c in range(copies):
+                    for i, text in enumerate(passages):
+                        f.write(json.dumps({"_id": f"p{c}-{i}", "title": "", "text": text}) + "\n")
+            per_shard = max(64, n // (4 * cores)) if cuda else max(16, n // 4)
+            stamps: list[tuple[float, int]] = []
             t = time.perf_counter()
-            report = embed_dump(dump, Path(tmp) / "shards", settings, records_per_shard=per_shard)
+            report = embed_dump(dump, Path(tmp) / "shards", settings, records_per_shard=per_shard,
+                                progress=lambda event, k, chunks: stamps.append((time.perf_counter(), chunks)))
             secs = time.perf_counter() - t
+            steady = {}
+            if len(stamps) > 2:  # from the first shard written to the last: the rate once the pipeline is full
+                span = stamps[-1][0] - stamps[0][0]
+                steady = {"steady_per_s": round(sum(c for _, c in stamps[1:]) / max(span, 1e-9), 1),
+                          "first_shard_s": round(stamps[0][0] - t, 2)}
             record("dump embed end to end", {"n": report.chunks, "seconds": round(secs, 3),
                                               "per_s": round(report.chunks / secs, 1)},
-                   records=report.records, shards=report.shards, records_per_shard=per_shard)
+                   records=report.records, shards=report.shards, records_per_shard=per_shard, **steady)
+            if steady:
+                print(f"  {'dump embed, pipeline full':<34} {steady['steady_per_s']:>10,.0f} /s  (first shard after "
+                      f"{steady['first_shard_s']} s)", flush=True)
 
+    phase("tokenizer", tokenizer_phase)
+    phase("prepare", prepare_phase)
+    phase("ceiling", ceiling_phase)
+    phase("encode", encode_phase)
+    phase("ragworks", ragworks_phase)
+    embedders.clear()  # the dump loads its own model, as a user's `ragworks dump embed` does
+    phase("dump", dump_phase)
+
+    result = save()
+    best = result["ceiling_best"]
     table = [("phase", "passages/s", "vs ceiling")]
     for name, row in rows.items():
         if "per_s" in row:
-            table.append((name, f"{row['per_s']:,.0f}", f"{row['per_s'] / best:.2f}" if best == best else "—"))
+            table.append((name, f"{row['per_s']:,.0f}", f"{row['per_s'] / best:.2f}" if best else "—"))
+        if "steady_per_s" in row:
+            table.append((name + " (pipeline full)", f"{row['steady_per_s']:,.0f}",
+                          f"{row['steady_per_s'] / best:.2f}" if best else "—"))
     width = max(len(r[0]) for r in table)
     print()
     for r in table:
         print(f"{r[0]:<{width}}  {r[1]:>12}  {r[2]:>10}")
-    result = {"machine": machine, "passages": n, "batch": batch, "mean_tokens": float(np.mean(token_counts)),
-              "ceiling_best": best, "phases": rows,
-              "ratios": {k: round(v["per_s"] / best, 3) for k, v in rows.items() if "per_s" in v and best == best}}
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = "embed_gpu-tiny.json" if args.tiny else f"embed_gpu-{'cuda' if cuda else 'cpu'}.json"
-    (args.out / name).write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {args.out / name}")
+    if errors:
+        print(f"\nphases that failed: {errors}")
+    print(f"\nwrote {out_file}")
+    if errors:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     embed_dimensions: int | None = None  # remote models that support shortening (OpenAI text-embedding-3-*)
     embed_batch_size: int = 32
     embed_device: str | None = None  # None: CUDA when present, else CPU
-    # auto: eager attention on CUDA (5x SDPA on padded batches, measured on an H200), the library default on CPU
+    # auto: the library default (SDPA): 43k passages/s vs eager's 25k on an H200 with length-sorted batches
     embed_attention: Literal["auto", "eager", "sdpa", "default"] = "auto"
     query_prefix: str = ""  # e5-style models: "query: "
     passage_prefix: str = ""  # e5-style models: "passage: "

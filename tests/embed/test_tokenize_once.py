@@ -158,7 +158,7 @@ def test_pipelined_dump_embed_writes_the_same_shards(tmp_path, embedder):
     dump = tmp_path / "dump.jsonl"
     dump.write_text("".join(
         json.dumps({"_id": f"d{i}", "title": f"Station {i}",
-                    "text": f"Record {i}. The keeper of lighthouse {i} logged wind force {i % 12}. " * (2 + 2 * (i % 12))})
+                    "text": f"Record {i}. The keeper of lighthouse {i} logged wind force {i % 12}. " * (2 + i % 24)})
         + "\n" for i in range(24)))
     settings = Settings(data_dir=tmp_path / "data")
     a = embed_dump(dump, tmp_path / "a", settings, records_per_shard=8, prep_workers=0, embedder=embedder)

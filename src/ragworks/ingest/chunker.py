@@ -33,6 +33,8 @@ _CONTEXT_MAX_CHARS = 200
 # URL-safe base64: over 100 characters without punctuation) as one [UNK] token; sizing such a unit by its
 # length instead keeps it from becoming a single 20,000-character chunk.
 _MAX_CHARS_PER_TOKEN = 10
+# A "word" this long may be one [UNK] token: such text takes the unit-by-unit path, which sizes it by length.
+_LONG_WORD = re.compile(r"\S{64,}")
 
 
 def split_sentences(text: str, base: int = 0) -> list[tuple[int, int]]:
@@ -169,6 +171,29 @@ class Chunker:
                 self._context_tokens[ctx] = self.count_tokens([ctx])[0] + 1 if ctx else 0
         return max(16, self.chunk_tokens - self._context_tokens[ctx])
 
+    def short(self, doc: Document) -> bool:
+        """Whether `doc` is worth trying as one chunk (`chunk_one`) before tokenizing it with offsets: plain
+        paragraphs, no giant words, and at most 4 characters per token of budget (English averages ~4.4)."""
+        return (
+            len(doc.text) <= 4 * self._budget(doc, ())
+            and all(sp.kind in (SpanKind.PARAGRAPH, SpanKind.LIST_ITEM) for sp in doc.spans)
+            and _LONG_WORD.search(doc.text) is None
+        )
+
+    def chunk_one(self, doc: Document, text_ids: np.ndarray) -> Chunk | None:
+        """The single chunk of a `short` document, from the ids of its whole text (no offsets needed), or None
+        when it does not fit in one chunk. It is the chunk `chunk` would make: the trimmed text, every token."""
+        text = doc.text
+        start, end = len(text) - len(text.lstrip()), len(text.rstrip())
+        if end <= start or len(text_ids) > self._budget(doc, ()):
+            return None
+        context = self.context_for(doc, ())
+        ids = self._index_ids(context, DocTokens(np.asarray(text_ids), np.zeros(0, np.int64), np.zeros(0, np.int64)),
+                              0, 0, whole=True)
+        return Chunk(doc_id=doc.id, ordinal=0, text=text[start:end], start=start, end=end, heading_path=(),
+                     page_start=doc.page_at(start), page_end=doc.page_at(max(start, end - 1)),
+                     token_count=len(text_ids), context=context, token_ids=ids)
+
     def tokenize(self, doc: Document) -> DocTokens | None:
         """The document's tokens, when this chunker has the model's tokenizer."""
         return self.tokenizer.document(doc.text) if self.tokenizer is not None else None
@@ -231,7 +256,8 @@ class Chunker:
             )
         return chunks
 
-    def _index_ids(self, context: str, tokens: DocTokens | None, start: int, end: int) -> np.ndarray | None:
+    def _index_ids(self, context: str, tokens: DocTokens | None, start: int, end: int, *,
+                   whole: bool = False) -> np.ndarray | None:
         """The ids of a chunk's index text (context line, then the passage), sliced from the document's tokens."""
         if tokens is None or self.tokenizer is None or not self.tokenizer.composable:
             return None
@@ -240,7 +266,7 @@ class Chunker:
             ctx_ids = self._context_ids.get(context)
             if ctx_ids is None:
                 ctx_ids = self._context_ids[context] = self.tokenizer.ids([context])[0]
-        return self.tokenizer.join(ctx_ids, tokens.slice(start, end))
+        return self.tokenizer.join(ctx_ids, tokens.ids if whole else tokens.slice(start, end))
 
     def _overlap(self, group: list[_Unit]) -> list[_Unit]:
         if self.overlap <= 0:

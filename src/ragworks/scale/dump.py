@@ -81,6 +81,7 @@ class PreparedShard:
     chunks: int
     ids: list[np.ndarray] | None
     texts: list[str]
+    retokenized: int = 0  # records tokenized twice (looked short enough for one chunk, were not)
 
 
 class ShardPreparer:
@@ -105,20 +106,32 @@ class ShardPreparer:
     def prepare(self, records: list[dict[str, Any]]) -> PreparedShard:
         docs = [Document(source=r["source"], text=r["text"], title=r["title"], metadata=r["metadata"],
                          spans=paragraph_spans(r["text"])) for r in records]
-        tokens: list[Any] = (
-            self.tokenizer.documents([d.text for d in docs]) if self.tokenizer is not None else [None] * len(docs)
-        )
+        chunked: list[list[Chunk] | None] = [None] * len(docs)
+        retokenized = 0
+        if self.tokenizer is not None:
+            # A passage that fits in one chunk needs no offsets: its ids alone (the faster call) make its chunk.
+            short = [i for i, d in enumerate(docs) if self.chunker.short(d)]
+            for i, ids in zip(short, self.tokenizer.ids([docs[i].text for i in short], threads=1), strict=True):
+                one = self.chunker.chunk_one(docs[i], ids)
+                if one is not None:
+                    chunked[i] = [one]
+                else:
+                    retokenized += 1  # longer than it looked: tokenized again below, with offsets
+            rest = [i for i, c in enumerate(chunked) if c is None]
+            for i, tokens in zip(rest, self.tokenizer.documents([docs[i].text for i in rest]), strict=True):
+                chunked[i] = self.chunker.chunk(docs[i], tokens)
         out: list[dict[str, Any]] = []
         texts: list[str] = []
-        ids: list[np.ndarray] = []
-        for rec, doc, doc_tokens in zip(records, docs, tokens, strict=True):
-            chunks = self.chunker.chunk(doc, doc_tokens)
+        ids_out: list[np.ndarray] = []
+        for rec, doc, chunks in zip(records, docs, chunked, strict=True):
+            if chunks is None:
+                chunks = self.chunker.chunk(doc)
             texts.extend(c.index_text for c in chunks)
-            ids.extend(c.token_ids for c in chunks if c.token_ids is not None)
+            ids_out.extend(c.token_ids for c in chunks if c.token_ids is not None)
             out.append({**rec, "chunks": [_chunk_fields(c) for c in chunks]})
-        if len(ids) == len(texts):
-            return PreparedShard(encode_docs(out), len(texts), ids, [])
-        return PreparedShard(encode_docs(out), len(texts), None, texts)
+        if len(ids_out) == len(texts):
+            return PreparedShard(encode_docs(out), len(texts), ids_out, [], retokenized)
+        return PreparedShard(encode_docs(out), len(texts), None, texts, retokenized)
 
 
 class ShardEmbedder:
