@@ -269,7 +269,7 @@ def main() -> None:
             print(f"  min cosine vs model.encode over 512 passages: {cos:.5f}", flush=True)
 
     def dump_phase() -> None:
-        copies = 2 if cuda else 1  # long enough on a GPU that starting the tokenizing processes is amortized
+        copies = 4 if cuda else 1  # long enough on a GPU that starting the tokenizing processes is amortized
         with tempfile.TemporaryDirectory() as tmp:
             dump = Path(tmp) / "dump.jsonl"
             with dump.open("w") as f:

@@ -456,6 +456,16 @@ def _is_ole_encrypted(path: Path) -> bool:
 def _record_document(
     rec: Any, where: str, source_path: str, options: LoadOptions, report: LoadReport
 ) -> Document | None:
+    fields = record_fields(rec, where, source_path, options, report)
+    if fields is None:
+        return None
+    return Document(**fields, spans=paragraph_spans(fields["text"]))
+
+
+def record_fields(
+    rec: Any, where: str, source_path: str, options: LoadOptions, report: LoadReport
+) -> dict[str, Any] | None:
+    """A JSON record's document fields (source, title, text, metadata), or None (reported) if it has no text."""
     if not isinstance(rec, dict):
         report.skipped += 1
         report.warnings.append(f"{where}: not a JSON object")
@@ -478,18 +488,18 @@ def _record_document(
             continue
         if (not keep or k in keep) and isinstance(v, str | int | float | bool) and len(str(v)) < 512:
             meta[k] = v
-    text = _normalize_newlines(text)
-    return Document(
-        source=f"{source_path}#{key}",
-        text=text,
-        title=title if isinstance(title, str) else "",
-        metadata=meta,
-        spans=paragraph_spans(text),
-    )
+    return {"source": f"{source_path}#{key}", "text": _normalize_newlines(text),
+            "title": title if isinstance(title, str) else "", "metadata": meta}
 
 
 def load_jsonl(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
     """One document per line; bad lines are skipped and reported, the rest stream through."""
+    for fields in jsonl_records(path, source, options, report):
+        yield Document(**fields, spans=paragraph_spans(fields["text"]))
+
+
+def jsonl_records(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[dict[str, Any]]:
+    """`load_jsonl`'s records as plain fields (no Document built: dumps chunk them in other processes)."""
     import gzip
     import zlib
 
@@ -511,10 +521,10 @@ def load_jsonl(path: Path, source: str, options: LoadOptions, report: LoadReport
                     if len(report.warnings) < 20:
                         report.warnings.append(f"{path.name}:{lineno}: invalid JSON ({exc})")
                     continue
-                doc = _record_document(rec, f"{path.name}:{lineno}", source, options, report)
-                if doc is not None:
+                fields = record_fields(rec, f"{path.name}:{lineno}", source, options, report)
+                if fields is not None:
                     produced += 1
-                    yield doc
+                    yield fields
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # not gzip, or a truncated / damaged stream
         raise CorruptFile(f"{path.name}: not a readable gzip file ({exc.__class__.__name__}: {exc})") from exc
     if produced == 0:

@@ -31,7 +31,7 @@ from ragworks.embed.base import Embedder, TokenIdEmbedder
 from ragworks.embed.tokens import PassageTokenizer
 from ragworks.errors import ConfigError
 from ragworks.ingest.base import LoadOptions, LoadReport
-from ragworks.ingest.loaders import loader_for, paragraph_spans
+from ragworks.ingest.loaders import jsonl_records, loader_for, paragraph_spans
 from ragworks.scale.shards import ShardDir, ShardManifest, encode_docs
 from ragworks.store.base import DocumentWrite, WriteBatch
 
@@ -66,6 +66,9 @@ def iter_records(path: Path, settings: Settings) -> Iterator[dict[str, Any]]:
     options = LoadOptions(
         id_field=settings.jsonl_id_field, title_field=settings.jsonl_title_field, text_field=settings.jsonl_text_field
     )
+    if path.name.lower().endswith((".jsonl", ".ndjson", ".jsonl.gz")):  # fields only: no Document, spans, hashes
+        yield from jsonl_records(path, path.name, options, LoadReport())
+        return
     for doc in loader_for(path)(path, path.name, options, LoadReport()):
         yield {"source": doc.source, "title": doc.title, "text": doc.text, "metadata": doc.metadata}
 
@@ -79,7 +82,7 @@ class PreparedShard:
 
     docs_file: bytes
     chunks: int
-    ids: list[np.ndarray] | None
+    ids: tuple[np.ndarray, np.ndarray] | None  # all chunks' ids end to end, and each chunk's length
     texts: list[str]
     retokenized: int = 0  # records tokenized twice (looked short enough for one chunk, were not)
 
@@ -129,8 +132,10 @@ class ShardPreparer:
             texts.extend(c.index_text for c in chunks)
             ids_out.extend(c.token_ids for c in chunks if c.token_ids is not None)
             out.append({**rec, "chunks": [_chunk_fields(c) for c in chunks]})
-        if len(ids_out) == len(texts):
-            return PreparedShard(encode_docs(out), len(texts), ids_out, [], retokenized)
+        if len(ids_out) == len(texts):  # one flat array crosses the process boundary, not one per chunk
+            flat = np.concatenate(ids_out) if ids_out else np.zeros(0, np.int32)
+            lengths = np.fromiter((len(x) for x in ids_out), dtype=np.int64, count=len(ids_out))
+            return PreparedShard(encode_docs(out), len(texts), (flat, lengths), [], retokenized)
         return PreparedShard(encode_docs(out), len(texts), None, texts, retokenized)
 
 
@@ -175,7 +180,8 @@ class ShardEmbedder:
         if not prepared.chunks:
             return np.zeros((0, emb.dimension), np.float32)
         if prepared.ids is not None and isinstance(emb, TokenIdEmbedder) and emb.passage_tokenizer is not None:
-            return emb.embed_token_ids(prepared.ids)
+            flat, lengths = prepared.ids
+            return emb.embed_token_ids(np.split(flat, np.cumsum(lengths)[:-1]))
         if prepared.ids is not None:  # ids from a tokenizing process, but this embedder wants text
             raise ConfigError("the embedder does not take token ids; run without tokenizing processes")
         return emb.embed_documents(prepared.texts)
