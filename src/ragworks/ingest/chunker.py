@@ -186,6 +186,7 @@ class Chunker:
             start, end = group[0].start, group[-1].end
             first_content = next((u for u in group if not u.heading), group[0])
             path = first_content.heading_path
+            time_range, region = doc.locate(start, end)
             chunks.append(
                 Chunk(
                     doc_id=doc.id,
@@ -198,6 +199,8 @@ class Chunker:
                     page_end=doc.page_at(max(start, end - 1)),
                     token_count=sum(u.tokens for u in group),
                     context=self.context_for(doc, path),
+                    time_range=time_range,
+                    region=region,
                 )
             )
         return chunks

@@ -18,6 +18,7 @@ from ragworks.errors import (
     EncryptedFile,
     UnsupportedFormat,
 )
+from ragworks.ingest import ocr, speech
 from ragworks.ingest.base import Loader, LoadOptions, LoadReport
 
 _SNIFF_BYTES = 8192
@@ -572,6 +573,12 @@ LOADERS: dict[str, Loader] = {
     ".json": load_json,
     ".parquet": load_parquet,
 }
+
+
+# Images and PDF pages without a text layer are read by OCR, recordings transcribed (ingest/ocr.py, speech.py).
+LOADERS[".pdf"] = ocr.load_pdf
+LOADERS.update(dict.fromkeys(ocr.IMAGE_SUFFIXES, ocr.load_image))
+LOADERS.update(dict.fromkeys(speech.AUDIO_SUFFIXES + speech.VIDEO_SUFFIXES, speech.load_recording))
 
 
 def loader_for(path: Path) -> Loader:

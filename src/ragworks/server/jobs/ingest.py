@@ -77,8 +77,7 @@ def run_ingest_job(
 
     if job.kind is JobKind.FILES:
         s = collection.settings
-        options = LoadOptions(id_field=s.jsonl_id_field, title_field=s.jsonl_title_field,
-                              text_field=s.jsonl_text_field)
+        options = LoadOptions.from_settings(s)
         extra_metadata = dict(job.payload.get("metadata") or {})
         files = job.payload["files"]
         progress.files_total = len(files)

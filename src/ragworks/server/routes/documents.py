@@ -111,6 +111,8 @@ async def get_document(name: str, ref: str, ctx: Context, tenant: CurrentTenant,
         out["chunk_list"] = [
             {"ordinal": c.ordinal, "start": c.start, "end": c.end, "heading_path": list(c.heading_path),
              "page_start": c.page_start, "page_end": c.page_end, "tokens": c.token_count,
+             "time_range": list(c.time_range) if c.time_range else None,
+             "region": list(c.region) if c.region else None,
              **({"text": c.text} if include_text else {})}
             for c in chunks
         ]

@@ -205,11 +205,20 @@ function renderAnswer(done) {
   $("#notice").textContent = done.notice || "";
   $("#citations").replaceChildren(...done.citations.map((c) => {
     const li = el("li", { value: c.number },
-      el("span", { className: "citation-link", textContent: c.source + (c.page ? `, p. ${c.page}` : "") }),
+      el("span", { className: "citation-link", textContent: c.source + (c.page ? `, p. ${c.page}` : "") +
+        (c.time_start != null ? `, ${clock(c.time_start)}–${clock(c.time_end)}` : "") }),
       el("div", { className: "quote", textContent: c.quote }));
     li.onclick = () => showDocument(c.doc_id, c);
     return li;
   }));
+}
+
+// A position in a recording as mm:ss (h:mm:ss from an hour), as citations name it.
+function clock(seconds) {
+  const t = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(t / 3600), m = Math.floor((t % 3600) / 60), s = t % 60;
+  const pad = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${pad(m)}:${pad(s)}` : `${pad(m)}:${pad(s)}`;
 }
 
 // --- document viewer with the cited passage highlighted ------------------------------------------------------
