@@ -158,8 +158,13 @@ class Chunker:
         current: list[_Unit] = []
         used = 0
         budget = self.chunk_tokens
+        # OCR pages: a chunk stays on one page, so its citation names that page and its box lies on it
+        by_page = bool(doc.page_starts) and any(a.box is not None for a in doc.anchors)
         for u in units:
             content = [x for x in current if not x.heading]
+            if by_page and current and doc.page_at(u.start) != doc.page_at(current[-1].start):
+                groups.append(current)
+                current, used = [], 0
             if u.heading and content:
                 groups.append(current)
                 current, used = [], 0

@@ -389,7 +389,7 @@ def load_pdf(path: Path, source: str, options: LoadOptions, report: LoadReport) 
             builder.add(block, kind, 2 if kind is SpanKind.HEADING else 0)
     text = builder.text
     if not text.strip():
-        raise EmptyDocument(f"{path.name}: no text layer (a scanned PDF needs OCR first)")
+        raise EmptyDocument(f"{path.name}: no text on any page (no text layer, no scanned image to read)")
     try:
         meta_title = str(reader.metadata.get("/Title") or "") if reader.metadata else ""
     except Exception:  # damaged metadata must not lose the text

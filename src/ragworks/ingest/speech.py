@@ -156,6 +156,7 @@ def transcribe(samples: Any, options: LoadOptions, report: LoadReport) -> tuple[
     segments, info = model.transcribe(
         samples, language=options.speech_language, beam_size=options.speech_beam_size,
         condition_on_previous_text=False,  # keeps one misheard stretch from derailing the rest
+        word_timestamps=True,  # segment bounds from the words: a clip starts where its speech does (not at 0:00)
         vad_filter=len(samples) > 30 * SAMPLE_RATE,  # long recordings: skip silence (the VAD model is bundled)
     )
     out: list[tuple[float, float, str]] = []
