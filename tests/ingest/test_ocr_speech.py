@@ -134,7 +134,7 @@ def test_a_recording_is_transcribed_and_cited_by_its_time_range(media_collection
     col, _ = media_collection
     citation, _ = _cited(col, "Where are the clean filters stored?", "talk.wav")
     assert "blue cabinet" in citation.quote.lower()
-    doc, transcript, _ = col.document(citation.doc_id)
+    _doc, transcript, _ = col.document(citation.doc_id)
     assert all(w in transcript.lower() for w in ("generator", "tuesday", "filters", "cabinet", "loading dock"))
     start, end = citation.time_range
     assert LEADING_SILENCE_S - 1 <= start < end <= LEADING_SILENCE_S + 12  # speech starts after the silence
