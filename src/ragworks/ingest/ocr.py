@@ -49,6 +49,12 @@ def tesseract_path() -> str:
     return found
 
 
+def tesseract_version() -> str:
+    out = subprocess.run([tesseract_path(), "--version"], capture_output=True, text=True, timeout=60, check=False)
+    first = (out.stdout or out.stderr).split("\n", 1)[0]
+    return first.removeprefix("tesseract ").strip()
+
+
 @functools.lru_cache(maxsize=8)
 def _installed_languages(binary: str) -> frozenset[str]:
     out = subprocess.run([binary, "--list-langs"], capture_output=True, text=True, timeout=60, check=False)
