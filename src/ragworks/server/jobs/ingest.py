@@ -93,6 +93,8 @@ def run_ingest_job(
                 for group in _groups(loaded, DOCUMENTS_PER_COMMIT):
                     for d in group:
                         d.metadata = {**extra_metadata, **d.metadata}
+                        if "media" in d.metadata:  # a recording: the web page plays the cited clip from the upload
+                            d.metadata["upload_sha256"] = f["sha256"]
                     add(group, result, statuses)
                 result.status = _file_status(statuses)
                 result.warnings = load_report.warnings
