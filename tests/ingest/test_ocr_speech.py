@@ -234,3 +234,38 @@ def test_collections_made_before_locators_gain_the_column(tmp_path, embedder):
     with Collection.open(settings=settings, embedder=embedder, llm=None) as col:
         assert col.search("old text", k=1)[0].chunk.time_range is None
         col.add_text("New text.", source="new.md")
+
+
+def test_a_mixed_pdf_keeps_its_text_layer_and_reads_scanned_and_garbage_pages_by_ocr(tmp_path, load):
+    from fpdf import FPDF
+
+    scan = tmp_path / "scan.png"
+    render_page(["Boiler room", "The pressure valve is checked before every shift."]).save(scan)
+    garbled = tmp_path / "garbled.png"
+    render_page(["Roof access", "The roof hatch key hangs beside the fire panel."]).save(garbled)
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("helvetica", size=12)
+    pdf.multi_cell(w=0, h=6, text="Born digital. The tenant handbook explains how the heating schedule works.")
+    pdf.add_page()
+    pdf.image(str(scan), x=0, y=0, w=210)  # a scanned page: an image and no text
+    pdf.add_page()
+    pdf.image(str(garbled), x=0, y=0, w=210)
+    pdf.text(10, 10, "ÿþ ¤¤ ¦§ ©ª «¬ ®¯ °± ²³ ´µ ¶· ¸¹ º» ¼½ ¾¿")  # a broken "OCR layer" over the scan
+    pdf.output(str(tmp_path / "mixed.pdf"))
+    (doc,), _ = load(tmp_path / "mixed.pdf")
+    assert doc.metadata["pages"] == 3 and doc.metadata["ocr_pages"] == 2
+    for phrase, page in (("heating schedule", 1), ("pressure valve", 2), ("roof hatch key", 3)):
+        at = doc.text.find(phrase)
+        assert at >= 0 and doc.page_at(at) == page, (phrase, doc.text)
+    assert "ÿþ" not in doc.text
+    assert {a.page for a in doc.anchors} == {2, 3}  # boxes only where OCR read the page
+
+
+def test_an_ocr_language_without_its_data_names_the_package(tmp_path, load):
+    from ragworks.errors import MissingDependency
+    from ragworks.ingest.base import LoadOptions
+
+    render_page(["Hello"]).save(tmp_path / "hello.png")
+    with pytest.raises(MissingDependency, match="tesseract-ocr-klingon"):
+        load(tmp_path / "hello.png", LoadOptions(ocr_languages="eng+klingon"))
