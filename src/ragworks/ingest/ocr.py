@@ -124,15 +124,15 @@ def parse_tsv(tsv: str, width: int, height: int) -> OcrPage:
     return page
 
 
-def ocr_image_file(png: Path, languages: str, width: int, height: int) -> OcrPage:
+def ocr_image_file(image_file: Path, languages: str, width: int, height: int) -> OcrPage:
     """Run Tesseract on one image file (single-threaded: the caller reads several pages at once)."""
     binary = tesseract_path()
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
     try:
-        out = subprocess.run([binary, str(png), "stdout", "-l", languages, "--psm", "3", "tsv"],
+        out = subprocess.run([binary, str(image_file), "stdout", "-l", languages, "--psm", "3", "tsv"],
                              capture_output=True, text=True, timeout=_TESSERACT_TIMEOUT_S, env=env, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise CorruptFile(f"{png.name}: Tesseract took over {_TESSERACT_TIMEOUT_S} s on one page") from exc
+        raise CorruptFile(f"{image_file.name}: Tesseract took over {_TESSERACT_TIMEOUT_S} s on one page") from exc
     if out.returncode != 0:
         detail = (out.stderr.strip().splitlines() or ["no message"])[-1]
         raise CorruptFile(f"Tesseract failed on a page ({detail})")
@@ -224,9 +224,11 @@ def _read_pages(
                 report.advance(PAGE_UNIT, 1)
 
         for page_no, image in images:
-            png = Path(tmp) / f"page-{page_no}.png"
-            image.save(png)  # rendering stays in this thread (pdfium is not thread-safe); Tesseract runs in the pool
-            pending[page_no] = pool.submit(ocr_image_file, png, languages, image.width, image.height)
+            # rendering stays in this thread (pdfium is not thread-safe), Tesseract runs in the pool; PGM: no time
+            # spent compressing and decompressing a page that lives for a second
+            image_file = Path(tmp) / f"page-{page_no}.pgm"
+            (image if image.mode == "L" else image.convert("L")).save(image_file)
+            pending[page_no] = pool.submit(ocr_image_file, image_file, languages, image.width, image.height)
             if len(pending) >= 2 * _workers(options):  # bound the rendered pages waiting on disk
                 next(iter(pending.values())).exception()
             collect(block=False)

@@ -17,6 +17,7 @@ from ragworks.collection import Collection
 from ragworks.documents import Document
 from ragworks.errors import LoadError
 from ragworks.ingest.base import LoadOptions, LoadReport
+from ragworks.ingest.kinds import add_kinds, document_kinds
 from ragworks.ingest.loaders import loader_for, markdown_spans
 from ragworks.ingest.pipeline import FileResult, IngestReport
 from ragworks.server.jobs.base import Job, JobKind, JobProgress
@@ -95,9 +96,11 @@ def run_ingest_job(
                         d.metadata = {**extra_metadata, **d.metadata}
                         if "media" in d.metadata:  # a recording: the web page plays the cited clip from the upload
                             d.metadata["upload_sha256"] = f["sha256"]
+                        add_kinds(result.kinds, document_kinds(d))
                     add(group, result, statuses)
                 result.status = _file_status(statuses)
                 result.warnings = load_report.warnings
+                result.low_confidence_pages = load_report.low_confidence_pages
             except LoadError as exc:
                 result.status, result.reason, result.error = "failed", exc.reason, str(exc)
             except FileNotFoundError:
