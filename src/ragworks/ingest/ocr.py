@@ -323,14 +323,13 @@ def load_pdf_with_ocr(path: Path, source: str, options: LoadOptions, report: Loa
             except pdfium.PdfiumError:
                 page_texts.append("")
         scanned = [i + 1 for i, t in enumerate(page_texts) if not text_layer_usable(t) and _has_image(pdf[i])]
-        if not scanned:
-            pdf.close()
-            yield from text_loader(path, source, options, report)
-            return
-        pages = _read_pages(_rendered(pdf, scanned, options.ocr_dpi), options, report, path.name)
-        title = _pdf_title(pdf)
+        pages = _read_pages(_rendered(pdf, scanned, options.ocr_dpi), options, report, path.name) if scanned else {}
+        title = _pdf_title(pdf) if scanned else ""
     finally:
         pdf.close()
+    if not scanned:  # every page has its text: the text loader as for any PDF
+        yield from text_loader(path, source, options, report)
+        return
     yield _mixed_document(path, source, page_texts, pages, title)
 
 
