@@ -269,3 +269,20 @@ def test_an_ocr_language_without_its_data_names_the_package(tmp_path, load):
     render_page(["Hello"]).save(tmp_path / "hello.png")
     with pytest.raises(MissingDependency, match="tesseract-ocr-klingon"):
         load(tmp_path / "hello.png", LoadOptions(ocr_languages="eng+klingon"))
+
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+
+@pytest.mark.skipif(not DEJAVU.is_file(), reason="needs a font with Vietnamese glyphs (Debian fonts-dejavu-core)")
+def test_vietnamese_text_keeps_its_diacritics_with_the_vie_language(tmp_path, load):
+    from PIL import Image, ImageDraw, ImageFont
+
+    from ragworks.ingest.base import LoadOptions
+
+    said = "Máy bơm nước ở tòa nhà số bảy đã được thay thế."
+    img = Image.new("L", (1650, 400), 255)
+    ImageDraw.Draw(img).text((100, 100), said, font=ImageFont.truetype(str(DEJAVU), 40), fill=0)
+    img.save(tmp_path / "vi.png")
+    (doc,), _ = load(tmp_path / "vi.png", LoadOptions(ocr_languages="vie+eng"))
+    assert said in doc.text
