@@ -286,3 +286,13 @@ def test_vietnamese_text_keeps_its_diacritics_with_the_vie_language(tmp_path, lo
     img.save(tmp_path / "vi.png")
     (doc,), _ = load(tmp_path / "vi.png", LoadOptions(ocr_languages="vie+eng"))
     assert said in doc.text
+
+
+def test_a_speech_model_dir_that_is_not_a_model_is_a_per_file_error(tmp_path, load):
+    from ragworks.errors import MissingDependency
+    from ragworks.ingest.base import LoadOptions
+
+    wav = speak("Hello there.", tmp_path / "hello.wav")
+    (tmp_path / "not-a-model").mkdir()
+    with pytest.raises(MissingDependency, match="no usable speech model"):
+        load(wav, LoadOptions(speech_model_dir=tmp_path / "not-a-model"))

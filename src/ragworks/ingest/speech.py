@@ -142,8 +142,14 @@ def whisper_model(options: LoadOptions) -> Any:
     key = (str(model_dir), threads)
     with _models_lock:
         if key not in _models:
-            _models[key] = WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=threads,
-                                        local_files_only=True)
+            try:
+                _models[key] = WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=threads,
+                                            local_files_only=True)
+            except (RuntimeError, ValueError, OSError) as exc:  # not a CTranslate2 whisper directory
+                raise MissingDependency(
+                    f"no usable speech model at {model_dir} ({exc}); speech_model_dir must be a CTranslate2 "
+                    "faster-whisper directory (unset it for the packaged base model)"
+                ) from exc
         return _models[key]
 
 
