@@ -228,7 +228,7 @@ def _read_pages(
             # spent compressing and decompressing a page that lives for a second
             image_file = Path(tmp) / f"page-{page_no}.pgm"
             (image if image.mode == "L" else image.convert("L")).save(image_file)
-            pending[page_no] = pool.submit(ocr_image_file, image_file, languages, image.width, image.height)
+            pending[page_no] = pool.submit(_ocr_and_remove, image_file, languages, image.width, image.height)
             if len(pending) >= 2 * _workers(options):  # bound the rendered pages waiting on disk
                 next(iter(pending.values())).exception()
             collect(block=False)
@@ -237,6 +237,14 @@ def _read_pages(
         if page.words and page.confidence < options.ocr_min_confidence:
             report.low_confidence_pages.append((page_no, round(page.confidence, 1)))
     return results
+
+
+def _ocr_and_remove(image_file: Path, languages: str, width: int, height: int) -> OcrPage:
+    """OCR one rendered page, then delete it (a 300 dpi A4 page is ~9 MB: a long scan must not fill the disk)."""
+    try:
+        return ocr_image_file(image_file, languages, width, height)
+    finally:
+        image_file.unlink(missing_ok=True)
 
 
 def _confidence_metadata(pages: dict[int, OcrPage]) -> dict[str, Any]:
