@@ -24,6 +24,7 @@ from rich.table import Table
 
 from ragworks.collection import Collection
 from ragworks.config import Settings
+from ragworks.documents import format_time_range
 from ragworks.errors import RagworksError
 from ragworks.ingest.pipeline import IngestReport
 from ragworks.ingest.pipeline import Progress as IngestProgress
@@ -64,14 +65,19 @@ def show_path(path: str) -> str:
     return p + (f"#{frag}" if frag else "")
 
 
+def _clip(time_range: tuple[float, float] | None) -> str:
+    """`, mm:ss–mm:ss` for a passage of a recording, "" otherwise."""
+    return f", {format_time_range(*time_range)}" if time_range else ""
+
+
 class _IngestProgressView:
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("[bold]ingest"),
+            TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("files · {task.fields[chunks]} chunks · {task.fields[rate]:.1f} chunks/s"),
+            TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
@@ -80,14 +86,34 @@ class _IngestProgressView:
         )
         self.task: Any = None
         self.started = time.perf_counter()
+        self.unit_tasks: dict[str, tuple[Any, float, float]] = {}  # unit → (task, first seen, amount so far)
+
+    def _units(self, p: IngestProgress) -> None:
+        """OCR pages or audio seconds read inside files: a second bar with its own rate (pages/s, audio s/s)."""
+        now = time.perf_counter()
+        if p.unit not in self.unit_tasks:
+            task = self.progress.add_task(p.unit, total=None, detail="")
+            self.unit_tasks[p.unit] = (task, now, 0.0)
+        task, first, done = self.unit_tasks[p.unit]
+        done += p.units
+        self.unit_tasks[p.unit] = (task, first, done)
+        rate = done / max(now - first, 1e-6)
+        self.progress.update(task, completed=done, detail=f"{p.unit} · {rate:.2f} {p.unit.split()[-1]}/s")
 
     def __call__(self, p: IngestProgress) -> None:
         if p.event == "start":
-            self.task = self.progress.add_task("ingest", total=p.files_total, chunks=0, rate=0.0)
+            self.task = self.progress.add_task("ingest", total=p.files_total, detail=self._detail(0, 0.0))
+            return
+        if p.event == "units":
+            self._units(p)
             return
         elapsed = max(time.perf_counter() - self.started, 1e-6)
-        self.progress.update(self.task, completed=p.files_done, chunks=p.chunks_written,
-                             rate=p.chunks_written / elapsed)
+        self.progress.update(self.task, completed=p.files_done,
+                             detail=self._detail(p.chunks_written, p.chunks_written / elapsed))
+
+    @staticmethod
+    def _detail(chunks: int, rate: float) -> str:
+        return f"files · {chunks} chunks · {rate:.1f} chunks/s"
 
 
 def _print_report(report: IngestReport) -> None:
@@ -98,6 +124,22 @@ def _print_report(report: IngestReport) -> None:
     table.add_row(*(str(x) for x in (d["files"], d["new"], d["updated"], d["unchanged"], d["failed"], d["removed"],
                                       d["chunks_written"], d["chunks_embedded"], f"{d['seconds']:.1f}")))
     out.print(table)
+    kinds = d["kinds"]
+    if any(kinds.values()):
+        kt = Table(title="read by kind", show_edge=False)
+        for col in ("text documents", "OCR pages", "audio minutes", "tables"):
+            kt.add_column(col, justify="right")
+        kt.add_row(*(str(kinds[k]) for k in ("text_documents", "ocr_pages", "audio_minutes", "tables")))
+        out.print(kt)
+    if d["ocr_low_confidence"]:
+        lt = Table(title="OCR pages below the confidence threshold (check these scans)", show_edge=False,
+                   title_style="bold yellow")
+        lt.add_column("file")
+        lt.add_column("pages (mean word confidence)", overflow="fold")
+        for item in d["ocr_low_confidence"]:
+            lt.add_row(show_path(item["path"]),
+                       ", ".join(f"p. {x['page']} ({x['confidence']:.0f})" for x in item["pages"]))
+        out.print(lt)
     if report.failed:
         ft = Table(title="failed files", show_edge=False, title_style="bold red")
         ft.add_column("file")
@@ -188,7 +230,7 @@ def search(
         out.print("no results")
         return
     for i, h in enumerate(hits, 1):
-        loc = show_path(h.source) + (f" p.{h.page}" if h.page else "")
+        loc = show_path(h.source) + (f" p.{h.page}" if h.page else "") + _clip(h.chunk.time_range)
         heading = " › ".join(h.chunk.heading_path)
         out.print(f"[bold]{i}.[/] [cyan]{loc}[/] [dim]{heading}[/]  score {h.score:.4f}")
         snippet = " ".join(h.chunk.text.split())
@@ -229,7 +271,7 @@ def ask(
     if answer.sources:
         out.print("\n[bold]Sources[/]")
     for i, h in enumerate(answer.sources, 1):
-        loc = show_path(h.source) + (f", page {h.page}" if h.page else "")
+        loc = show_path(h.source) + (f", page {h.page}" if h.page else "") + _clip(h.chunk.time_range)
         heading = " › ".join(h.chunk.heading_path)
         mark = "[green]cited[/]" if i in cited else "[dim]not cited[/]"
         out.print(f"  [{i}] {loc} [dim]{heading} · chars {h.chunk.start}–{h.chunk.end}[/] {mark}", highlight=False)
@@ -245,6 +287,10 @@ def stats(collection: CollectionOpt = None, data_dir: DataDirOpt = None, as_json
         return
     table = Table(show_header=False, show_edge=False)
     for key, value in s.items():
+        if key == "kinds":  # content by kind: one row each
+            for kind, n in value.items():
+                table.add_row(f"  {kind.replace('_', ' ')}", str(n))
+            continue
         table.add_row(key, f"{value / 2**20:.1f} MiB" if key == "disk_bytes" else str(value))
     out.print(table)
 

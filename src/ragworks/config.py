@@ -160,6 +160,17 @@ class Settings(BaseSettings):
     index_type: Literal["auto", "flat", "hnsw", "ivf", "ivfpq"] | None = None
     dump_records_per_shard: int = Field(default=10_000, ge=1)  # `ragworks dump embed`: the unit of resume
 
+    # --- inputs beyond text: OCR (Debian tesseract-ocr + tesseract-ocr-<lang>) and speech (ffmpeg + faster-whisper)
+    ocr_languages: str = "eng"  # Tesseract language codes joined by "+", e.g. "eng+vie"
+    ocr_dpi: int = Field(default=300, ge=72, le=600)  # scanned PDF pages are rendered at this resolution
+    ocr_min_confidence: float = Field(default=60.0, ge=0.0, le=100.0)  # pages read below it are reported
+    ocr_workers: int = Field(default=0, ge=0)  # pages read at once; 0 = one per CPU core
+    speech_model_dir: Path | None = None  # a CTranslate2 whisper directory; None = packaged faster-whisper-base
+    speech_language: str | None = None  # e.g. "en", "vi"; None = detected per recording
+    speech_threads: int = Field(default=0, ge=0)  # 0 = every core
+    speech_beam_size: int = Field(default=5, ge=1, le=10)
+    model_cache_dir: Path | None = None  # packaged model parts are assembled here; default $XDG_CACHE_HOME/ragworks
+
     @field_validator("data_dir", mode="before")
     @classmethod
     def _expand(cls, v: Any) -> Any:

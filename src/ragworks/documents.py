@@ -19,6 +19,12 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+# Document metadata keys that count content by kind; the ingest summary and `stats` add them up.
+OCR_PAGES = "ocr_pages"  # pages read by OCR
+AUDIO_SECONDS = "audio_seconds"  # length of transcribed speech
+TABLES = "tables"  # tables kept as tables
+
+
 class SpanKind(StrEnum):
     HEADING = "heading"
     PARAGRAPH = "paragraph"
@@ -37,13 +43,46 @@ class Span:
     level: int = 0  # heading level (1 = top); 0 for non-headings
 
 
+TimeRange = tuple[float, float]  # seconds from the start of a recording
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of a page's width and height
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """Where [start, end) of a document's text came from in a source that is not text.
+
+    OCR: the page and the box on it (x0, y0, x1, y1 as fractions of the page's width and height). Speech: the
+    time range in seconds from the start of the recording.
+    """
+
+    start: int
+    end: int
+    page: int | None = None
+    box: tuple[float, float, float, float] | None = None
+    time: tuple[float, float] | None = None
+
+
+def format_clock(seconds: float) -> str:
+    """`mm:ss` (or `h:mm:ss` from one hour) for a position in a recording."""
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def format_time_range(start: float, end: float) -> str:
+    """`mm:ss–mm:ss`: how a citation of a recording names its place."""
+    return f"{format_clock(start)}–{format_clock(end)}"
+
+
 @dataclass(slots=True)
 class Document:
     """One loaded source document: its plain text, structure and metadata.
 
     `source` is the key the document is known by: a collection-relative file path, `file.jsonl#id` for a record
     of a JSONL file, or any string an API caller chooses. `page_starts[i]` is the offset where page i+1 begins
-    (PDFs only), so every character offset maps to a page.
+    (PDFs only), so every character offset maps to a page. `anchors` (sorted by `start`) tie stretches of OCR text
+    to boxes on their pages and transcribed speech to time ranges, so a chunk can say where it came from.
     """
 
     source: str
@@ -53,6 +92,7 @@ class Document:
     spans: list[Span] = field(default_factory=list)
     page_starts: list[int] = field(default_factory=list)
     source_path: str = ""  # the file it came from (for prune); "" for API-supplied text
+    anchors: list[Anchor] = field(default_factory=list)
     id: str = field(init=False)
     content_hash: str = field(init=False)
 
@@ -65,6 +105,30 @@ class Document:
         if not self.page_starts:
             return None
         return max(1, bisect_right(self.page_starts, offset))
+
+    def locate(self, start: int, end: int) -> tuple[TimeRange | None, Box | None]:
+        """The time range and the box on `start`'s page covered by the anchors overlapping [start, end)."""
+        if not self.anchors:
+            return None, None
+        page = self.page_at(start)
+        t0 = t1 = None
+        box: list[float] | None = None
+        for a in self.anchors:
+            if a.start >= end:
+                break
+            if a.end <= start:
+                continue
+            if a.time is not None:
+                t0 = a.time[0] if t0 is None else min(t0, a.time[0])
+                t1 = a.time[1] if t1 is None else max(t1, a.time[1])
+            if a.box is not None and a.page == page:
+                if box is None:
+                    box = list(a.box)
+                else:
+                    box = [min(box[0], a.box[0]), min(box[1], a.box[1]), max(box[2], a.box[2]),
+                           max(box[3], a.box[3])]
+        time = (t0, t1) if t0 is not None and t1 is not None else None
+        return time, (box[0], box[1], box[2], box[3]) if box is not None else None
 
 
 @dataclass(slots=True)
@@ -81,6 +145,8 @@ class Chunk:
     page_end: int | None = None
     token_count: int = 0
     context: str = ""  # title and heading path, prepended for embedding and BM25 but not part of `text`
+    time_range: tuple[float, float] | None = None  # speech: seconds into the recording
+    region: tuple[float, float, float, float] | None = None  # OCR: box on page `page_start` (page fractions)
     text_hash: str = field(init=False)
     # The index text's token ids when the chunker tokenized it (never stored): the embedder then skips tokenizing.
     token_ids: Any = field(default=None, compare=False, repr=False)
@@ -96,6 +162,23 @@ class Chunk:
     @property
     def id(self) -> str:
         return f"{self.doc_id}:{self.ordinal}"
+
+    def locator(self) -> dict[str, list[float]] | None:
+        """Time range and page region as stored (a JSON object), or None for plain text."""
+        out: dict[str, list[float]] = {}
+        if self.time_range is not None:
+            out["time"] = [round(x, 2) for x in self.time_range]
+        if self.region is not None:
+            out["region"] = [round(x, 4) for x in self.region]
+        return out or None
+
+    def set_locator(self, locator: dict[str, Any] | None) -> None:
+        """Restore `time_range` and `region` from what `locator()` stored."""
+        if not locator:
+            return
+        t, r = locator.get("time"), locator.get("region")
+        self.time_range = (float(t[0]), float(t[1])) if t else None
+        self.region = (float(r[0]), float(r[1]), float(r[2]), float(r[3])) if r else None
 
 
 @dataclass(slots=True)
@@ -131,6 +214,9 @@ class SearchHit:
             "start": c.start,
             "end": c.end,
             "heading_path": list(c.heading_path),
+            "time_start": c.time_range[0] if c.time_range else None,
+            "time_end": c.time_range[1] if c.time_range else None,
+            "region": list(c.region) if c.region else None,
             "dense_score": self.dense_score,
             "lexical_score": self.lexical_score,
             "dense_rank": self.dense_rank,
@@ -152,11 +238,15 @@ class Citation:
     end: int
     heading_path: tuple[str, ...]
     quote: str  # the cited passage (or, for extractive answers, the sentence used)
+    time_range: tuple[float, float] | None = None  # a recording: seconds from its start
+    region: tuple[float, float, float, float] | None = None  # an OCR page: the box the passage was read from
 
     def location(self) -> str:
         where = self.source
         if self.page is not None:
             where += f", p. {self.page}"
+        if self.time_range is not None:
+            where += ", " + format_time_range(*self.time_range)
         if self.heading_path:
             where += " — " + " › ".join(self.heading_path)
         return where
@@ -172,6 +262,9 @@ class Citation:
             "end": self.end,
             "heading_path": list(self.heading_path),
             "quote": self.quote,
+            "time_start": self.time_range[0] if self.time_range else None,
+            "time_end": self.time_range[1] if self.time_range else None,
+            "region": list(self.region) if self.region else None,
         }
 
 

@@ -80,6 +80,12 @@ class FileTooLarge(LoadError):
     reason = "too-large"
 
 
+class MissingDependency(LoadError):
+    """A program or package this format needs is not installed (Tesseract, ffmpeg, the whisper weights)."""
+
+    reason = "missing-dependency"
+
+
 class TuneUnsupported(RagworksError):
     """`ragworks tune` cannot fine-tune this collection's model or store (remote embedder, PostgreSQL)."""
 

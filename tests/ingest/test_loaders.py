@@ -9,8 +9,9 @@ import pytest
 
 from ragworks.documents import Document, SpanKind
 from ragworks.errors import UnsupportedFormat
+from ragworks.ingest import ocr
 from ragworks.ingest.base import LoadOptions
-from ragworks.ingest.loaders import decode_text, load_jsonl, load_pdf, loader_for
+from ragworks.ingest.loaders import decode_text, load_jsonl, loader_for
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample-corpus"
 needs_sample = pytest.mark.skipif(not SAMPLE.is_dir(), reason="examples/sample-corpus is not in this checkout")
@@ -368,7 +369,7 @@ def test_utf8_bom_is_stripped(tmp_path, load):
 
 
 def test_loader_is_chosen_by_extension_case_insensitively(tmp_path):
-    assert loader_for(tmp_path / "REPORT.PDF") is load_pdf
+    assert loader_for(tmp_path / "REPORT.PDF") is ocr.load_pdf  # the text layer, OCR for pages without one
     assert loader_for(tmp_path / "a.b.jsonl.gz") is load_jsonl
     with pytest.raises(UnsupportedFormat) as err:
         loader_for(tmp_path / "data.xyz")

@@ -38,6 +38,8 @@ def citation_for(number: int, hit: SearchHit, *, start: int | None = None, end: 
         end=c.end if end is None else end,
         heading_path=c.heading_path,
         quote=c.text if quote is None else quote,
+        time_range=c.time_range,
+        region=c.region,
     )
 
 

@@ -176,6 +176,7 @@ class Chunker:
         paragraphs, no giant words, and at most 4 characters per token of budget (English averages ~4.4)."""
         return (
             len(doc.text) <= 4 * self._budget(doc, ())
+            and not doc.anchors  # OCR pages and speech segments take the unit path (page-bound chunks, locators)
             and all(sp.kind in (SpanKind.PARAGRAPH, SpanKind.LIST_ITEM) for sp in doc.spans)
             and _LONG_WORD.search(doc.text) is None
         )
@@ -188,11 +189,13 @@ class Chunker:
         if end <= start or len(text_ids) > self._budget(doc, ()):
             return None
         context = self.context_for(doc, ())
+        time_range, region = doc.locate(start, end)
         ids = self._index_ids(context, DocTokens(np.asarray(text_ids), np.zeros(0, np.int64), np.zeros(0, np.int64)),
                               0, 0, whole=True)
         return Chunk(doc_id=doc.id, ordinal=0, text=text[start:end], start=start, end=end, heading_path=(),
                      page_start=doc.page_at(start), page_end=doc.page_at(max(start, end - 1)),
-                     token_count=len(text_ids), context=context, token_ids=ids)
+                     token_count=len(text_ids), context=context, time_range=time_range, region=region,
+                     token_ids=ids)
 
     def tokenize(self, doc: Document) -> DocTokens | None:
         """The document's tokens, when this chunker has the model's tokenizer."""
@@ -210,8 +213,13 @@ class Chunker:
         current: list[_Unit] = []
         used = 0
         budget = self.chunk_tokens
+        # OCR pages: a chunk stays on one page, so its citation names that page and its box lies on it
+        by_page = bool(doc.page_starts) and any(a.box is not None for a in doc.anchors)
         for u in units:
             content = [x for x in current if not x.heading]
+            if by_page and current and doc.page_at(u.start) != doc.page_at(current[-1].start):
+                groups.append(current)
+                current, used = [], 0
             if u.heading and content:
                 groups.append(current)
                 current, used = [], 0
@@ -239,6 +247,7 @@ class Chunker:
             first_content = next((u for u in group if not u.heading), group[0])
             path = first_content.heading_path
             context = self.context_for(doc, path)
+            time_range, region = doc.locate(start, end)
             chunks.append(
                 Chunk(
                     doc_id=doc.id,
@@ -251,6 +260,8 @@ class Chunker:
                     page_end=doc.page_at(max(start, end - 1)),
                     token_count=sum(u.tokens for u in group),
                     context=context,
+                    time_range=time_range,
+                    region=region,
                     token_ids=self._index_ids(context, tokens, start, end),
                 )
             )

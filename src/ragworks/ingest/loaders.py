@@ -18,6 +18,7 @@ from ragworks.errors import (
     EncryptedFile,
     UnsupportedFormat,
 )
+from ragworks.ingest import ocr, speech
 from ragworks.ingest.base import Loader, LoadOptions, LoadReport
 
 _SNIFF_BYTES = 8192
@@ -388,7 +389,7 @@ def load_pdf(path: Path, source: str, options: LoadOptions, report: LoadReport) 
             builder.add(block, kind, 2 if kind is SpanKind.HEADING else 0)
     text = builder.text
     if not text.strip():
-        raise EmptyDocument(f"{path.name}: no text layer (a scanned PDF needs OCR first)")
+        raise EmptyDocument(f"{path.name}: no text on any page (no text layer, no scanned image to read)")
     try:
         meta_title = str(reader.metadata.get("/Title") or "") if reader.metadata else ""
     except Exception:  # damaged metadata must not lose the text
@@ -582,6 +583,12 @@ LOADERS: dict[str, Loader] = {
     ".json": load_json,
     ".parquet": load_parquet,
 }
+
+
+# Images and PDF pages without a text layer are read by OCR, recordings transcribed (ingest/ocr.py, speech.py).
+LOADERS[".pdf"] = ocr.load_pdf
+LOADERS.update(dict.fromkeys(ocr.IMAGE_SUFFIXES, ocr.load_image))
+LOADERS.update(dict.fromkeys(speech.AUDIO_SUFFIXES + speech.VIDEO_SUFFIXES, speech.load_recording))
 
 
 def loader_for(path: Path) -> Loader:

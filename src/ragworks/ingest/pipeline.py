@@ -26,6 +26,7 @@ from ragworks.embed.base import Embedder, TokenIdEmbedder
 from ragworks.errors import FileTooLarge, LoadError
 from ragworks.ingest.base import LoadOptions, LoadReport
 from ragworks.ingest.chunker import Chunker
+from ragworks.ingest.kinds import add_kinds, document_kinds, sum_kinds
 from ragworks.ingest.loaders import loader_for
 from ragworks.store.base import DocumentWrite, FileRecord, Store, WriteBatch
 
@@ -42,6 +43,8 @@ class FileResult:
     error: str = ""
     reason: str = ""
     warnings: list[str] = field(default_factory=list)
+    kinds: dict[str, float] = field(default_factory=dict)  # ingest/kinds.py: text documents, OCR pages, ...
+    low_confidence_pages: list[tuple[int, float]] = field(default_factory=list)  # OCR: (page, confidence)
 
 
 @dataclass(slots=True)
@@ -76,12 +79,18 @@ class IngestReport:
             "documents_removed": self.documents_removed,
             "seconds": round(self.seconds, 3),
             "failures": [{"path": f.path, "reason": f.reason, "error": f.error} for f in self.failed],
+            "kinds": sum_kinds(f.kinds for f in self.files if f.status in ("new", "updated")),
+            "ocr_low_confidence": [
+                {"path": f.path, "pages": [{"page": p, "confidence": c} for p, c in f.low_confidence_pages]}
+                for f in self.files if f.low_confidence_pages
+            ],
         }
 
 
 @dataclass(slots=True)
 class Progress:
-    """What a progress display needs; `event` is 'start', 'file' or 'batch'."""
+    """What a progress display needs; `event` is 'start', 'file', 'batch' or 'units' (OCR pages, audio seconds
+    read inside a file: `units` more of `unit`)."""
 
     event: str
     files_total: int = 0
@@ -89,6 +98,8 @@ class Progress:
     chunks_written: int = 0
     chunks_embedded: int = 0
     current: str = ""
+    unit: str = ""
+    units: float = 0.0
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -201,19 +212,21 @@ class IngestPipeline:
             loader = loader_for(path)
             old = self.store.documents_from(key)
             seen: set[str] = set()
-            report = LoadReport()
+            report = LoadReport(on_progress=lambda unit, n: self.progress(Progress("units", unit=unit, units=n)))
             for doc in loader(path, key, self.options, report):
                 doc.source_path = key
                 if doc.id in seen:
                     report.warnings.append(f"duplicate record {doc.source!r}: later one kept")
                 seen.add(doc.id)
                 result.documents += 1
+                add_kinds(result.kinds, document_kinds(doc))
                 if old.get(doc.id) == doc.content_hash:
                     continue  # this record did not change
                 chunks = self.chunker.chunk(doc)
                 result.chunks += len(chunks)
                 yield _Doc(DocumentWrite(doc, chunks), result)
             result.warnings = report.warnings
+            result.low_confidence_pages = report.low_confidence_pages
             if report.skipped:
                 result.warnings.insert(0, f"{report.skipped} record(s) skipped")
             kept = [d for d in old if d in seen]

@@ -57,7 +57,7 @@ CREATE INDEX IF NOT EXISTS documents_path ON documents(source_path);
 CREATE TABLE IF NOT EXISTS chunks(
     id INTEGER PRIMARY KEY AUTOINCREMENT, doc_id TEXT NOT NULL, ordinal INTEGER NOT NULL, text TEXT NOT NULL,
     context TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL, heading_path TEXT NOT NULL,
-    page_start INTEGER, page_end INTEGER, tokens INTEGER NOT NULL, text_hash TEXT NOT NULL);
+    page_start INTEGER, page_end INTEGER, tokens INTEGER NOT NULL, text_hash TEXT NOT NULL, locator TEXT);
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
 CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(text_hash);
 CREATE TABLE IF NOT EXISTS embeddings(
@@ -143,6 +143,9 @@ class EmbeddedStore:
             self._conn.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+            if "locator" not in {r[1] for r in self._conn.execute("PRAGMA table_info(chunks)")}:
+                # collections made before OCR/speech: a chunk's time range and page box (JSON), NULL for text
+                self._conn.execute("ALTER TABLE chunks ADD COLUMN locator TEXT")
             self.model_id, self.model_name, self.dimension = self._activate_model(model_name, dimension)
         if model_name is not None and dimension is not None:
             self.check_model(model_name, dimension)
@@ -349,7 +352,7 @@ class EmbeddedStore:
                 for c in dw.chunks:
                     cur = conn.execute(
                         "INSERT INTO chunks(doc_id, ordinal, text, context, start, end, heading_path, page_start, "
-                        "page_end, tokens, text_hash) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                        "page_end, tokens, text_hash, locator) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
                         (
                             c.doc_id,
                             c.ordinal,
@@ -362,6 +365,7 @@ class EmbeddedStore:
                             c.page_end,
                             c.token_count,
                             c.text_hash,
+                            json.dumps(loc) if (loc := c.locator()) else None,
                         ),
                     )
                     cid = cur.lastrowid
@@ -792,6 +796,7 @@ class EmbeddedStore:
             "embedding_model": self.model_name,
             "dimension": self.dimension,
             "disk_bytes": size,
+            "kinds": _kinds(q(_KINDS_SQL)[0]),
         }
 
     def close(self) -> None:
@@ -889,6 +894,22 @@ class EmbeddedStore:
         return True
 
 
+# Content by kind (ingest/kinds.py) from the counts loaders put in document metadata.
+_KINDS_SQL = (
+    "SELECT sum(json_extract(metadata, '$.audio_seconds') IS NULL AND (json_extract(metadata, '$.ocr_pages') IS NULL "
+    "OR json_extract(metadata, '$.ocr_pages') < coalesce(json_extract(metadata, '$.pages'), 0))), "
+    "sum(json_extract(metadata, '$.ocr_pages')), sum(json_extract(metadata, '$.audio_seconds')), "
+    "sum(json_extract(metadata, '$.tables')) FROM documents"
+)
+
+
+def _kinds(row: Sequence[Any]) -> dict[str, float | int]:
+    from ragworks.ingest.kinds import rounded_kinds
+
+    text, ocr, audio, tables = (float(x or 0) for x in row)
+    return rounded_kinds({"text_documents": text, "ocr_pages": ocr, "audio_minutes": audio / 60, "tables": tables})
+
+
 def _head_of(conn: sqlite3.Connection) -> int:
     """The last `vector_log` entry ever committed (compaction deletes entries, not this number)."""
     row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'").fetchone()
@@ -896,12 +917,13 @@ def _head_of(conn: sqlite3.Connection) -> int:
 
 
 _CHUNK_COLUMNS = (
-    "c.id, c.doc_id, c.ordinal, c.text, c.context, c.start, c.end, c.heading_path, c.page_start, c.page_end, c.tokens"
+    "c.id, c.doc_id, c.ordinal, c.text, c.context, c.start, c.end, c.heading_path, c.page_start, c.page_end, c.tokens, "
+    "c.locator"
 )
 
 
 def _chunk_from_row(r: Sequence[Any]) -> Chunk:
-    return Chunk(
+    chunk = Chunk(
         doc_id=r[1],
         ordinal=r[2],
         text=r[3],
@@ -913,6 +935,9 @@ def _chunk_from_row(r: Sequence[Any]) -> Chunk:
         page_end=r[9],
         token_count=r[10],
     )
+    if r[11]:
+        chunk.set_locator(json.loads(r[11]))
+    return chunk
 
 
 def _split_sql(script: str) -> list[str]:

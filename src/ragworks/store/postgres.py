@@ -108,6 +108,8 @@ def _schema_sql(s: str) -> list[str]:
                 ON DELETE CASCADE)""",
         # Keep tsvectors compressed in the row, not in TOAST: the lexical leg reads every matching row's tsv.
         f"ALTER TABLE {s}.chunks ALTER COLUMN tsv SET STORAGE MAIN",
+        # a chunk's time range (speech) and page box (OCR); added in place to schemas made before them
+        f"ALTER TABLE {s}.chunks ADD COLUMN IF NOT EXISTS locator jsonb",
         f"CREATE INDEX IF NOT EXISTS chunks_tsv ON {s}.chunks USING gin (tsv)",
         # BM25 statistics: document frequency per lexeme (n_chunks and total_len live on `collections`).
         f"""CREATE TABLE IF NOT EXISTS {s}.lexicon(
@@ -334,7 +336,7 @@ def display_dsn(conninfo: str) -> str:
 
 _CHUNK_COLUMNS = (
     "c.id, c.doc_id, c.ordinal, c.text, c.context, c.start_char, c.end_char, c.heading_path, c.page_start, "
-    "c.page_end, c.tokens"
+    "c.page_end, c.tokens, c.locator"
 )
 _DOC_COLUMNS = "id, source, source_path, title, metadata, chunks, content_hash"
 _FILE_COLUMNS = "path, size, mtime_ns, sha256, status, error, documents, chunks"
@@ -652,15 +654,17 @@ class PostgresStore:
                          "chunks": len(dw.chunks)} for dw in docs])
             self._many(conn,
                        "INSERT INTO {s}.chunks(tenant, collection, doc_id, ordinal, text, context, start_char, "
-                       "end_char, heading_path, page_start, page_end, tokens, text_hash, embedding) VALUES "
+                       "end_char, heading_path, page_start, page_end, tokens, text_hash, locator, embedding) VALUES "
                        "(%(tenant)s, %(collection)s, %(doc_id)s, %(ordinal)s, %(text)s, %(context)s, %(start)s, "
                        "%(end)s, %(heading_path)s::jsonb, %(page_start)s, %(page_end)s, %(tokens)s, %(hash)s, "
+                       "%(locator)s::jsonb, "
                        "(SELECT e.vector FROM {s}.embeddings e WHERE e.tenant = %(tenant)s AND "
                        "e.collection = %(collection)s AND e.model = %(model)s AND e.text_hash = %(hash)s))",
                        [{"doc_id": c.doc_id, "ordinal": c.ordinal, "text": _nul(c.text), "context": _nul(c.context),
                          "start": c.start, "end": c.end, "heading_path": _json(list(c.heading_path)),
                          "page_start": c.page_start, "page_end": c.page_end, "tokens": c.token_count,
-                         "hash": c.text_hash, "model": self.model_name} for dw in docs for c in dw.chunks])
+                         "hash": c.text_hash, "locator": json.dumps(loc) if (loc := c.locator()) else None,
+                         "model": self.model_name} for dw in docs for c in dw.chunks])
             if docs:
                 self._count_in(conn, [dw.document.id for dw in docs])
             if batch.delete_files:
@@ -930,6 +934,14 @@ class PostgresStore:
             f"(SELECT coalesce(sum(pg_column_size(x.*)), 0) FROM {{s}}.documents x WHERE {where}) + "
             f"(SELECT coalesce(sum(pg_column_size(x.*)), 0) FROM {{s}}.chunks x WHERE {where}) + "
             f"(SELECT coalesce(sum(pg_column_size(x.*)), 0) FROM {{s}}.embeddings x WHERE {where})")[0]
+        from ragworks.ingest.kinds import rounded_kinds
+
+        # content by kind (ingest/kinds.py) from the counts loaders put in document metadata
+        kinds = self._query(
+            "SELECT count(*) FILTER (WHERE NOT metadata ? 'audio_seconds' AND (NOT metadata ? 'ocr_pages' OR "
+            "(metadata->>'ocr_pages')::float < coalesce((metadata->>'pages')::float, 0))), "
+            "coalesce(sum((metadata->>'ocr_pages')::float), 0), coalesce(sum((metadata->>'audio_seconds')::float), 0), "
+            f"coalesce(sum((metadata->>'tables')::float), 0) FROM {{s}}.documents WHERE {where}")[0]
         return {
             "collection": self.collection,
             "tenant": self.tenant,
@@ -943,6 +955,8 @@ class PostgresStore:
             "embedding_model": self.model_name,
             "dimension": self.dimension,
             "disk_bytes": int(row[5]),  # table rows only (no indexes, no TOAST overhead)
+            "kinds": rounded_kinds({"text_documents": float(kinds[0]), "ocr_pages": float(kinds[1]),
+                                    "audio_minutes": float(kinds[2]) / 60, "tables": float(kinds[3])}),
         }
 
     def drop(self) -> None:
@@ -965,8 +979,10 @@ class PostgresStore:
 
 
 def _chunk_from_row(r: Sequence[Any]) -> Chunk:
-    return Chunk(doc_id=r[1], ordinal=r[2], text=r[3], context=r[4], start=r[5], end=r[6],
-                 heading_path=tuple(r[7]), page_start=r[8], page_end=r[9], token_count=r[10])
+    chunk = Chunk(doc_id=r[1], ordinal=r[2], text=r[3], context=r[4], start=r[5], end=r[6],
+                  heading_path=tuple(r[7]), page_start=r[8], page_end=r[9], token_count=r[10])
+    chunk.set_locator(r[11])
+    return chunk
 
 
 # --- a throwaway server (tests, benchmarks, demos) ------------------------------------------------------------

@@ -17,6 +17,7 @@ from ragworks.collection import Collection
 from ragworks.documents import Document
 from ragworks.errors import LoadError
 from ragworks.ingest.base import LoadOptions, LoadReport
+from ragworks.ingest.kinds import add_kinds, document_kinds
 from ragworks.ingest.loaders import loader_for, markdown_spans
 from ragworks.ingest.pipeline import FileResult, IngestReport
 from ragworks.server.jobs.base import Job, JobKind, JobProgress
@@ -77,8 +78,7 @@ def run_ingest_job(
 
     if job.kind is JobKind.FILES:
         s = collection.settings
-        options = LoadOptions(id_field=s.jsonl_id_field, title_field=s.jsonl_title_field,
-                              text_field=s.jsonl_text_field)
+        options = LoadOptions.from_settings(s)
         extra_metadata = dict(job.payload.get("metadata") or {})
         files = job.payload["files"]
         progress.files_total = len(files)
@@ -94,9 +94,13 @@ def run_ingest_job(
                 for group in _groups(loaded, DOCUMENTS_PER_COMMIT):
                     for d in group:
                         d.metadata = {**extra_metadata, **d.metadata}
+                        if "media" in d.metadata:  # a recording: the web page plays the cited clip from the upload
+                            d.metadata["upload_sha256"] = f["sha256"]
+                        add_kinds(result.kinds, document_kinds(d))
                     add(group, result, statuses)
                 result.status = _file_status(statuses)
                 result.warnings = load_report.warnings
+                result.low_confidence_pages = load_report.low_confidence_pages
             except LoadError as exc:
                 result.status, result.reason, result.error = "failed", exc.reason, str(exc)
             except FileNotFoundError:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import mimetypes
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from ragworks.server.auth import Context, CurrentTenant
 from ragworks.server.context import ServerContext
 from ragworks.server.errors import ApiError
 from ragworks.server.jobs import Job, JobKind
+from ragworks.server.jobs.ingest import upload_path
 from ragworks.server.limits import run_blocking
 from ragworks.server.schemas import TextDocument, TextDocuments
 from ragworks.server.tenants import Tenant
@@ -111,12 +115,32 @@ async def get_document(name: str, ref: str, ctx: Context, tenant: CurrentTenant,
         out["chunk_list"] = [
             {"ordinal": c.ordinal, "start": c.start, "end": c.end, "heading_path": list(c.heading_path),
              "page_start": c.page_start, "page_end": c.page_end, "tokens": c.token_count,
+             "time_range": list(c.time_range) if c.time_range else None,
+             "region": list(c.region) if c.region else None,
              **({"text": c.text} if include_text else {})}
             for c in chunks
         ]
         return out
 
     return await run_blocking(ctx.timeout_s, run)
+
+
+@router.get("/media/{ref:path}", summary="The uploaded recording a document was transcribed from (byte ranges)")
+async def get_media(name: str, ref: str, ctx: Context, tenant: CurrentTenant) -> FileResponse:
+    """`ref` is a document id or source; the web page plays a cited clip from it (`#t=start,end`)."""
+
+    def run() -> Path:
+        col = ctx.collections.get(tenant, name)
+        doc, _, _ = col.document(ref)
+        sha = doc.metadata.get("upload_sha256")
+        path = upload_path(col.path, str(sha), PurePosixPath(doc.source).name) if sha else None
+        if path is None or not path.is_file():
+            raise ApiError(f"{doc.source}: no uploaded recording to play (only audio and video uploads have one)",
+                           status=404)
+        return path
+
+    path = await run_blocking(ctx.timeout_s, run)
+    return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
 
 
 @router.delete("/documents/{ref:path}", summary="Delete documents by id, source or source glob")

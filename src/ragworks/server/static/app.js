@@ -205,11 +205,38 @@ function renderAnswer(done) {
   $("#notice").textContent = done.notice || "";
   $("#citations").replaceChildren(...done.citations.map((c) => {
     const li = el("li", { value: c.number },
-      el("span", { className: "citation-link", textContent: c.source + (c.page ? `, p. ${c.page}` : "") }),
+      el("span", { className: "citation-link", textContent: c.source + (c.page ? `, p. ${c.page}` : "") +
+        (c.time_start != null ? `, ${clock(c.time_start)}–${clock(c.time_end)}` : "") }),
       el("div", { className: "quote", textContent: c.quote }));
     li.onclick = () => showDocument(c.doc_id, c);
+    if (c.time_start != null) {
+      const play = el("button", { type: "button", className: "play", textContent: "▶ play" });
+      play.onclick = guard(async (e) => { e.stopPropagation(); await playClip(c, li, play); });
+      li.append(play);
+    }
     return li;
   }));
+}
+
+// Plays a cited stretch of a recording from its upload (fetched with the API key, so it works with auth on).
+async function playClip(c, li, button) {
+  const r = await fetch(colPath(`/media/${enc(c.doc_id)}`), { headers: authHeaders() });
+  if (!r.ok) {
+    const body = await r.json().catch(() => ({}));
+    throw new Error((body.error && body.error.message) || `${r.status} ${r.statusText}`);
+  }
+  const url = URL.createObjectURL(await r.blob());
+  const player = el("audio", { controls: true, className: "clip", src: `${url}#t=${c.time_start},${c.time_end}` });
+  button.replaceWith(player);
+  await player.play().catch(() => {});  // a browser may refuse autoplay: the controls stay
+}
+
+// A position in a recording as mm:ss (h:mm:ss from an hour), as citations name it.
+function clock(seconds) {
+  const t = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(t / 3600), m = Math.floor((t % 3600) / 60), s = t % 60;
+  const pad = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${pad(m)}:${pad(s)}` : `${pad(m)}:${pad(s)}`;
 }
 
 // --- document viewer with the cited passage highlighted ------------------------------------------------------
