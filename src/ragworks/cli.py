@@ -90,6 +90,19 @@ class _IngestProgressView:
                              rate=p.chunks_written / elapsed)
 
 
+_KIND_LABELS = {"text": "text documents", "tables": "tables", "ocr_pages": "OCR pages",
+                "audio_minutes": "audio minutes"}
+
+
+def kind_label(kind: str) -> str:
+    """How a content kind (`documents.ContentKind`, or one a loader made up) reads in a summary."""
+    return _KIND_LABELS.get(kind, kind.replace("_", " "))
+
+
+def _amount(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
 def _print_report(report: IngestReport) -> None:
     table = Table(title="ingest summary", show_edge=False)
     for col in ("files", "new", "updated", "unchanged", "failed", "removed", "chunks", "embedded", "seconds"):
@@ -98,6 +111,9 @@ def _print_report(report: IngestReport) -> None:
     table.add_row(*(str(x) for x in (d["files"], d["new"], d["updated"], d["unchanged"], d["failed"], d["removed"],
                                       d["chunks_written"], d["chunks_embedded"], f"{d['seconds']:.1f}")))
     out.print(table)
+    if d["kinds"]:
+        out.print("ingested: " + " · ".join(f"{_amount(v)} {kind_label(k)}" for k, v in d["kinds"].items()),
+                  highlight=False)
     if report.failed:
         ft = Table(title="failed files", show_edge=False, title_style="bold red")
         ft.add_column("file")
@@ -245,6 +261,10 @@ def stats(collection: CollectionOpt = None, data_dir: DataDirOpt = None, as_json
         return
     table = Table(show_header=False, show_edge=False)
     for key, value in s.items():
+        if key == "kinds":
+            for kind, amount in value.items():
+                table.add_row(kind_label(kind), _amount(amount))
+            continue
         table.add_row(key, f"{value / 2**20:.1f} MiB" if key == "disk_bytes" else str(value))
     out.print(table)
 

@@ -189,7 +189,7 @@ class Collection:
                            model_max_tokens=emb.max_tokens, with_context=s.chunk_context)
 
         options = LoadOptions(id_field=s.jsonl_id_field, title_field=s.jsonl_title_field,
-                              text_field=s.jsonl_text_field)
+                              text_field=s.jsonl_text_field, pdf_tables=s.pdf_tables)
         store = self.store
         # RAGWORKS_INDEX_TYPE applies to ordinary ingest too (it is remembered by the collection)
         if s.index_type is not None and isinstance(store, EmbeddedStore) and store.index_type() != s.index_type:

@@ -12,17 +12,18 @@ from ragworks.documents import Document
 
 @dataclass(slots=True)
 class LoadOptions:
-    """What loaders may be told by settings (JSONL field names, for now)."""
+    """What loaders may be told by settings."""
 
     id_field: str = "_id"
     title_field: str = "title"
     text_field: str = "text"
     metadata_fields: tuple[str, ...] = ()  # JSONL: extra record fields kept as metadata (default: all scalars)
+    pdf_tables: bool = True  # find ruled tables in PDFs with pdfplumber (slower on pages that draw lines)
 
 
 @dataclass(slots=True)
 class LoadReport:
-    """Problems inside a file that did not stop it loading (skipped JSONL records, say)."""
+    """Problems inside a file that did not stop it loading (skipped JSONL records, bytes replaced, say)."""
 
     warnings: list[str] = field(default_factory=list)
     skipped: int = 0

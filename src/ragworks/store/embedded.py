@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ragworks.documents import Chunk, SearchHit
+from ragworks.documents import COUNTS_KEY, PRIMARY_KINDS, Chunk, SearchHit, kind_totals
 from ragworks.errors import CollectionLocked, CollectionNotFound, DocumentNotFound, EmbedderMismatch
 from ragworks.scale.ann import IndexChoice, plan_index
 from ragworks.store.base import FileRecord, Filter, StoredDocument, WriteBatch
@@ -792,7 +792,18 @@ class EmbeddedStore:
             "embedding_model": self.model_name,
             "dimension": self.dimension,
             "disk_bytes": size,
+            "kinds": self._kinds(),
         }
+
+    def _kinds(self) -> dict[str, float]:
+        """What the documents hold, per kind (`documents.content_counts`, summed in SQL)."""
+        counted = self._query(
+            f"SELECT j.key, total(j.value) FROM documents d, json_each(d.metadata, '$.{COUNTS_KEY}') j "
+            f"WHERE json_type(d.metadata, '$.{COUNTS_KEY}') = 'object' AND j.type IN ('integer', 'real') "
+            "GROUP BY j.key")
+        no_primary = " AND ".join(f"json_type(metadata, '$.{COUNTS_KEY}.{k}') IS NULL" for k in PRIMARY_KINDS)
+        text_only = self._query(f"SELECT count(*) FROM documents WHERE {no_primary}")[0][0]
+        return kind_totals(counted, text_only)
 
     def close(self) -> None:
         with self._lock:

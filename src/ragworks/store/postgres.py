@@ -48,7 +48,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from ragworks.documents import Chunk, SearchHit
+from ragworks.documents import COUNTS_KEY, PRIMARY_KINDS, Chunk, SearchHit, kind_totals
 from ragworks.errors import CollectionLocked, CollectionNotFound, ConfigError, DocumentNotFound, EmbedderMismatch
 from ragworks.store.base import FileRecord, Filter, StoredDocument, WriteBatch
 from ragworks.store.embedded import STOPWORDS
@@ -943,7 +943,21 @@ class PostgresStore:
             "embedding_model": self.model_name,
             "dimension": self.dimension,
             "disk_bytes": int(row[5]),  # table rows only (no indexes, no TOAST overhead)
+            "kinds": self._kinds(),
         }
+
+    def _kinds(self) -> dict[str, float]:
+        """What the documents hold, per kind (`documents.content_counts`, summed in SQL)."""
+        counts = f"d.metadata -> '{COUNTS_KEY}'"
+        counted = self._query(
+            f"SELECT j.key, sum((j.value)::text::float8) FROM {{s}}.documents d, "
+            f"jsonb_each(CASE WHEN jsonb_typeof({counts}) = 'object' THEN {counts} ELSE '{{}}'::jsonb END) j "
+            "WHERE d.tenant = %(tenant)s AND d.collection = %(collection)s AND jsonb_typeof(j.value) = 'number' "
+            "GROUP BY j.key")
+        no_primary = " AND ".join(f"jsonb_typeof({counts} -> '{k}') IS NULL" for k in PRIMARY_KINDS)
+        text_only = self._query(f"SELECT count(*) FROM {{s}}.documents d WHERE d.tenant = %(tenant)s "
+                                f"AND d.collection = %(collection)s AND {no_primary}")[0][0]
+        return kind_totals(counted, int(text_only))
 
     def drop(self) -> None:
         """Delete the whole collection (documents, chunks, vectors, files, model record)."""
