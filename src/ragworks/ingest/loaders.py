@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ragworks.documents import Document, Span, SpanKind
+from ragworks.documents import ContentKind, Document, Span, SpanKind
 from ragworks.errors import BinaryFile, CorruptFile, EmptyDocument, EncryptedFile, UnsupportedFormat
 from ragworks.ingest.base import Loader, LoadOptions, LoadReport
 from ragworks.ingest.decoding import SNIFF_BYTES as _SNIFF_BYTES
 from ragworks.ingest.decoding import decode_text
-from ragworks.ingest.tables import PdfTables, Table, docx_table, html_table, markdown_table_end
+from ragworks.ingest.tables import PdfTables, Table, continued_table, docx_table, html_table, markdown_table_end
 
 __all__ = ["LOADERS", "TextBuilder", "decode_text", "loader_for", "markdown_spans", "paragraph_spans"]
 
@@ -341,6 +341,8 @@ def load_pdf(path: Path, source: str, options: LoadOptions, report: LoadReport) 
     builder = TextBuilder()
     page_starts: list[int] = []
     tables = PdfTables(path, report.warnings) if options.pdf_tables else None
+    last_table: Table | None = None  # the previous page ended with it: a table at the top may continue it
+    table_count = 0
     try:
         for index, page in enumerate(pages):
             page_starts.append(builder.mark())
@@ -351,10 +353,14 @@ def load_pdf(path: Path, source: str, options: LoadOptions, report: LoadReport) 
             except Exception as exc:  # one damaged page must not lose the others
                 report.warnings.append(f"{path.name}: page {len(page_starts)} unreadable ({exc})")
                 continue
-            for item in items:
+            for pos, item in enumerate(items):
                 if isinstance(item, Table):
-                    builder.add_table(item)
+                    continues = pos == 0 and last_table is not None and len(last_table.header) == len(item.header)
+                    last_table = continued_table(last_table, item) if continues else item
+                    builder.add_table(last_table)
+                    table_count += 0 if continues else 1
                     continue
+                last_table = None
                 for block, kind in pdf_page_blocks(item):
                     builder.add(block, kind, 2 if kind is SpanKind.HEADING else 0)
     finally:
@@ -368,10 +374,11 @@ def load_pdf(path: Path, source: str, options: LoadOptions, report: LoadReport) 
     except Exception:  # damaged metadata must not lose the text
         meta_title = ""
     title = meta_title.strip() or _first_heading(text, builder.spans) or path.stem
-    yield Document(
-        source=source, text=text, title=title, spans=builder.spans, page_starts=page_starts,
-        metadata={"pages": len(pages)},
-    )
+    doc = Document(source=source, text=text, title=title, spans=builder.spans, page_starts=page_starts,
+                   metadata={"pages": len(pages)})
+    if table_count:
+        doc.count(ContentKind.TABLES, table_count)  # a table over two pages is two spans, one table
+    yield doc
 
 
 # --- DOCX ------------------------------------------------------------------------------------------------------

@@ -200,6 +200,14 @@ class PdfTables:
             self._pdf.close()
 
 
+def continued_table(previous: Table | None, table: Table) -> Table:
+    """A table at the top of a page that continues `previous` (the last thing on the page before, as wide) without
+    repeating its header: its first row was taken for a header, so it gets the real one back."""
+    if previous is None or len(previous.header) != len(table.header) or previous.header == table.header:
+        return table
+    return Table(previous.header, [table.header, *table.rows])
+
+
 def _draws_lines(pypdf_page: Any) -> bool:
     try:
         contents = pypdf_page.get_contents()
