@@ -30,7 +30,7 @@ def decode_text(data: bytes, name: str, warnings: list[str] | None = None) -> st
             raise DecodeError(f"{name}: invalid UTF-16: {exc.reason}") from exc
     sniff = data[:SNIFF_BYTES]
     nuls = sniff.count(0)
-    if nuls > len(sniff) * MAX_NUL_FRACTION:
+    if nuls > max(1, len(sniff) * MAX_NUL_FRACTION):
         raise BinaryFile(f"{name}: binary content (NUL bytes), not text")
     if nuls:  # stray NULs are damage; they would also end the text early in C libraries and PostgreSQL
         nuls = data.count(0)
