@@ -90,13 +90,20 @@ class _IngestProgressView:
                              rate=p.chunks_written / elapsed)
 
 
-_KIND_LABELS = {"text": "text documents", "tables": "tables", "ocr_pages": "OCR pages",
-                "audio_minutes": "audio minutes"}
+_KIND_LABELS = {"text": ("text document", "text documents"), "tables": ("table", "tables"),
+                "ocr_pages": ("OCR page", "OCR pages"), "audio_minutes": ("audio minute", "audio minutes")}
 
 
-def kind_label(kind: str) -> str:
+def kind_label(kind: str, amount: float = 2) -> str:
     """How a content kind (`documents.ContentKind`, or one a loader made up) reads in a summary."""
-    return _KIND_LABELS.get(kind, kind.replace("_", " "))
+    one, many = _KIND_LABELS.get(kind, (kind.replace("_", " "), kind.replace("_", " ")))
+    return one if amount == 1 else many
+
+
+def _by_kind(kinds: dict[str, float]) -> list[tuple[str, float]]:
+    """Text first, then tables, OCR pages, audio minutes, then any other kind."""
+    known = list(_KIND_LABELS)
+    return sorted(kinds.items(), key=lambda kv: (known.index(kv[0]) if kv[0] in known else len(known), kv[0]))
 
 
 def _amount(value: float) -> str:
@@ -112,7 +119,7 @@ def _print_report(report: IngestReport) -> None:
                                       d["chunks_written"], d["chunks_embedded"], f"{d['seconds']:.1f}")))
     out.print(table)
     if d["kinds"]:
-        out.print("ingested: " + " · ".join(f"{_amount(v)} {kind_label(k)}" for k, v in d["kinds"].items()),
+        out.print("ingested: " + " · ".join(f"{_amount(v)} {kind_label(k, v)}" for k, v in _by_kind(d["kinds"])),
                   highlight=False)
     if report.failed:
         ft = Table(title="failed files", show_edge=False, title_style="bold red")
@@ -262,7 +269,7 @@ def stats(collection: CollectionOpt = None, data_dir: DataDirOpt = None, as_json
     table = Table(show_header=False, show_edge=False)
     for key, value in s.items():
         if key == "kinds":
-            for kind, amount in value.items():
+            for kind, amount in _by_kind(value):
                 table.add_row(kind_label(kind), _amount(amount))
             continue
         table.add_row(key, f"{value / 2**20:.1f} MiB" if key == "disk_bytes" else str(value))
