@@ -52,6 +52,8 @@ def table_from_rows(rows: Sequence[Sequence[str | None]], header_rows: int = 1) 
     padded = [r + [""] * (width - len(r)) for r in cleaned]
     head = [r for r in padded[:header_rows] if any(r)]
     body = [r for r in padded[header_rows:] if any(r)]
+    if not body and len(head) > 1:  # every row marked as a header: the first one is
+        head, body = head[:1], head[1:]
     if not head and body:
         head = [body.pop(0)]
     keep = [j for j in range(width) if any(r[j] for r in head + body)]
@@ -184,9 +186,15 @@ class PdfTables:
         if not _draws_lines(pypdf_page):
             return None
         pdf = self._open()
-        if pdf is None or index >= len(pdf.pages):
+        if pdf is None:
             return None
-        page = pdf.pages[index]
+        try:
+            page = pdf.pages[index]  # pdfminer parses lazily: a damaged file fails here, not at open
+        except Exception as exc:
+            self.warnings.append(f"{self.path.name}: tables not extracted ({exc.__class__.__name__}: {exc})")
+            self._pdf = None  # pypdf reads the rest
+            pdf.close()
+            return None
         try:
             return _page_items(page)
         except Exception as exc:
