@@ -50,7 +50,7 @@ def content_counts(metadata: dict[str, Any]) -> Counter[str]:
     if isinstance(raw, dict):
         counts.update({str(k): v for k, v in raw.items() if isinstance(v, int | float) and not isinstance(v, bool)})
     if not any(kind in counts for kind in PRIMARY_KINDS):
-        counts[ContentKind.TEXT] += 1
+        counts[str(ContentKind.TEXT)] += 1
     return counts
 
 
@@ -59,7 +59,8 @@ def kind_totals(counted: Iterable[tuple[str, float]], uncounted_documents: int) 
     kinds: dict[str, float] = {}
     for kind, amount in counted:
         kinds[str(kind)] = kinds.get(str(kind), 0.0) + float(amount)
-    kinds[ContentKind.TEXT] = kinds.get(ContentKind.TEXT, 0.0) + uncounted_documents
+    text = str(ContentKind.TEXT)  # plain str keys: the dict goes out as JSON
+    kinds[text] = kinds.get(text, 0.0) + uncounted_documents
     return {k: int(v) if v.is_integer() else round(v, 2) for k, v in sorted(kinds.items()) if v}
 
 
@@ -104,7 +105,7 @@ class Document:
         counts = self.metadata.get(COUNTS_KEY)
         if not isinstance(counts, dict):  # a JSONL record's own scalar "counts" field is not ours
             counts = self.metadata[COUNTS_KEY] = {}
-        counts[kind] = counts.get(kind, 0) + amount
+        counts[str(kind)] = counts.get(str(kind), 0) + amount
 
     @property
     def counts(self) -> Counter[str]:
