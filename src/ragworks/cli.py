@@ -116,6 +116,26 @@ class _IngestProgressView:
         return f"files · {chunks} chunks · {rate:.1f} chunks/s"
 
 
+_KIND_LABELS = {"text": ("text document", "text documents"), "tables": ("table", "tables"),
+                "ocr_pages": ("OCR page", "OCR pages"), "audio_minutes": ("audio minute", "audio minutes")}
+
+
+def kind_label(kind: str, amount: float = 2) -> str:
+    """How a content kind (`documents.ContentKind`, or one a loader made up) reads in a summary."""
+    one, many = _KIND_LABELS.get(kind, (kind.replace("_", " "), kind.replace("_", " ")))
+    return one if amount == 1 else many
+
+
+def _by_kind(kinds: dict[str, float]) -> list[tuple[str, float]]:
+    """Text first, then tables, OCR pages, audio minutes, then any other kind."""
+    known = list(_KIND_LABELS)
+    return sorted(kinds.items(), key=lambda kv: (known.index(kv[0]) if kv[0] in known else len(known), kv[0]))
+
+
+def _amount(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
 def _print_report(report: IngestReport) -> None:
     table = Table(title="ingest summary", show_edge=False)
     for col in ("files", "new", "updated", "unchanged", "failed", "removed", "chunks", "embedded", "seconds"):
@@ -124,13 +144,9 @@ def _print_report(report: IngestReport) -> None:
     table.add_row(*(str(x) for x in (d["files"], d["new"], d["updated"], d["unchanged"], d["failed"], d["removed"],
                                       d["chunks_written"], d["chunks_embedded"], f"{d['seconds']:.1f}")))
     out.print(table)
-    kinds = d["kinds"]
-    if any(kinds.values()):
-        kt = Table(title="read by kind", show_edge=False)
-        for col in ("text documents", "OCR pages", "audio minutes", "tables"):
-            kt.add_column(col, justify="right")
-        kt.add_row(*(str(kinds[k]) for k in ("text_documents", "ocr_pages", "audio_minutes", "tables")))
-        out.print(kt)
+    if d["kinds"]:
+        out.print("ingested: " + " · ".join(f"{_amount(v)} {kind_label(k, v)}" for k, v in _by_kind(d["kinds"])),
+                  highlight=False)
     if d["ocr_low_confidence"]:
         lt = Table(title="OCR pages below the confidence threshold (check these scans)", show_edge=False,
                    title_style="bold yellow")
@@ -287,9 +303,9 @@ def stats(collection: CollectionOpt = None, data_dir: DataDirOpt = None, as_json
         return
     table = Table(show_header=False, show_edge=False)
     for key, value in s.items():
-        if key == "kinds":  # content by kind: one row each
-            for kind, n in value.items():
-                table.add_row(f"  {kind.replace('_', ' ')}", str(n))
+        if key == "kinds":
+            for kind, amount in _by_kind(value):
+                table.add_row(kind_label(kind), _amount(amount))
             continue
         table.add_row(key, f"{value / 2**20:.1f} MiB" if key == "disk_bytes" else str(value))
     out.print(table)

@@ -210,8 +210,8 @@ class Collection:
         progress: ProgressCallback | None = None,
     ) -> IngestReport:
         """Ingest files and directories. Unchanged files are skipped; failures are reported per file."""
-        missing = [str(p) for p in paths if not Path(p).exists()]
-        if missing:  # before anything is created or loaded
+        missing = [str(p) for p in paths if not Path(p).exists() and not Path(p).is_symlink()]
+        if missing:  # a mistyped argument: before anything is created or loaded (a dangling link is reported)
             raise FileNotFoundError(f"no such file or directory: {', '.join(missing)}")
         pipeline = self._pipeline(progress)
         with self.store.write_lock(wait_s=5):

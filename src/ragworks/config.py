@@ -74,6 +74,7 @@ class Settings(BaseSettings):
 
     # --- ingestion
     max_file_mb: float = 100.0
+    pdf_tables: bool = True  # ruled tables in PDFs become Markdown tables (pdfplumber, the `tables` extra)
     include: list[str] = Field(default_factory=list)  # globs, relative to each ingested directory
     exclude: list[str] = Field(default_factory=list)
     jsonl_id_field: str = "_id"

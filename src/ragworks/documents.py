@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_right
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -19,10 +21,9 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-# Document metadata keys that count content by kind; the ingest summary and `stats` add them up.
+# Document metadata the OCR and speech loaders record (what is counted by kind is under COUNTS_KEY, below).
 OCR_PAGES = "ocr_pages"  # pages read by OCR
 AUDIO_SECONDS = "audio_seconds"  # length of transcribed speech
-TABLES = "tables"  # tables kept as tables
 
 
 class SpanKind(StrEnum):
@@ -31,6 +32,41 @@ class SpanKind(StrEnum):
     LIST_ITEM = "list_item"
     CODE = "code"
     TABLE = "table"
+
+
+class ContentKind(StrEnum):
+    """What the ingest summary and `stats` count, per kind: a loader records them with `Document.count`."""
+
+    TEXT = "text"  # documents whose text was there to read (a text layer, a text file)
+    TABLES = "tables"
+    OCR_PAGES = "ocr_pages"
+    AUDIO_MINUTES = "audio_minutes"
+
+
+COUNTS_KEY = "counts"  # the metadata key holding a document's {kind: amount}
+# A document counts as one TEXT document unless its loader counted one of these for it (an OCR'd scan, a recording).
+PRIMARY_KINDS = (ContentKind.TEXT, ContentKind.OCR_PAGES, ContentKind.AUDIO_MINUTES)
+
+
+def content_counts(metadata: dict[str, Any]) -> Counter[str]:
+    """A document's counts per kind, from its metadata (see `ContentKind`)."""
+    raw = metadata.get(COUNTS_KEY)
+    counts: Counter[str] = Counter()
+    if isinstance(raw, dict):
+        counts.update({str(k): v for k, v in raw.items() if isinstance(v, int | float) and not isinstance(v, bool)})
+    if not any(kind in counts for kind in PRIMARY_KINDS):
+        counts[str(ContentKind.TEXT)] += 1
+    return counts
+
+
+def kind_totals(counted: Iterable[tuple[str, float]], uncounted_documents: int) -> dict[str, float]:
+    """Per-kind totals for `stats`: summed (kind, amount) rows plus the documents that count as text by default."""
+    kinds: dict[str, float] = {}
+    for kind, amount in counted:
+        kinds[str(kind)] = kinds.get(str(kind), 0.0) + float(amount)
+    text = str(ContentKind.TEXT)  # plain str keys: the dict goes out as JSON
+    kinds[text] = kinds.get(text, 0.0) + uncounted_documents
+    return {k: int(v) if v.is_integer() else round(v, 2) for k, v in sorted(kinds.items()) if v}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +136,20 @@ class Document:
         self.id = content_hash("doc:" + self.source)
         self.content_hash = content_hash(self.title + "\x00" + self.text)
 
+    def count(self, kind: str, amount: float = 1) -> None:
+        """Record that this document holds `amount` of `kind` (tables, OCR pages, audio minutes).
+
+        Kept in `metadata["counts"]`, so it is stored, replaced and deleted with the document in every store.
+        """
+        counts = self.metadata.get(COUNTS_KEY)
+        if not isinstance(counts, dict):  # a JSONL record's own scalar "counts" field is not ours
+            counts = self.metadata[COUNTS_KEY] = {}
+        counts[str(kind)] = counts.get(str(kind), 0) + amount
+
+    @property
+    def counts(self) -> Counter[str]:
+        return content_counts(self.metadata)
+
     def page_at(self, offset: int) -> int | None:
         """1-based page number holding character `offset`, or None for documents without pages."""
         if not self.page_starts:
@@ -144,7 +194,9 @@ class Chunk:
     page_start: int | None = None
     page_end: int | None = None
     token_count: int = 0
-    context: str = ""  # title and heading path, prepended for embedding and BM25 but not part of `text`
+    # Title and heading path, prepended for embedding and BM25 but not part of `text`; for a chunk that continues a
+    # table, the table's header rows follow on the next lines.
+    context: str = ""
     time_range: tuple[float, float] | None = None  # speech: seconds into the recording
     region: tuple[float, float, float, float] | None = None  # OCR: box on page `page_start` (page fractions)
     text_hash: str = field(init=False)
@@ -158,6 +210,13 @@ class Chunk:
     def index_text(self) -> str:
         """What is embedded and keyword-indexed: the context line(s), then the passage."""
         return f"{self.context}\n{self.text}" if self.context else self.text
+
+    @property
+    def readable_text(self) -> str:
+        """The passage as a reader needs it: a continued table's header rows (kept on the context's later lines,
+        as `text` must stay an exact slice of the document) before its rows. What the LLM is shown."""
+        _, _, lead = self.context.partition("\n")
+        return f"{lead}\n{self.text}" if lead else self.text
 
     @property
     def id(self) -> str:

@@ -86,6 +86,24 @@ class MissingDependency(LoadError):
     reason = "missing-dependency"
 
 
+class MissingFile(LoadError):
+    """Listed but gone: a dangling symbolic link, a file deleted during the run, a path that does not exist."""
+
+    reason = "missing"
+
+
+class UnreadableFile(LoadError):
+    """The operating system refused to list or read it (permissions, a symbolic-link loop, an I/O error)."""
+
+    reason = "unreadable"
+
+
+class NotRegularFile(LoadError):
+    """A FIFO, socket or device: reading one could block forever or never end."""
+
+    reason = "not-a-file"
+
+
 class TuneUnsupported(RagworksError):
     """`ragworks tune` cannot fine-tune this collection's model or store (remote embedder, PostgreSQL)."""
 

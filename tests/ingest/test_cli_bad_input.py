@@ -48,6 +48,7 @@ def test_cli_ingest_with_a_corrupt_file_exits_1_and_names_it_without_a_traceback
     row = out.splitlines()[out.splitlines().index(header) + 2]  # header, rule, values
     cells = [c.strip() for c in row.replace("│", "|").split("|")]
     assert cells[:5] == ["2", "1", "0", "0", "1"]  # files, new, updated, unchanged, failed
+    assert "ingested: 1 text document\n" in out  # what went in, per kind
     assert "failed files" in out
     failed_row = next(line for line in out.splitlines() if "bad.pdf" in line)
     assert "corrupt" in failed_row

@@ -193,7 +193,7 @@ def test_docx_keeps_headings_list_items_tables_and_core_title(tmp_path, load, ma
     assert doc.title == "The Keepers' Handbook"
     assert headings(doc) == [(1, "Lighthouse Keepers"), (2, "Duties"), (3, "Rota")]
     assert kinds(doc, SpanKind.LIST_ITEM) == ["Clean the lens", "Wind the clockwork"]
-    assert kinds(doc, SpanKind.TABLE) == ["Watch | Keeper\nFirst | Grace"]
+    assert kinds(doc, SpanKind.TABLE) == ["| Watch | Keeper |\n| --- | --- |\n| First | Grace |"]  # as Markdown
     assert kinds(doc, SpanKind.PARAGRAPH) == ["Keepers trimmed the wicks every night."]
     assert_spans_well_formed(doc)
 

@@ -6,14 +6,41 @@ import re
 
 import numpy as np
 
-from ragworks.documents import Citation, SearchHit
+from ragworks.documents import Chunk, Citation, SearchHit
 from ragworks.embed.base import Embedder
 from ragworks.generate.citations import citation_for
 from ragworks.generate.prompt import NO_ANSWER
 from ragworks.ingest.chunker import split_sentences
+from ragworks.ingest.tables import header_line_count
 
 _BLOCK = re.compile(r"[^\n]+(?:\n(?!\s*\n)[^\n]+)*")  # runs of non-blank lines
 _TERMINAL = re.compile(r"[.!?…:;\"'”’)]$")
+_TABLE_LINE = re.compile(r"^\|.*\|[ \t]*$", re.MULTILINE)
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+_WORD = re.compile(r"\w{3,}")
+# Rows of one table read alike to an embedder: the row holding a word of the question (a name, a code) wins.
+_ROW_WORD_BONUS = 0.2
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip().replace("\\|", "|") for c in _CELL_SPLIT.split(line.strip())[1:-1]]
+
+
+def table_rows(chunk: Chunk) -> list[tuple[int, int, str]]:
+    """A chunk's table rows: (start, end) in the chunk text and the row as "column: value; …". The header is the
+    table's own first rows, or, for a chunk that continues a table, the header rows on its context."""
+    lines = list(_TABLE_LINE.finditer(chunk.text))
+    if not lines:
+        return []
+    own = header_line_count(chunk.text[lines[0].start() :]) == 2
+    header_text = chunk.text[lines[0].start() :] if own else chunk.context.partition("\n")[2]
+    header = _cells(header_text.split("\n", 1)[0]) if header_line_count(header_text) else []
+    rows = []
+    for m in lines[2 if own else 0 :]:
+        cells = _cells(m.group())
+        named = [f"{h}: {v}" if h else v for h, v in zip(header, cells, strict=False) if v] if header else cells
+        rows.append((m.start(), m.end(), "; ".join(named)))
+    return rows
 
 
 def extract_answer(
@@ -28,16 +55,25 @@ def extract_answer(
 
     Each citation points at the sentence itself (offsets within the document), not the whole chunk.
     """
-    candidates: list[tuple[int, int, int, str]] = []  # (source number, doc start, doc end, sentence)
+    candidates: list[tuple[int, int, int, str, str]] = []  # (source number, doc start, doc end, sentence, quote)
+    row_bonus: list[float] = []
+    question_words = {w.lower() for w in _WORD.findall(question)}
     for n, hit in enumerate(sources, 1):
         c = hit.chunk
+        for s, e, row in table_rows(c):  # each row, read with its column names, is a candidate
+            candidates.append((n, c.start + s, c.start + e, row, c.text[s:e]))
+            row_bonus.append(_ROW_WORD_BONUS if {w.lower() for w in _WORD.findall(c.text[s:e])} & question_words
+                             else 0.0)
         for block in _BLOCK.finditer(c.text):
+            if block.group().startswith("|"):
+                continue  # table rows, taken above
             if not _TERMINAL.search(block.group().rstrip()) and len(block.group().split()) < 12:
                 continue  # a heading, caption or list label: not an answer sentence
             for s, e in split_sentences(block.group(), block.start()):
                 sentence = c.text[s:e].strip()
                 if len(sentence) >= 20:
-                    candidates.append((n, c.start + s, c.start + e, sentence))
+                    candidates.append((n, c.start + s, c.start + e, sentence, sentence))
+                    row_bonus.append(0.0)
     if not candidates:
         return NO_ANSWER, []
     q = embedder.embed_queries([question])[0]
@@ -45,14 +81,18 @@ def extract_answer(
     sims = vecs @ q
     # A small bonus for sentences from higher-ranked sources breaks near-ties toward the retriever's judgement.
     ranks = np.asarray([c[0] for c in candidates], dtype=np.float32)
+    sims = sims + np.asarray(row_bonus, dtype=np.float32)
     score = sims - 0.01 * ranks
-    order = [i for i in np.argsort(-score) if sims[i] >= min_similarity][:max_sentences]
+    order = [i for i in np.argsort(-score) if sims[i] >= min_similarity]
+    if order and row_bonus[order[0]]:  # a row naming what was asked: its look-alike neighbours are no answer
+        order = [i for i in order if row_bonus[i]]
+    order = order[:max_sentences]
     if not order:
         return NO_ANSWER, []
     chosen = sorted(order, key=lambda i: (candidates[i][0], candidates[i][1]))
     parts, citations = [], []
     for i in chosen:
-        n, start, end, sentence = candidates[i]
+        n, start, end, sentence, quote = candidates[i]
         parts.append(f"{sentence} [{n}]")
-        citations.append(citation_for(n, sources[n - 1], start=start, end=end, quote=sentence))
+        citations.append(citation_for(n, sources[n - 1], start=start, end=end, quote=quote))
     return " ".join(parts), citations

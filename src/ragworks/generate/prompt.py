@@ -34,7 +34,7 @@ def pack_sources(
     packed: list[SearchHit] = []
     used = 0
     for hit in hits:
-        cost = count_tokens(source_header(len(packed) + 1, hit) + "\n" + hit.chunk.text) + 2
+        cost = count_tokens(source_header(len(packed) + 1, hit) + "\n" + hit.chunk.readable_text) + 2
         if used + cost > budget_tokens and packed:
             continue  # a smaller later source may still fit
         packed.append(hit)
@@ -43,6 +43,6 @@ def pack_sources(
 
 
 def build_messages(question: str, sources: Sequence[SearchHit]) -> list[Message]:
-    blocks = [f"{source_header(i, h)}\n{h.chunk.text.strip()}" for i, h in enumerate(sources, 1)]
+    blocks = [f"{source_header(i, h)}\n{h.chunk.readable_text.strip()}" for i, h in enumerate(sources, 1)]
     user = "Sources:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question.strip()}\nAnswer with citations:"
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class LoadOptions:
-    """What loaders may be told by settings (JSONL field names, for now)."""
+    """What loaders may be told by settings."""
 
     id_field: str = "_id"
     title_field: str = "title"
@@ -35,6 +35,8 @@ class LoadOptions:
     speech_beam_size: int = 5
     model_cache_dir: Path | None = None  # where packaged model parts are assembled (default ~/.cache/ragworks)
 
+    pdf_tables: bool = True  # find ruled tables in PDFs with pdfplumber (slower on pages that draw lines)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> LoadOptions:
         """The loader options `settings` asks for (one place, for the CLI, the API's jobs and the workers)."""
@@ -44,12 +46,13 @@ class LoadOptions:
             ocr_languages=s.ocr_languages, ocr_dpi=s.ocr_dpi, ocr_min_confidence=s.ocr_min_confidence,
             ocr_workers=s.ocr_workers, speech_model_dir=s.speech_model_dir, speech_language=s.speech_language,
             speech_threads=s.speech_threads, speech_beam_size=s.speech_beam_size, model_cache_dir=s.model_cache_dir,
+            pdf_tables=s.pdf_tables,
         )
 
 
 @dataclass(slots=True)
 class LoadReport:
-    """Problems inside a file that did not stop it loading (skipped JSONL records, say)."""
+    """Problems inside a file that did not stop it loading (skipped JSONL records, bytes replaced, say)."""
 
     warnings: list[str] = field(default_factory=list)
     skipped: int = 0

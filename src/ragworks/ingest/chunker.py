@@ -6,6 +6,10 @@ over a mid-paragraph one when the chunk is mostly full, and a chunk that continu
 last sentences up to `overlap` tokens. Every chunk is an exact slice of the document text, so its offsets (and
 pages) point at the cited place.
 
+Tables (TABLE spans, rendered as Markdown by the loaders) are chunks of their own, cut between rows; a chunk that
+continues a table carries the table's header rows on its context (after the title › headings line), so what is
+embedded, keyword-indexed and shown to the LLM names each cell's column.
+
 Given the model's `PassageTokenizer`, a document is tokenized once: unit sizes are counted from its token offsets,
 and each chunk carries its index text's token ids for the embedder (`Chunk.token_ids`), so no passage is tokenized
 twice between file and vector.
@@ -21,6 +25,7 @@ import numpy as np
 
 from ragworks.documents import Chunk, Document, Span, SpanKind
 from ragworks.embed.tokens import DocTokens, PassageTokenizer
+from ragworks.ingest.tables import header_line_count
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -67,6 +72,8 @@ class _Unit:
     para: int  # index of the block it belongs to
     heading_path: tuple[str, ...]
     heading: bool = False
+    table: int = -1  # index of the TABLE span the unit is a row of, -1 outside tables
+    table_header: bool = False
 
 
 def _word_windows(text: str, start: int, end: int, tokens: int, budget: int) -> list[tuple[int, int]]:
@@ -104,7 +111,8 @@ class Chunker:
     def context_for(self, doc: Document, path: tuple[str, ...]) -> str:
         if not self.with_context:
             return ""
-        parts = [doc.title.strip()] if doc.title.strip() else []
+        title = " ".join(doc.title.split("\n")).strip()  # the context's first line is title › headings, alone
+        parts = [title] if title else []
         for h in path:
             if not parts or h.strip().lower() != parts[-1].lower():
                 parts.append(h.strip())
@@ -119,6 +127,7 @@ class Chunker:
         text = doc.text
         spans = doc.spans or _fallback_spans(text)
         path: list[tuple[int, str]] = []  # (level, heading)
+        tables: dict[int, int] = {}  # TABLE span index → how many of its lines are header rows
         raw: list[tuple[int, int, int, tuple[str, ...], bool]] = []
         for pi, sp in enumerate(spans):
             if sp.kind is SpanKind.HEADING:
@@ -132,12 +141,18 @@ class Chunker:
                 lines = [(m.start() + sp.start, m.end() + sp.start)
                          for m in re.finditer(r"[^\n]*\S[^\n]*", text[sp.start : sp.end])]
                 raw.extend((s, e, pi, hp, False) for s, e in lines)
+                if sp.kind is SpanKind.TABLE:
+                    tables[pi] = header_line_count(text[sp.start : sp.end])
             else:
                 raw.extend((s, e, pi, hp, False) for s, e in split_sentences(text[sp.start : sp.end], sp.start))
         counts = [self._sized(n, e - s) for (s, e, *_), n in
                   zip(raw, self._count(text, [(s, e) for s, e, *_ in raw], tokens), strict=True)]
         units: list[_Unit] = []
+        row_in_table = 0
         for (s, e, pi, hp, is_h), n in zip(raw, counts, strict=True):
+            table = pi if pi in tables else -1
+            row_in_table = row_in_table + 1 if table >= 0 and units and units[-1].table == table else 0
+            is_header = table >= 0 and row_in_table < tables[table]
             if n > self.chunk_tokens:  # an over-long heading (HTML <h2> around a paragraph) is split like text
                 pieces = _word_windows(text, s, e, n, self.chunk_tokens)
                 piece_counts = [self._sized(pn, b - a) for (a, b), pn in
@@ -146,10 +161,22 @@ class Chunker:
                     for a2, b2 in (
                         _word_windows(text, a, b, pn, self.chunk_tokens) if pn > self.chunk_tokens else [(a, b)]
                     ):
-                        units.append(_Unit(a2, b2, min(pn, self.chunk_tokens), pi, hp))
+                        units.append(_Unit(a2, b2, min(pn, self.chunk_tokens), pi, hp, table=table))
             else:
-                units.append(_Unit(s, e, min(n, self.chunk_tokens), pi, hp, is_h))
+                units.append(_Unit(s, e, min(n, self.chunk_tokens), pi, hp, is_h, table, is_header))
         return units
+
+    def _table_leads(self, doc: Document, units: list[_Unit]) -> dict[int, str]:
+        """Each table's header rows, to repeat on the chunks that continue it (none when the header is so long that
+        repeating it would crowd out the rows)."""
+        leads: dict[int, str] = {}
+        for u in units:
+            if u.table_header:
+                leads[u.table] = (leads[u.table] + "\n" if u.table in leads else "") + doc.text[u.start : u.end]
+        for table, lead in list(leads.items()):
+            if self.count_tokens([lead])[0] > self.chunk_tokens // 2:
+                del leads[table]
+        return leads
 
     @staticmethod
     def _sized(tokens: int, chars: int) -> int:
@@ -158,8 +185,8 @@ class Chunker:
             return tokens
         return max(tokens, -(-chars // _MAX_CHARS_PER_TOKEN))
 
-    def _budget(self, doc: Document, path: tuple[str, ...]) -> int:
-        ctx = self.context_for(doc, path)
+    def _budget(self, doc: Document, path: tuple[str, ...], lead: str = "") -> int:
+        ctx = self.context_for(doc, path) + (f"\n{lead}" if lead else "")
         if ctx not in self._context_tokens:
             if len(self._context_tokens) > 4096:
                 self._context_tokens.clear()
@@ -206,6 +233,7 @@ class Chunker:
         if tokens is None:
             tokens = self.tokenize(doc)
         units = self._units(doc, tokens)
+        leads = self._table_leads(doc, units)
         para_tokens: dict[int, int] = {}
         for u in units:
             para_tokens[u.para] = para_tokens.get(u.para, 0) + u.tokens
@@ -220,7 +248,8 @@ class Chunker:
             if by_page and current and doc.page_at(u.start) != doc.page_at(current[-1].start):
                 groups.append(current)
                 current, used = [], 0
-            if u.heading and content:
+            # a heading starts a chunk; so does a table, and whatever follows one (tables are chunks of their own)
+            if content and (u.heading or u.table != content[-1].table):
                 groups.append(current)
                 current, used = [], 0
             if not current:
@@ -229,9 +258,9 @@ class Chunker:
             para_fits = used + para_tokens[u.para] <= budget
             if current and (used + u.tokens > budget or (new_para and not para_fits and used >= 0.7 * budget)):
                 groups.append(current)
-                carry = self._overlap(current) if not u.heading else []
+                carry = self._overlap(current) if not u.heading and u.table < 0 else []
                 current, used = list(carry), sum(x.tokens for x in carry)
-                budget = self._budget(doc, (carry[0] if carry else u).heading_path)
+                budget = self._budget(doc, (carry[0] if carry else u).heading_path, leads.get(u.table, ""))
                 while current and used + u.tokens > budget:
                     used -= current.pop(0).tokens
             current.append(u)
@@ -247,6 +276,8 @@ class Chunker:
             first_content = next((u for u in group if not u.heading), group[0])
             path = first_content.heading_path
             context = self.context_for(doc, path)
+            if first_content.table >= 0 and not first_content.table_header and first_content.table in leads:
+                context += "\n" + leads[first_content.table]  # a continued table: its header rows again
             time_range, region = doc.locate(start, end)
             chunks.append(
                 Chunk(

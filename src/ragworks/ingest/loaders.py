@@ -9,71 +9,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ragworks.documents import Document, Span, SpanKind
-from ragworks.errors import (
-    BinaryFile,
-    CorruptFile,
-    DecodeError,
-    EmptyDocument,
-    EncryptedFile,
-    UnsupportedFormat,
-)
+from ragworks.documents import ContentKind, Document, Span, SpanKind
+from ragworks.errors import BinaryFile, CorruptFile, EmptyDocument, EncryptedFile, UnsupportedFormat
 from ragworks.ingest import ocr, speech
 from ragworks.ingest.base import Loader, LoadOptions, LoadReport
+from ragworks.ingest.decoding import SNIFF_BYTES as _SNIFF_BYTES
+from ragworks.ingest.decoding import decode_text
+from ragworks.ingest.tables import PdfTables, Table, continued_table, docx_table, html_table, markdown_table_end
 
-_SNIFF_BYTES = 8192
-
-
-# --- text decoding ----------------------------------------------------------------------------------------------
-
-
-def decode_text(data: bytes, name: str) -> str:
-    """Bytes → str: UTF-8 (with or without BOM), UTF-16 with BOM, else the most plausible legacy encoding."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise DecodeError(f"{name}: invalid UTF-16: {exc.reason}") from exc
-    if b"\x00" in data[:_SNIFF_BYTES]:
-        raise BinaryFile(f"{name}: binary content (NUL bytes), not text")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    from charset_normalizer import from_bytes
-
-    matches = from_bytes(data)
-    best = matches.best()
-    if best is None or best.chaos > 0.2:
-        raise DecodeError(f"{name}: not valid UTF-8 and no plausible text encoding detected")
-    western = _as_western(data, best.chaos, matches)
-    return western if western is not None else str(best)
-
-
-# Non-ASCII characters of Western European text (plus typographic punctuation). Icelandic ð þ ý are left out on
-# purpose: they are what Turkish (cp1254) bytes look like when read as cp1252.
-_WESTERN_CHARS = frozenset(
-    "àáâãäåæçèéêëìíîïñòóôõöøùúûüÿœšžÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÑÒÓÔÕÖØÙÚÛÜŒŠŽŸß"
-    "“”‘’‚„–—…€«»°©®™·•¡¿§£¥¢ªº±×÷½¼¾²\u00a0"
-)
-
-
-def _as_western(data: bytes, best_chaos: float, matches: Any) -> str | None:
-    """The cp1252 reading of `data` when it is as plausible as the detector's pick and reads as Western text.
-
-    charset_normalizer often ranks a Baltic or Central European code page (cp1257, cp1250) first for French or
-    Portuguese Latin-1 text, turning "è" into "č"; cp1252 is by far the most common legacy encoding, so it wins
-    ties.
-    """
-    if not any(m.encoding == "cp1252" and m.chaos <= best_chaos + 0.05 for m in matches):
-        return None
-    try:
-        text = data.decode("cp1252")
-    except UnicodeDecodeError:
-        return None
-    if all(ch in _WESTERN_CHARS for ch in text if ord(ch) > 127):
-        return text
-    return None
+__all__ = ["LOADERS", "TextBuilder", "decode_text", "loader_for", "markdown_spans", "paragraph_spans"]
 
 
 def _normalize_newlines(text: str) -> str:
@@ -133,6 +77,13 @@ def markdown_spans(text: str) -> list[Span]:
     while i < len(lines):
         line, off = lines[i], offsets[i]
         heading = _MD_HEADING.match(line)
+        table_end = markdown_table_end(lines, i)  # a table may interrupt a paragraph, as in GFM
+        if table_end is not None:
+            flush()
+            s = off + len(line) - len(line.lstrip())
+            spans.append(Span(s, offsets[table_end - 1] + len(lines[table_end - 1].rstrip()), SpanKind.TABLE))
+            i = table_end
+            continue
         if _MD_FENCE.match(line.strip()):
             flush()
             fence = line.strip()[:3]
@@ -190,13 +141,13 @@ def _first_heading(text: str, spans: list[Span]) -> str:
 
 
 def load_text(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
-    text = _normalize_newlines(decode_text(path.read_bytes(), path.name))
+    text = _normalize_newlines(decode_text(path.read_bytes(), path.name, report.warnings))
     _require_text(text, path.name)
     yield Document(source=source, text=text, title=path.stem, spans=paragraph_spans(text))
 
 
 def load_markdown(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
-    text = _normalize_newlines(decode_text(path.read_bytes(), path.name))
+    text = _normalize_newlines(decode_text(path.read_bytes(), path.name, report.warnings))
     _require_text(text, path.name)
     spans = markdown_spans(text)
     yield Document(source=source, text=text, title=_first_heading(text, spans) or path.stem, spans=spans)
@@ -223,6 +174,9 @@ class TextBuilder:
         self.spans.append(Span(self.length, self.length + len(block), kind, level))
         self.parts.append(block)
         self.length += len(block)
+
+    def add_table(self, table: Table) -> None:
+        self.add(table.to_markdown(), SpanKind.TABLE)
 
     def mark(self) -> int:
         """Offset where the next block will start (used for page boundaries)."""
@@ -266,38 +220,47 @@ def html_to_blocks(html: str) -> tuple[str, TextBuilder]:
             builder.add("".join(buf), kind, level)
             buf.clear()
 
-    def walk(node: Any) -> None:
-        for child in node.iter(include_text=True):
-            tag = child.tag
-            if tag == "-text":
-                buf.append(child.text_content or "")
-            elif tag in _HEADING_TAGS:
-                flush()
-                buf.append(child.text(separator=" "))
-                flush(SpanKind.HEADING, _HEADING_TAGS[tag])
-            elif tag == "pre":
-                flush()
-                code = child.text()
-                builder.add(code, SpanKind.CODE)
-            elif tag in ("td", "th"):
-                walk(child)
-                buf.append(" | ")
-            elif tag in _HTML_BLOCKS:
-                flush()
-                walk(child)
-                flush(SpanKind.LIST_ITEM if tag == "li" else SpanKind.PARAGRAPH)
-            elif tag in ("-comment",):
-                continue
-            else:
-                walk(child)
-
-    walk(root)
+    # An explicit stack, not recursion: pages nest thousands of unclosed <div>s deep. Each entry is a node's
+    # children still to visit and what to do once they are done.
+    stack: list[tuple[Iterator[Any], Callable[[], None] | None]] = [(root.iter(include_text=True), None)]
+    while stack:
+        children, when_done = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            if when_done is not None:
+                when_done()
+            continue
+        tag = child.tag
+        if tag == "-text":
+            buf.append(child.text_content or "")
+        elif tag in _HEADING_TAGS:
+            flush()
+            buf.append(child.text(separator=" "))
+            flush(SpanKind.HEADING, _HEADING_TAGS[tag])
+        elif tag == "pre":
+            flush()
+            builder.add(child.text(), SpanKind.CODE)
+        elif tag == "table" and (table := html_table(child)) is not None:
+            flush()
+            caption = next((c for c in child.iter() if c.tag == "caption"), None)
+            if caption is not None:
+                builder.add(caption.text(separator=" "))
+            builder.add_table(table)
+        elif tag in ("td", "th"):
+            stack.append((child.iter(include_text=True), lambda: buf.append(" | ")))
+        elif tag in _HTML_BLOCKS:
+            flush()
+            kind = SpanKind.LIST_ITEM if tag == "li" else SpanKind.PARAGRAPH
+            stack.append((child.iter(include_text=True), lambda kind=kind: flush(kind)))  # type: ignore[misc]
+        elif tag != "-comment":
+            stack.append((child.iter(include_text=True), None))
     flush()
     return title, builder
 
 
 def load_html(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
-    html = decode_text(path.read_bytes(), path.name)
+    html = decode_text(path.read_bytes(), path.name, report.warnings)
     title, builder = html_to_blocks(html)
     text = builder.text
     _require_text(text, path.name)
@@ -378,15 +341,32 @@ def load_pdf(path: Path, source: str, options: LoadOptions, report: LoadReport) 
 
     builder = TextBuilder()
     page_starts: list[int] = []
-    for page in pages:
-        page_starts.append(builder.mark())
-        try:
-            page_text = page.extract_text() or ""
-        except Exception as exc:  # one damaged page must not lose the others
-            report.warnings.append(f"{path.name}: page {len(page_starts)} unreadable ({exc})")
-            continue
-        for block, kind in pdf_page_blocks(page_text):
-            builder.add(block, kind, 2 if kind is SpanKind.HEADING else 0)
+    tables = PdfTables(path, report.warnings) if options.pdf_tables else None
+    last_table: Table | None = None  # the previous page ended with it: a table at the top may continue it
+    table_count = 0
+    try:
+        for index, page in enumerate(pages):
+            page_starts.append(builder.mark())
+            try:
+                items = tables.page_items(index, page) if tables is not None else None
+                if items is None:
+                    items = [page.extract_text() or ""]
+            except Exception as exc:  # one damaged page must not lose the others
+                report.warnings.append(f"{path.name}: page {len(page_starts)} unreadable ({exc})")
+                continue
+            for pos, item in enumerate(items):
+                if isinstance(item, Table):
+                    continues = pos == 0 and last_table is not None and len(last_table.header) == len(item.header)
+                    last_table = continued_table(last_table, item) if continues else item
+                    builder.add_table(last_table)
+                    table_count += 0 if continues else 1
+                    continue
+                last_table = None
+                for block, kind in pdf_page_blocks(item):
+                    builder.add(block, kind, 2 if kind is SpanKind.HEADING else 0)
+    finally:
+        if tables is not None:
+            tables.close()
     text = builder.text
     if not text.strip():
         raise EmptyDocument(f"{path.name}: no text on any page (no text layer, no scanned image to read)")
@@ -395,10 +375,11 @@ def load_pdf(path: Path, source: str, options: LoadOptions, report: LoadReport) 
     except Exception:  # damaged metadata must not lose the text
         meta_title = ""
     title = meta_title.strip() or _first_heading(text, builder.spans) or path.stem
-    yield Document(
-        source=source, text=text, title=title, spans=builder.spans, page_starts=page_starts,
-        metadata={"pages": len(pages)},
-    )
+    doc = Document(source=source, text=text, title=title, spans=builder.spans, page_starts=page_starts,
+                   metadata={"pages": len(pages)})
+    if table_count:
+        doc.count(ContentKind.TABLES, table_count)  # a table over two pages is two spans, one table
+    yield doc
 
 
 # --- DOCX ------------------------------------------------------------------------------------------------------
@@ -407,7 +388,7 @@ def load_pdf(path: Path, source: str, options: LoadOptions, report: LoadReport) 
 def load_docx(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
-    from docx.table import Table
+    from docx.table import Table as DocxTable
     from docx.text.paragraph import Paragraph
 
     try:
@@ -436,9 +417,13 @@ def load_docx(path: Path, source: str, options: LoadOptions, report: LoadReport)
             else:
                 builder.add(para.text)
         elif tag == "tbl":
-            table = Table(child, d)
-            rows = [" | ".join(cell.text.strip() for cell in row.cells) for row in table.rows]
-            builder.add("\n".join(r for r in rows if r.strip(" |")), SpanKind.TABLE)
+            table = DocxTable(child, d)
+            parsed = docx_table(table)
+            if parsed is not None:
+                builder.add_table(parsed)
+            else:  # one column or one row: its cells are paragraphs
+                for row in table.rows:
+                    builder.add(" ".join(cell.text for cell in row.cells))
     text = builder.text
     _require_text(text, path.name)
     title = (d.core_properties.title or "").strip() or _first_heading(text, builder.spans) or path.stem
@@ -536,8 +521,8 @@ def jsonl_records(path: Path, source: str, options: LoadOptions, report: LoadRep
 
 def load_json(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
     try:
-        data = json.loads(decode_text(path.read_bytes(), path.name))
-    except json.JSONDecodeError as exc:
+        data = json.loads(decode_text(path.read_bytes(), path.name, report.warnings))
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise CorruptFile(f"{path.name}: invalid JSON ({exc})") from exc
     records = data if isinstance(data, list) else [data]
     docs = [_record_document(r, f"{path.name}:{i}", source, options, report) for i, r in enumerate(records)]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragworks.documents import OCR_PAGES, Anchor, Document, Span, SpanKind
+from ragworks.documents import COUNTS_KEY, OCR_PAGES, Anchor, ContentKind, Document, Span, SpanKind
 from ragworks.errors import CorruptFile, EmptyDocument, MissingDependency
 from ragworks.ingest.base import LoadOptions, LoadReport
 
@@ -247,10 +247,14 @@ def _ocr_and_remove(image_file: Path, languages: str, width: int, height: int) -
         image_file.unlink(missing_ok=True)
 
 
-def _confidence_metadata(pages: dict[int, OcrPage]) -> dict[str, Any]:
+def _confidence_metadata(pages: dict[int, OcrPage], total_pages: int) -> dict[str, Any]:
+    """OCR metadata, with the counts by kind: pages read by OCR, and one text document if other pages had text."""
     read = [p for p in pages.values() if p.words]
     mean = sum(p.confidence * p.words for p in read) / max(1, sum(p.words for p in read))
-    return {OCR_PAGES: len(pages), "ocr_confidence": round(mean, 1)}
+    counts: dict[str, float] = {ContentKind.OCR_PAGES: len(pages)}
+    if len(pages) < total_pages:
+        counts[ContentKind.TEXT] = 1
+    return {OCR_PAGES: len(pages), "ocr_confidence": round(mean, 1), COUNTS_KEY: counts}
 
 
 # --- images -----------------------------------------------------------------------------------------------------
@@ -285,7 +289,7 @@ def load_image(path: Path, source: str, options: LoadOptions, report: LoadReport
     title = first_line[:80] if 0 < len(first_line.split()) <= 12 else path.stem
     yield Document(
         source=source, text=built.text, title=title, spans=built.spans, page_starts=built.page_starts,
-        anchors=built.anchors, metadata={"pages": len(pages), **_confidence_metadata(pages)},
+        anchors=built.anchors, metadata={"pages": len(pages), **_confidence_metadata(pages, len(pages))},
     )
 
 
@@ -387,5 +391,5 @@ def _mixed_document(path: Path, source: str, page_texts: list[str], pages: dict[
         title = first[:80] if 0 < len(first.split()) <= 12 else path.stem
     return Document(
         source=source, text=built.text, title=title, spans=built.spans, page_starts=built.page_starts,
-        anchors=built.anchors, metadata={"pages": len(page_texts), **_confidence_metadata(pages)},
+        anchors=built.anchors, metadata={"pages": len(page_texts), **_confidence_metadata(pages, len(page_texts))},
     )

@@ -8,12 +8,15 @@ document, so a run killed half-way redoes only the files it had not finished, an
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import os
 import queue
+import stat
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from ragworks.documents import Chunk, Document
+from ragworks.documents import Chunk, ContentKind, Document, SpanKind
 from ragworks.embed.base import Embedder, TokenIdEmbedder
-from ragworks.errors import FileTooLarge, LoadError
+from ragworks.errors import FileTooLarge, LoadError, MissingFile, NotRegularFile, UnreadableFile
 from ragworks.ingest.base import LoadOptions, LoadReport
 from ragworks.ingest.chunker import Chunker
-from ragworks.ingest.kinds import add_kinds, document_kinds, sum_kinds
 from ragworks.ingest.loaders import loader_for
 from ragworks.store.base import DocumentWrite, FileRecord, Store, WriteBatch
 
@@ -43,7 +45,7 @@ class FileResult:
     error: str = ""
     reason: str = ""
     warnings: list[str] = field(default_factory=list)
-    kinds: dict[str, float] = field(default_factory=dict)  # ingest/kinds.py: text documents, OCR pages, ...
+    kinds: Counter[str] = field(default_factory=Counter)  # what its written documents hold (ContentKind)
     low_confidence_pages: list[tuple[int, float]] = field(default_factory=list)  # OCR: (page, confidence)
 
 
@@ -57,6 +59,14 @@ class IngestReport:
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def kinds(self) -> Counter[str]:
+        """What the documents written in this run hold, per kind: text documents, tables, OCR pages, audio minutes."""
+        total: Counter[str] = Counter()
+        for f in self.files:
+            total.update(f.kinds)
+        return total
 
     @property
     def failed(self) -> list[FileResult]:
@@ -78,8 +88,8 @@ class IngestReport:
             "chunks_embedded": self.chunks_embedded,
             "documents_removed": self.documents_removed,
             "seconds": round(self.seconds, 3),
+            "kinds": {k: round(v, 2) for k, v in sorted(self.kinds.items())},
             "failures": [{"path": f.path, "reason": f.reason, "error": f.error} for f in self.failed],
-            "kinds": sum_kinds(f.kinds for f in self.files if f.status in ("new", "updated")),
             "ocr_low_confidence": [
                 {"path": f.path, "pages": [{"page": p, "confidence": c} for p, c in f.low_confidence_pages]}
                 for f in self.files if f.low_confidence_pages
@@ -105,17 +115,38 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
-def discover(paths: Sequence[str | Path], include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[Path]:
-    """Files under `paths` (recursively, hidden entries skipped), filtered by globs on the relative path."""
+@dataclass(slots=True)
+class Discovery:
+    """What `discover` found: the files to read, and the paths it could not list (reported like failed files)."""
+
+    files: list[Path] = field(default_factory=list)
+    problems: list[tuple[Path, LoadError]] = field(default_factory=list)
+
+
+def discover(paths: Sequence[str | Path], include: Sequence[str] = (), exclude: Sequence[str] = ()) -> Discovery:
+    """Files under `paths` (recursively, hidden entries skipped), filtered by globs on the relative path.
+
+    Anything that is not a directory is listed as a file, whatever it is (a FIFO, a dangling link): reading it is
+    where it fails, as one file of the run. A path that does not exist or a directory that cannot be listed is a
+    problem of the discovery, never an exception that stops the run.
+    """
     found: list[Path] = []
+    problems: list[tuple[Path, LoadError]] = []
+
+    def unlisted(exc: OSError) -> None:
+        where = Path(exc.filename or "?")
+        problems.append((where, UnreadableFile(f"{where.name}: directory cannot be listed ({exc.strerror or exc})")))
+
     for p in map(Path, paths):
-        if p.is_file():
-            found.append(p.resolve())
+        if p.is_dir():
+            root = p.resolve()
+        elif p.exists() or p.is_symlink():  # a dangling link is listed as itself, to be reported when read
+            found.append(p.resolve() if p.exists() else p.absolute())
             continue
-        if not p.is_dir():
-            raise FileNotFoundError(f"{p}: no such file or directory")
-        root = p.resolve()
-        for dirpath, dirnames, filenames in os.walk(root):
+        else:
+            problems.append((p.absolute(), MissingFile(f"{p}: no such file or directory")))
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, onerror=unlisted):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
                 if name.startswith("."):
@@ -127,7 +158,36 @@ def discover(paths: Sequence[str | Path], include: Sequence[str] = (), exclude: 
                 if any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(name, g) for g in exclude):
                     continue
                 found.append(full)
-    return list(dict.fromkeys(found))
+    return Discovery(list(dict.fromkeys(found)), problems)
+
+
+def _regular_file_stat(path: Path) -> os.stat_result:
+    """stat() of a file that can be read to its end, or the LoadError saying why not."""
+    try:
+        st = path.stat()
+    except FileNotFoundError as exc:
+        if path.is_symlink():
+            raise MissingFile(f"{path.name}: dangling symbolic link (to {os.readlink(path)})") from exc
+        raise MissingFile(f"{path.name}: gone before it could be read") from exc
+    except OSError as exc:
+        detail = "symbolic link loop" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+        raise UnreadableFile(f"{path.name}: {detail}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("FIFO" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode)
+                else "device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "special file")
+        raise NotRegularFile(f"{path.name}: a {kind}, not a regular file")
+    if not os.access(path, os.R_OK):
+        raise UnreadableFile(f"{path.name}: permission denied")
+    return st
+
+
+def counted(doc: Document) -> Document:
+    """`doc` with its tables counted (one per TABLE span) unless its loader counted them itself."""
+    if ContentKind.TABLES not in doc.counts:
+        tables = sum(1 for sp in doc.spans if sp.kind is SpanKind.TABLE)
+        if tables:
+            doc.count(ContentKind.TABLES, tables)
+    return doc
 
 
 def _sha256_file(path: Path) -> str:
@@ -187,7 +247,12 @@ class IngestPipeline:
 
     def _read_file(self, path: Path) -> Iterator[_Doc | _FileDone]:
         key = str(path)
-        st = path.stat()
+        try:
+            st = _regular_file_stat(path)
+        except LoadError as exc:
+            result = FileResult(key, "failed", reason=exc.reason, error=str(exc))
+            yield _FileDone(result, FileRecord(key, -1, 0, "", "failed", str(exc)), [])
+            return
         prev = self.store.file_record(key)
         unchanged = FileResult(key, "unchanged")
         if prev and prev.status == "ok" and prev.size == st.st_size and prev.mtime_ns == st.st_mtime_ns:
@@ -219,9 +284,9 @@ class IngestPipeline:
                     report.warnings.append(f"duplicate record {doc.source!r}: later one kept")
                 seen.add(doc.id)
                 result.documents += 1
-                add_kinds(result.kinds, document_kinds(doc))
                 if old.get(doc.id) == doc.content_hash:
                     continue  # this record did not change
+                result.kinds.update(counted(doc).counts)
                 chunks = self.chunker.chunk(doc)
                 result.chunks += len(chunks)
                 yield _Doc(DocumentWrite(doc, chunks), result)
@@ -235,6 +300,10 @@ class IngestPipeline:
             yield _FileDone(result, record, [d for d in old if d not in seen])
         except LoadError as exc:
             yield self._failed(path, st, sha, result, exc.reason, str(exc))
+        except OSError as exc:  # vanished, or unreadable, between listing and reading
+            error: LoadError = (MissingFile if isinstance(exc, FileNotFoundError) else UnreadableFile)(
+                f"{path.name}: {exc.strerror or exc}")
+            yield self._failed(path, st, sha, result, error.reason, str(error))
         except Exception as exc:  # a loader bug or an OS error must not stop the run
             yield self._failed(path, st, sha, result, "error", f"{path.name}: {exc.__class__.__name__}: {exc}")
 
@@ -267,8 +336,11 @@ class IngestPipeline:
             prune: bool = False) -> IngestReport:
         """Ingest files and directories; with `prune`, also remove documents whose files are gone."""
         started = time.perf_counter()
-        files = discover(paths, include, exclude)
+        found = discover(paths, include, exclude)
+        files = found.files
         report = IngestReport()
+        for where, problem in found.problems:
+            report.files.append(FileResult(str(where), "failed", reason=problem.reason, error=str(problem)))
         self.progress(Progress("start", files_total=len(files)))
         q: queue.Queue[Any] = queue.Queue(maxsize=4 * self.batch_chunks)
         stop = threading.Event()
@@ -301,6 +373,7 @@ class IngestPipeline:
                 result.status = "updated"
             chunks = self.chunker.chunk(doc)
             result.documents, result.chunks = 1, len(chunks)
+            result.kinds.update(counted(doc).counts)
             q.put(_Doc(DocumentWrite(doc, chunks), result))
             q.put(_FileDone(result, None, []))
         q.put(_END)

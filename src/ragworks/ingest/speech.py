@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ragworks.documents import AUDIO_SECONDS, Anchor, Document, Span
+from ragworks.documents import AUDIO_SECONDS, COUNTS_KEY, Anchor, ContentKind, Document, Span
 from ragworks.errors import CorruptFile, EmptyDocument, MissingDependency
 from ragworks.ingest.base import LoadOptions, LoadReport
 
@@ -215,5 +215,6 @@ def load_recording(path: Path, source: str, options: LoadOptions, report: LoadRe
     if not segments:
         raise EmptyDocument(f"{path.name}: no speech recognised in {seconds:.0f} s of audio")
     media = "video" if path.name.lower().endswith(VIDEO_SUFFIXES) else "audio"
-    metadata = {AUDIO_SECONDS: round(seconds, 2), "language": language, "media": media}
+    metadata = {AUDIO_SECONDS: round(seconds, 2), "language": language, "media": media,
+                COUNTS_KEY: {ContentKind.AUDIO_MINUTES: round(seconds / 60, 2)}}
     yield transcript_document(segments, source=source, title=path.stem, metadata=metadata)

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ragworks.documents import Chunk, SearchHit
+from ragworks.documents import COUNTS_KEY, PRIMARY_KINDS, Chunk, SearchHit, kind_totals
 from ragworks.errors import CollectionLocked, CollectionNotFound, DocumentNotFound, EmbedderMismatch
 from ragworks.scale.ann import IndexChoice, plan_index
 from ragworks.store.base import FileRecord, Filter, StoredDocument, WriteBatch
@@ -796,8 +796,18 @@ class EmbeddedStore:
             "embedding_model": self.model_name,
             "dimension": self.dimension,
             "disk_bytes": size,
-            "kinds": _kinds(q(_KINDS_SQL)[0]),
+            "kinds": self._kinds(),
         }
+
+    def _kinds(self) -> dict[str, float]:
+        """What the documents hold, per kind (`documents.content_counts`, summed in SQL)."""
+        counted = self._query(
+            f"SELECT j.key, total(j.value) FROM documents d, json_each(d.metadata, '$.{COUNTS_KEY}') j "
+            f"WHERE json_type(d.metadata, '$.{COUNTS_KEY}') = 'object' AND j.type IN ('integer', 'real') "
+            "GROUP BY j.key")
+        no_primary = " AND ".join(f"json_type(metadata, '$.{COUNTS_KEY}.{k}') IS NULL" for k in PRIMARY_KINDS)
+        text_only = self._query(f"SELECT count(*) FROM documents WHERE {no_primary}")[0][0]
+        return kind_totals(counted, text_only)
 
     def close(self) -> None:
         with self._lock:
@@ -892,22 +902,6 @@ class EmbeddedStore:
         bm25.add([b[0] for b in bodies], [b[1] for b in bodies])
         self._bm25_seq = head
         return True
-
-
-# Content by kind (ingest/kinds.py) from the counts loaders put in document metadata.
-_KINDS_SQL = (
-    "SELECT sum(json_extract(metadata, '$.audio_seconds') IS NULL AND (json_extract(metadata, '$.ocr_pages') IS NULL "
-    "OR json_extract(metadata, '$.ocr_pages') < coalesce(json_extract(metadata, '$.pages'), 0))), "
-    "sum(json_extract(metadata, '$.ocr_pages')), sum(json_extract(metadata, '$.audio_seconds')), "
-    "sum(json_extract(metadata, '$.tables')) FROM documents"
-)
-
-
-def _kinds(row: Sequence[Any]) -> dict[str, float | int]:
-    from ragworks.ingest.kinds import rounded_kinds
-
-    text, ocr, audio, tables = (float(x or 0) for x in row)
-    return rounded_kinds({"text_documents": text, "ocr_pages": ocr, "audio_minutes": audio / 60, "tables": tables})
 
 
 def _head_of(conn: sqlite3.Connection) -> int:

@@ -48,7 +48,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from ragworks.documents import Chunk, SearchHit
+from ragworks.documents import COUNTS_KEY, PRIMARY_KINDS, Chunk, SearchHit, kind_totals
 from ragworks.errors import CollectionLocked, CollectionNotFound, ConfigError, DocumentNotFound, EmbedderMismatch
 from ragworks.store.base import FileRecord, Filter, StoredDocument, WriteBatch
 from ragworks.store.embedded import STOPWORDS
@@ -934,14 +934,6 @@ class PostgresStore:
             f"(SELECT coalesce(sum(pg_column_size(x.*)), 0) FROM {{s}}.documents x WHERE {where}) + "
             f"(SELECT coalesce(sum(pg_column_size(x.*)), 0) FROM {{s}}.chunks x WHERE {where}) + "
             f"(SELECT coalesce(sum(pg_column_size(x.*)), 0) FROM {{s}}.embeddings x WHERE {where})")[0]
-        from ragworks.ingest.kinds import rounded_kinds
-
-        # content by kind (ingest/kinds.py) from the counts loaders put in document metadata
-        kinds = self._query(
-            "SELECT count(*) FILTER (WHERE NOT metadata ? 'audio_seconds' AND (NOT metadata ? 'ocr_pages' OR "
-            "(metadata->>'ocr_pages')::float < coalesce((metadata->>'pages')::float, 0))), "
-            "coalesce(sum((metadata->>'ocr_pages')::float), 0), coalesce(sum((metadata->>'audio_seconds')::float), 0), "
-            f"coalesce(sum((metadata->>'tables')::float), 0) FROM {{s}}.documents WHERE {where}")[0]
         return {
             "collection": self.collection,
             "tenant": self.tenant,
@@ -955,9 +947,21 @@ class PostgresStore:
             "embedding_model": self.model_name,
             "dimension": self.dimension,
             "disk_bytes": int(row[5]),  # table rows only (no indexes, no TOAST overhead)
-            "kinds": rounded_kinds({"text_documents": float(kinds[0]), "ocr_pages": float(kinds[1]),
-                                    "audio_minutes": float(kinds[2]) / 60, "tables": float(kinds[3])}),
+            "kinds": self._kinds(),
         }
+
+    def _kinds(self) -> dict[str, float]:
+        """What the documents hold, per kind (`documents.content_counts`, summed in SQL)."""
+        counts = f"d.metadata -> '{COUNTS_KEY}'"
+        counted = self._query(
+            f"SELECT j.key, sum((j.value)::text::float8) FROM {{s}}.documents d, "
+            f"jsonb_each(CASE WHEN jsonb_typeof({counts}) = 'object' THEN {counts} ELSE '{{}}'::jsonb END) j "
+            "WHERE d.tenant = %(tenant)s AND d.collection = %(collection)s AND jsonb_typeof(j.value) = 'number' "
+            "GROUP BY j.key")
+        no_primary = " AND ".join(f"jsonb_typeof({counts} -> '{k}') IS NULL" for k in PRIMARY_KINDS)
+        text_only = self._query(f"SELECT count(*) FROM {{s}}.documents d WHERE d.tenant = %(tenant)s "
+                                f"AND d.collection = %(collection)s AND {no_primary}")[0][0]
+        return kind_totals(counted, int(text_only))
 
     def drop(self) -> None:
         """Delete the whole collection (documents, chunks, vectors, files, model record)."""

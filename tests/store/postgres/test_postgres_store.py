@@ -6,12 +6,13 @@ import shutil
 import threading
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from ragworks.documents import Document
+from ragworks.documents import Document, content_counts
 from ragworks.errors import CollectionLocked, CollectionNotFound, DocumentNotFound, EmbedderMismatch
 from ragworks.ingest.loaders import markdown_spans
 from ragworks.ingest.pipeline import IngestPipeline
@@ -458,6 +459,11 @@ def test_stats_report_the_backend_without_credentials(corpus):
     assert stats["backend"] == "postgres" and stats["tenant"] == "tenant-corpus"
     assert "@" not in stats["path"] and stats["path"].startswith("postgresql://")
     assert stats["disk_bytes"] > 0
+    # per-kind counts summed in SQL agree with the Python definition over the same documents' metadata
+    expected: Counter[str] = Counter()
+    for (meta,) in corpus[0]._query(f"SELECT metadata FROM {{s}}.documents WHERE {WHERE}"):
+        expected.update(content_counts(meta))
+    assert stats["kinds"] == dict(sorted(expected.items())) and stats["kinds"]["text"] == stats["documents"]
 
 
 def test_lexical_leg_is_okapi_bm25_over_the_stored_lexemes(corpus):

@@ -17,9 +17,8 @@ from ragworks.collection import Collection
 from ragworks.documents import Document
 from ragworks.errors import LoadError
 from ragworks.ingest.base import LoadOptions, LoadReport
-from ragworks.ingest.kinds import add_kinds, document_kinds
 from ragworks.ingest.loaders import loader_for, markdown_spans
-from ragworks.ingest.pipeline import FileResult, IngestReport
+from ragworks.ingest.pipeline import FileResult, IngestReport, counted
 from ragworks.server.jobs.base import Job, JobKind, JobProgress
 
 DOCUMENTS_PER_COMMIT = 64  # between two: progress, cancel and stop checks; each commit saves the index
@@ -96,7 +95,7 @@ def run_ingest_job(
                         d.metadata = {**extra_metadata, **d.metadata}
                         if "media" in d.metadata:  # a recording: the web page plays the cited clip from the upload
                             d.metadata["upload_sha256"] = f["sha256"]
-                        add_kinds(result.kinds, document_kinds(d))
+                        result.kinds.update(counted(d).counts)
                     add(group, result, statuses)
                 result.status = _file_status(statuses)
                 result.warnings = load_report.warnings
