@@ -49,7 +49,7 @@ def html_to_markdown(html: str, fallback_title: str = "") -> str:
         import trafilatura
 
         body = trafilatura.extract(html, output_format="markdown", include_links=False, include_images=False,
-                                   favor_recall=True) or ""
+                                   favor_precision=True) or ""
     except ImportError:
         pass
     if not body.strip():
@@ -206,9 +206,9 @@ class WebSource:
 
     @staticmethod
     def _links(base: str, body: bytes) -> list[str]:
-        from selectolax.parser import HTMLParser
+        from selectolax.lexbor import LexborHTMLParser
 
-        tree = HTMLParser(body.decode("utf-8", "replace"))
+        tree = LexborHTMLParser(body.decode("utf-8", "replace"))
         out = []
         for a in tree.css("a[href]"):
             href = (a.attributes.get("href") or "").strip()
