@@ -298,6 +298,14 @@ from ragworks.scale.cli import dump_app, index_app  # noqa: E402 - Wikipedia sca
 app.add_typer(index_app, name="index")
 app.add_typer(dump_app, name="dump")
 
+from ragworks.mcp.cli import mcp as _mcp_command  # noqa: E402 - MCP server (issue 16)
+from ragworks.sources.cli import source_app, sync, watch  # noqa: E402 - sources, sync, watch (issue 16)
+
+app.add_typer(source_app, name="source")
+app.command("sync")(sync)
+app.command("watch")(watch)
+app.command("mcp")(_mcp_command)
+
 
 # --- the HTTP server and its tenants (ragworks.server) ----------------------------------------------------------
 
