@@ -14,11 +14,11 @@ from typing import Any
 import anyio
 import pytest
 import uvicorn
-from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
+from mcp import Client
 from ragworks.collection import Collection
 from ragworks.config import Settings
 from ragworks.mcp.server import McpBackend, build_server

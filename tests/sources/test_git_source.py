@@ -6,11 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tests.sources.checks import assert_no_stale_chunks, by_status, held
 
 from ragworks.errors import SourceUnavailable
 from ragworks.sources.git import GitSource
 from ragworks.sources.sync import sync_source
-from tests.sources.conftest import assert_no_stale_chunks, by_status, held
 
 
 def git(repo: Path, *args: str) -> str:

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
+from tests.sources.checks import assert_no_stale_chunks, by_status, held
 
 from ragworks.errors import SourceUnavailable
 from ragworks.sources.s3 import S3Source
 from ragworks.sources.sync import sync_source
-from tests.sources.conftest import assert_no_stale_chunks, by_status, held
 
 
 @pytest.fixture(scope="module")

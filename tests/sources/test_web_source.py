@@ -9,10 +9,10 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from tests.sources.checks import assert_no_stale_chunks, by_status, held
 
 from ragworks.sources.sync import sync_source
 from ragworks.sources.web import WebSource
-from tests.sources.conftest import assert_no_stale_chunks, by_status, held
 
 NAV = "<nav><a href='/index.html'>Home</a> | <a href='/about.html'>About us</a> | Site map navigation menu</nav>"
 FOOTER = "<footer>Copyright 2026 Harbour Authority. All rights reserved. Cookie policy.</footer>"

@@ -53,7 +53,7 @@ class _SharedEmbedder(LazyEmbedder):
     @property
     def loaded(self) -> Embedder:
         with self._lock:
-            return LazyEmbedder.loaded.fget(self)  # type: ignore[attr-defined,no-any-return]
+            return LazyEmbedder.loaded.fget(self)  # type: ignore[attr-defined]
 
 
 class McpBackend:

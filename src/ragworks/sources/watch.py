@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ragworks.collection import Collection
+from ragworks.errors import ConfigError
 from ragworks.sources.base import Source
 from ragworks.sources.config import SourceList, SourceSpec, make_source
 from ragworks.sources.sync import SyncOutcome, sync_source
@@ -46,9 +47,12 @@ class Watcher:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _observe(self, w: _Watched) -> None:
-        from watchdog.events import FileSystemEvent, FileSystemEventHandler
-        from watchdog.observers import Observer
-        from watchdog.observers.polling import PollingObserver
+        try:
+            from watchdog.events import FileSystemEvent, FileSystemEventHandler
+            from watchdog.observers import Observer
+            from watchdog.observers.polling import PollingObserver
+        except ImportError as exc:
+            raise ConfigError("watching folders needs watchdog: pip install 'ragworks[sources]'") from exc
 
         lock = self._lock
 

@@ -9,7 +9,9 @@ from ragworks.collection import Collection
 
 def held(col: Collection) -> dict[str, str]:
     """source key → stored text of every document in the collection."""
-    out = {}
+    out: dict[str, str] = {}
+    if not col.exists:
+        return out
     for d in col.documents(limit=10_000):
         _, text, _ = col.document(d.id)
         out[d.source] = text
