@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     index_type: Literal["auto", "flat", "hnsw", "ivf", "ivfpq"] | None = None
     dump_records_per_shard: int = Field(default=10_000, ge=1)  # `ragworks dump embed`: the unit of resume
 
+    # --- sources (issue 16): the server submits a sync job for each configured source (`ragworks source add`)
+    # every `interval_s` of that source; off: syncs run only when asked (`ragworks sync`, POST …/sync)
+    sync_schedule: bool = True
+
     @field_validator("data_dir", mode="before")
     @classmethod
     def _expand(cls, v: Any) -> Any:
