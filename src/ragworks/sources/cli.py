@@ -152,7 +152,8 @@ def sync(
         out.print_json(json.dumps([o.to_dict() for o in outcomes]))
     else:
         _print_outcomes(outcomes)
-    raise typer.Exit(0 if all(o.ok for o in outcomes) else 1)
+    # like `ragworks ingest`: 1 when anything did not come in (an unavailable source, an item that failed)
+    raise typer.Exit(0 if all(o.ok and o.report is not None and o.report.ok for o in outcomes) else 1)
 
 
 def watch(
