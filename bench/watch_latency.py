@@ -128,7 +128,7 @@ def main() -> None:
                              for r in rows)
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {"rounds": args.rounds, "seed_files": args.seed_files, "cpus": os.cpu_count(),
+    meta = {"rounds": args.rounds, "seed_files": args.seed_files, "cpus": os.cpu_count(), "loadavg": os.getloadavg(),
             "python": platform.python_version(), "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     (RESULTS / "watch_latency.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     (RESULTS / "watch_latency.md").write_text(

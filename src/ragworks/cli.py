@@ -113,7 +113,8 @@ def _print_report(report: IngestReport) -> None:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files and directories (searched recursively).")],
+    paths: Annotated[list[str], typer.Argument(help="Files and directories (searched recursively), or sources: "
+                                                    "s3://bucket/prefix, https://site/start, a Git URL.")],
     collection: CollectionOpt = None,
     data_dir: DataDirOpt = None,
     prune: Annotated[bool, typer.Option(help="Remove documents whose source files are gone.")] = False,
@@ -129,9 +130,20 @@ def ingest(
         view = _IngestProgressView(err)
         if not as_json:
             err.print(f"[dim]collection {col.path} · embedding model {settings.embed_model}[/]")
+        from ragworks.sources.config import is_source_location, source_for_location
+
+        local = [p for p in paths if not is_source_location(p)]
         with view.progress:
-            report = col.ingest(*paths, prune=prune, include=include, exclude=exclude,
-                                progress=None if as_json else view)
+            report = col.ingest(*local, prune=prune, include=include, exclude=exclude,
+                                progress=None if as_json else view) if local else IngestReport()
+            for location in (p for p in paths if is_source_location(p)):  # one-off, like `source add` + `sync`
+                source = source_for_location(location, col.path / "source-cache", include=include or [],
+                                             exclude=exclude or [])
+                try:
+                    part = col.sync(source, delete_missing=prune, progress=None if as_json else view)
+                finally:
+                    source.close()
+                report.merge(part)
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
     else:

@@ -55,3 +55,33 @@ def test_source_kinds_are_guessed_from_locations() -> None:
     assert guess_kind("https://git.example.org/team/docs.git") == "git"
     assert guess_kind("git+https://git.example.org/team/docs") == "git"
     assert guess_kind("/srv/shared") == "folder"
+
+
+def test_ingest_reads_a_source_location_once(tmp_path: Path) -> None:
+    import subprocess
+
+    data, repo, notes = str(tmp_path / "data"), tmp_path / "repo", tmp_path / "notes"
+    repo.mkdir()
+    notes.mkdir()
+    (repo / "a.md").write_text("# A\n\nThe gondola runs hourly.\n")
+    (repo / "b.md").write_text("# B\n\nThe funicular runs daily.\n")
+    (notes / "n.md").write_text("# N\n\nA local note.\n")
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e", *args], check=True,
+                       capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("add", ".")
+    git("commit", "-qm", "one")
+    location = "git+" + repo.as_uri()
+    code, out = run("ingest", location, str(notes), "-c", "mixed", "--data-dir", data, "--json")
+    assert code == 0, out
+    assert json.loads(out)["new"] == 3
+    git("rm", "-q", "b.md")
+    git("commit", "-qm", "two")
+    code, out = run("ingest", location, "-c", "mixed", "--data-dir", data, "--json")  # without --prune: kept
+    assert json.loads(out)["removed"] == 0
+    code, out = run("ingest", location, "-c", "mixed", "--data-dir", data, "--json", "--prune")
+    report = json.loads(out)
+    assert (report["removed"], report["unchanged"], report["chunks_embedded"]) == (1, 1, 0)

@@ -57,6 +57,14 @@ class IngestReport:
     documents_removed: int = 0
     seconds: float = 0.0
 
+    def merge(self, other: IngestReport) -> None:
+        """Add another run's files and counts to this one (one summary for several runs)."""
+        self.files.extend(other.files)
+        self.chunks_written += other.chunks_written
+        self.chunks_embedded += other.chunks_embedded
+        self.documents_removed += other.documents_removed
+        self.seconds += other.seconds
+
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
 

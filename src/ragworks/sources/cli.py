@@ -141,7 +141,8 @@ def sync(
     settings = _settings(collection, data_dir)
     if not SourceList(settings.collection_path()).load():
         raise ConfigError(f"collection {collection!r} follows no source: add one with `ragworks source add`")
-    with Collection.open(settings=settings) as col:
+    # by its directory: with the PostgreSQL backend too, sources.json lives there (col.path is where sync reads it)
+    with Collection.open(str(settings.collection_path()), settings=settings) as col:
         bar = _SyncBar()
         if as_json:
             outcomes = sync_collection(col, retries=retries)
@@ -179,7 +180,8 @@ def watch(
             out.print(f"{stamp} {o.name}: {c['changed']} changed, {c['deleted']} deleted, {c['failed']} failed, "
                       f"{c['embedded']} chunks embedded", highlight=False)
 
-    with Collection.open(settings=settings) as col:
+    # by its directory: with the PostgreSQL backend too, sources.json lives there (col.path is where sync reads it)
+    with Collection.open(str(settings.collection_path()), settings=settings) as col:
         err.print(f"loading the embedding model {settings.embed_model}…", highlight=False)
         col.embedder.dimension  # noqa: B018 - loaded now, not on the first change (≈20 s on 2 busy cores)
         err.print(f"watching {len(specs)} source(s) of {collection!r}; Ctrl-C stops", highlight=False)

@@ -51,6 +51,19 @@ def guess_kind(location: str) -> SourceKind:
     return "folder"
 
 
+def is_source_location(location: str) -> bool:
+    """Whether `ragworks ingest` should read this argument through a Source (a URL) rather than as a local path."""
+    return "://" in location or location.startswith(("git+", "git@"))
+
+
+def source_for_location(location: str, cache_dir: Path, *, include: Sequence[str] = (),
+                        exclude: Sequence[str] = ()) -> Source:
+    """A Source for a one-off `ragworks ingest <location>` (kind from the location, default options)."""
+    spec = SourceSpec(name=default_name(location), kind=guess_kind(location), location=location,
+                      include=list(include), exclude=list(exclude))
+    return make_source(spec, cache_dir=cache_dir)
+
+
 def default_name(location: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", location.rstrip("/").rsplit("/", 1)[-1]).strip("-.")
     return stem or "source"
