@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from ragworks.cli import app
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def one_model_load(monkeypatch: pytest.MonkeyPatch, embedder: Any) -> None:
+    """Each command would load the model again; the session's copy of the same packaged model is used instead."""
+    monkeypatch.setattr("ragworks.embed.make_embedder", lambda settings: embedder)
 
 
 def run(*args: str) -> tuple[int, str]:
