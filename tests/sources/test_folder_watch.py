@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -120,3 +121,31 @@ def test_sync_collection_runs_every_configured_source(collection, tmp_path: Path
     assert [(o.name, o.ok) for o in outcomes] == [("a", True), ("b", True), ("gone", False)]
     assert outcomes[0].counts()["changed"] == 1 and "not a directory" in outcomes[2].error
     assert set(held(collection)) == {str(a / "x.md"), str(b / "y.md")}
+
+
+def test_watch_outage_deletes_nothing_and_recovers(collection, tmp_path: Path) -> None:
+    root = tmp_path / "mounted"
+    root.mkdir()
+    (root / "a.md").write_text("# A\n\nThe cormorant dries its wings on the pier.\n")
+    # a vanished root sends no event: the interval sync (every second here) is what notices it
+    spec = SourceSpec(name="drive", kind="folder", location=str(root), interval_s=1)
+    outcomes: list[SyncOutcome] = []
+    stop = threading.Event()
+    thread = threading.Thread(target=Watcher(collection, [spec], outcomes.append).run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: str(root / "a.md") in held(collection), "the initial sync")
+        root.rename(tmp_path / "away")  # the drive is unmounted: events fire, the sync fails, nothing is deleted
+        wait_until(lambda: any(not o.ok for o in outcomes), "the outage")
+        assert set(held(collection)) == {str(root / "a.md")}
+        root.mkdir()  # remounted: a new directory (inode) with the same file; the retry syncs and watches it afresh
+        shutil.copy2(tmp_path / "away" / "a.md", root / "a.md")
+        wait_until(lambda: outcomes[-1].ok, "the recovery")
+        spec.interval_s = 3600  # from the next sync on, only events can bring b.md in: the folder is watched anew
+        time.sleep(1.5)
+        (root / "b.md").write_text("# B\n\nThe pelican sleeps on the buoy.\n")
+        wait_until(lambda: str(root / "b.md") in held(collection), "a new file after the outage")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert set(held(collection)) == {str(root / "a.md"), str(root / "b.md")}

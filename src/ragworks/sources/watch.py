@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ragworks.collection import Collection
@@ -80,6 +81,12 @@ class Watcher:
         outcome = sync_source(self.collection, w.source, name=w.spec.name, retries=0)
         now = time.monotonic()
         if outcome.ok:
+            if w.spec.kind == "folder" and (w.failures or w.observer is None):
+                # the folder was gone (unmounted, moved away): its watches went with it, so watch it afresh
+                if w.observer is not None:
+                    w.observer.stop()
+                    w.observer.join(timeout=5)
+                self._observe(w)
             w.failures = 0
             w.due = now + w.spec.interval_s
         else:
@@ -93,7 +100,7 @@ class Watcher:
         self._watched = [_Watched(s, make_source(s, cache_dir=cache_dir)) for s in self.specs]
         try:
             for w in self._watched:
-                if w.spec.kind == "folder":
+                if w.spec.kind == "folder" and Path(w.source.uri).is_dir():
                     self._observe(w)
             while not stop.is_set():
                 now = time.monotonic()
