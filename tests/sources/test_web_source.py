@@ -61,7 +61,10 @@ def build_site(s: Site) -> None:
     s.write("robots.txt", "User-agent: *\nDisallow: /private/\n")
     s.write("index.html", page("Harbour guide", "<p>Welcome to the harbour guide for visiting sailors.</p>",
                                "<a href='ferry.html'>Ferry</a> <a href='tides.html'>Tides</a> "
-                               "<a href='/private/staff.html'>Staff</a> <a href='http://example.org/x'>x</a>"))
+                               "<a href='/private/staff.html'>Staff</a> <a href='http://example.org/x'>x</a> "
+                               "<a href='logo.png'>logo</a> <a href='guide.txt'>plain guide</a>"))
+    (s.root / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    s.write("guide.txt", "The harbour master's office is open from nine to five.")
     s.write("ferry.html", page("Ferry", "<p>The ferry leaves the harbour at seven every morning.</p>",
                                "<a href='deep/level2.html'>more</a>"))
     s.write("tides.html", page("Tides", "<p>The albatross tide table is printed every Monday.</p>"))
@@ -75,8 +78,9 @@ def test_crawl_follows_site(collection, site) -> None:
     build_site(s)
     source = WebSource(base + "/index.html", max_depth=2, max_pages=50)
     first = collection.sync(source)
-    pages = {base + p for p in ("/index.html", "/ferry.html", "/tides.html", "/deep/level2.html")}
-    assert by_status(first) == {"new": pages}  # not robots-disallowed /private/, not depth 3, not off-host
+    pages = {base + p for p in ("/index.html", "/ferry.html", "/tides.html", "/deep/level2.html", "/guide.txt")}
+    # not robots-disallowed /private/, not depth 3, not off-host, not an image; a linked text file is a document
+    assert by_status(first) == {"new": pages}
     texts = held(collection)
     assert "ferry leaves the harbour at seven" in texts[base + "/ferry.html"]
     assert all("Copyright" not in t and "navigation menu" not in t for t in texts.values())  # main text only
@@ -91,7 +95,8 @@ def test_crawl_follows_site(collection, site) -> None:
     second = collection.sync(source)
     statuses = by_status(second)
     assert statuses["new"] == {base + "/locks.html"}
-    assert statuses["removed"] == {base + "/tides.html"}
+    # tides.html answers 404; guide.txt is no longer linked, so the crawl no longer reaches it: both are gone
+    assert statuses["removed"] == {base + "/tides.html", base + "/guide.txt"}
     assert base + "/deep/level2.html" in statuses["unchanged"]
     assert statuses["updated"] == {base + "/ferry.html", base + "/index.html"}  # index: its link text changed
     embedded = {f.path: f.embedded for f in second.files}
@@ -134,7 +139,7 @@ def test_server_errors_delete_nothing(collection, site) -> None:
     source = WebSource(base + "/index.html", max_depth=1)
     collection.sync(source)
     before = held(collection)
-    assert len(before) == 3
+    assert len(before) == 4  # index, ferry, tides, guide.txt
     s.fail.add("/tides.html")  # one page answers 500 mid-crawl: the listing is incomplete
     outcome = sync_source(collection, source, retries=1, backoff_s=0.01)
     assert not outcome.ok and "500" in outcome.error

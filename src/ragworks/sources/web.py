@@ -194,7 +194,10 @@ class WebSource:
                     raise SourceUnavailable(f"{url} answered 404: the start page is gone; nothing was deleted")
                 continue
             is_html = any(page.content_type.startswith(t) for t in _HTML_TYPES)
-            if self._wanted(url):
+            filename = self._filename(url, page.content_type)
+            # images, archives…: linked from pages but nothing a loader reads (not reported as failures each sync)
+            loadable = filename == "page.md" or any(filename.endswith(s) for s in LOADERS)
+            if self._wanted(url) and loadable:
                 items.append(self._item(url, hashlib.sha256(page.body).hexdigest()[:32], page))
             if not is_html or depth >= self.max_depth:
                 continue
