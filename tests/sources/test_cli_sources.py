@@ -93,3 +93,21 @@ def test_ingest_reads_a_source_location_once(tmp_path: Path) -> None:
     code, out = run("ingest", location, "-c", "mixed", "--data-dir", data, "--json", "--prune")
     report = json.loads(out)
     assert (report["removed"], report["unchanged"], report["chunks_embedded"]) == (1, 1, 0)
+
+
+def test_every_kind_is_a_source(tmp_path: Path) -> None:
+    import subprocess
+
+    from ragworks.sources.base import Source
+    from ragworks.sources.config import SourceSpec, make_source
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "-C", str(repo), "init", "-q"], check=True)
+    for kind, location in (("folder", str(tmp_path)), ("s3", "s3://bucket/prefix/"),
+                           ("web", "http://127.0.0.1:9/start/"), ("git", str(repo))):
+        source = make_source(SourceSpec(name=kind, kind=kind, location=location), cache_dir=tmp_path / "cache")
+        try:
+            assert isinstance(source, Source), kind
+        finally:
+            source.close()
