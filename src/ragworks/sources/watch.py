@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ragworks.collection import Collection
-from ragworks.errors import ConfigError
+from ragworks.errors import ConfigError, RagworksError
 from ragworks.sources.base import Source
 from ragworks.sources.config import SourceList, SourceSpec, make_source
 from ragworks.sources.sync import SyncOutcome, sync_source
@@ -78,7 +78,10 @@ class Watcher:
 
     def _sync(self, w: _Watched) -> None:
         # retries=0: the watch loop's own backoff retries, without holding up the other sources
-        outcome = sync_source(self.collection, w.source, name=w.spec.name, retries=0)
+        try:
+            outcome = sync_source(self.collection, w.source, name=w.spec.name, retries=0)
+        except RagworksError as exc:  # e.g. CollectionLocked by a long `ragworks ingest`: back off, keep watching
+            outcome = SyncOutcome(w.spec.name, w.source.uri, None, str(exc))
         now = time.monotonic()
         if outcome.ok:
             if w.spec.kind == "folder" and (w.failures or w.observer is None):
