@@ -28,10 +28,12 @@ from ragworks.embed.base import Embedder
 from ragworks.errors import DocumentNotFound, RagworksError
 from ragworks.generate import make_llm
 from ragworks.generate.base import LLM
+from ragworks.generate.llamacpp import LlamaCppLLM
 from ragworks.server.auth import verified_key
 from ragworks.server.context import auth_enabled
 from ragworks.server.errors import RateLimited
 from ragworks.server.keys import make_key_store
+from ragworks.server.models import SerializedLLM
 from ragworks.server.ratelimit import TokenBucketLimiter, make_limiter
 from ragworks.server.tenants import LOCAL_TENANT, CollectionCache, Tenant, tenant_for
 
@@ -66,7 +68,10 @@ class McpBackend:
         self.keys = make_key_store(settings)
         self.limiter: TokenBucketLimiter = make_limiter(settings)
         shared = embedder if embedder is not None else _SharedEmbedder(settings)
-        self.collections = CollectionCache(settings, shared, make_llm(settings) if llm is _UNSET else llm)
+        chosen = make_llm(settings) if llm is _UNSET else llm
+        if isinstance(chosen, LlamaCppLLM):
+            chosen = SerializedLLM(chosen)  # tool calls run in threads; one llama.cpp model answers one at a time
+        self.collections = CollectionCache(settings, shared, chosen)
         self.stdio_key = stdio_key
 
     def tenant(self, key: str | None) -> Tenant:
