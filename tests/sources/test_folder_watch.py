@@ -59,6 +59,10 @@ def test_folder_sync_follows_and_outage_deletes_nothing(collection, tmp_path: Pa
     with pytest.raises(SourceUnavailable):
         collection.sync(source)
     assert held(collection) == before
+    root.mkdir()  # its empty mount point is back, the drive is not: an empty listing deletes nothing either
+    with pytest.raises(SourceUnavailable, match="lists nothing"):
+        collection.sync(source)
+    assert held(collection) == before
 
 
 def test_ingest_prune_leaves_source_documents_alone(collection, tmp_path: Path) -> None:

@@ -327,6 +327,12 @@ class IngestPipeline:
         SourceUnavailable before anything is written."""
         started = time.perf_counter()
         items = source.list_items()
+        if not items and delete_missing:
+            owned = sum(1 for r in self.store.file_records() if source.owns(r.path))
+            if owned:  # an empty mount point, a mistyped prefix: far likelier than every document deleted at once
+                raise SourceUnavailable(
+                    f"{source.uri} lists nothing while {owned} of its items are stored; nothing was deleted "
+                    "(to empty the collection on purpose: `ragworks delete` the documents)")
         report = IngestReport()
         with tempfile.TemporaryDirectory(prefix="ragworks-source-") as scratch:
             self._read_all([functools.partial(self._read_item, source, item, Path(scratch)) for item in items],
