@@ -74,9 +74,38 @@ def test_sync_job_progress_metrics_schedule_and_outage(tmp_path: Path, embedder:
         assert client.post("/v1/collections/missing/sync").status_code == 404
 
         ctx = client.app.state.ctx  # type: ignore[attr-defined]
-        schedule = SyncScheduler(ctx.jobs, lambda: [ctx.local_tenant()], ctx.collections.names)
+        schedule = SyncScheduler(ctx.jobs, lambda: [ctx.local_tenant()], ctx.collections.names, watch_folders=False)
         first = schedule.tick(now=1000.0)
         assert [(j.collection, j.kind, j.payload["sources"]) for j in first] == [("notes", JobKind.SYNC, ["share"])]
         ctx.jobs.wait(ctx.local_tenant(), first[0].id, 30)
         assert schedule.tick(now=1030.0) == []  # not due before its 60 s interval
         assert len(schedule.tick(now=1061.0)) == 1
+
+
+def test_server_keeps_a_folder_current(tmp_path: Path, embedder: Any) -> None:
+    """With the schedule on, the server watches folder sources: a change is searchable without anyone syncing."""
+    data, folder = tmp_path / "data", tmp_path / "share"
+    folder.mkdir()
+    (folder / "a.md").write_text("# A\n\nThe ferry leaves at seven.\n")
+    settings = Settings(data_dir=data, llm="extractive", auth="off", sync_schedule=True, request_timeout_s=60)
+    with Collection.open("notes", settings=settings, embedder=embedder, llm=None) as col:
+        col.store  # noqa: B018 - creates the empty collection
+    SourceList(data / "notes").add(SourceSpec(name="share", kind="folder", location=str(folder), interval_s=3600))
+
+    def sources_held() -> set[str]:
+        return {d["source"] for d in client.get("/v1/collections/notes/documents").json()["documents"]}
+
+    def wait(check: Any, what: str, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not check():
+            assert time.monotonic() < deadline, f"{what}: not picked up in {timeout_s} s"
+            time.sleep(0.1)
+
+    with TestClient(create_app(settings, embedder=embedder, llm=None)) as client:
+        wait(lambda: sources_held() == {str(folder / "a.md")}, "the first scheduled sync")
+        (folder / "b.md").write_text("# B\n\nThe canal locks open at high water.\n")
+        wait(lambda: str(folder / "b.md") in sources_held(), "a new file")  # the interval is an hour: events did it
+        (folder / "a.md").unlink()
+        wait(lambda: sources_held() == {str(folder / "b.md")}, "a deleted file")
+        jobs = client.get("/v1/collections/notes/jobs").json()["jobs"]
+        assert len(jobs) >= 3 and all(j["kind"] == "sync" and j["state"] == "completed" for j in jobs)

@@ -1,10 +1,11 @@
 """Sync as a server job: `POST /v1/collections/{name}/sync` and the schedule submit `JobKind.SYNC` jobs, which the
 job queues (embedded thread or Celery workers) run here — progress in `/v1/jobs`, counts in `/metrics`.
 
-Also `SyncScheduler`: a server thread that submits a sync job for each configured source whose interval has passed
-(and none of whose collection's sync jobs is still unfinished). Sources are configured by the operator with
-`ragworks source add` (a tenant's collection directory holds its `sources.json`); the API only triggers and shows
-syncs, so no API key can make the server read a path or URL the operator did not choose.
+Also `SyncScheduler`: a server thread that submits a sync job for each configured source whose interval has passed,
+and for a folder source as soon as a change in it settles (unless a sync of that collection is still unfinished).
+Sources are configured by the operator with `ragworks source add` (a tenant's collection directory holds its
+`sources.json`); the API only triggers and shows syncs, so no API key can make the server read a path or URL the
+operator did not choose.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from ragworks.collection import Collection
@@ -21,9 +23,12 @@ from ragworks.server.jobs.base import Job, JobKind, JobProgress, JobQueue
 from ragworks.server.tenants import Tenant
 from ragworks.sources.config import SourceList, make_source
 from ragworks.sources.sync import SyncOutcome, sync_source
+from ragworks.sources.watch import DEBOUNCE_S, observe_folder
 
 log = logging.getLogger("ragworks.sources.jobs")
 SYNC_COUNTS = ("seen", "changed", "deleted", "failed")
+TICK_S = 1.0  # how often the schedule looks: a changed folder is synced within about a second of settling
+_Key = tuple[str, str, str]  # (tenant, collection, source name)
 
 
 def run_sync_job(job: Job, collection: Collection, *, on_progress: Callable[[JobProgress], None],
@@ -73,19 +78,49 @@ def run_sync_job(job: Job, collection: Collection, *, on_progress: Callable[[Job
 
 
 class SyncScheduler:
-    """Submits due sync jobs every `tick_s`: a source is due `interval_s` after its last submission here."""
+    """Submits due sync jobs every `tick_s`: a source is due `interval_s` after its last submission here, and a folder
+    source also once its files settle after a change (watchdog events, as `ragworks watch` does)."""
 
     def __init__(self, jobs: JobQueue, tenants: Callable[[], Iterable[Tenant]],
-                 collections: Callable[[Tenant], list[str]], *, tick_s: float = 5.0) -> None:
+                 collections: Callable[[Tenant], list[str]], *, tick_s: float = TICK_S,
+                 watch_folders: bool = True) -> None:
         self.jobs, self.tenants, self.collections, self.tick_s = jobs, tenants, collections, tick_s
-        self._last: dict[tuple[str, str, str], float] = {}
+        self.watch_folders = watch_folders
+        self._last: dict[_Key, float] = {}
+        self._changed: dict[_Key, float] = {}  # folder sources changed since their last submission
+        self._observers: dict[_Key, tuple[str, Any]] = {}  # key → (folder, watchdog observer)
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def _watch(self, key: _Key, folder: str) -> None:
+        current = self._observers.get(key)
+        if current is not None and current[0] == folder and Path(folder).is_dir():
+            return
+        if current is not None:  # moved, or gone and back (a remount): watch it afresh
+            self._unwatch(key)
+        if not Path(folder).is_dir():
+            return  # its sync reports it unavailable; watched once it is back
+
+        def changed() -> None:
+            with self._lock:
+                self._changed[key] = time.monotonic()
+
+        try:
+            self._observers[key] = (folder, observe_folder(folder, changed))
+        except Exception:
+            log.warning("%s: cannot watch it; synced every interval only", folder, exc_info=True)
+
+    def _unwatch(self, key: _Key) -> None:
+        _, observer = self._observers.pop(key)
+        observer.stop()
+        observer.join(timeout=5)
 
     def tick(self, now: float | None = None) -> list[Job]:
         """Submit what is due now; returns the jobs submitted."""
         now = time.monotonic() if now is None else now
         submitted = []
+        seen: set[_Key] = set()
         for tenant in self.tenants():
             for name in self.collections(tenant):
                 try:
@@ -93,17 +128,31 @@ class SyncScheduler:
                 except Exception:  # an unreadable sources.json: `ragworks sync` reports it
                     log.warning("%s/%s: cannot read its sources", tenant.name, name, exc_info=True)
                     continue
-                due = [s.name for s in specs
-                       if now - self._last.get((tenant.name, name, s.name), -1e18) >= s.interval_s]
+                due = []
+                for s in specs:
+                    key = (tenant.name, name, s.name)
+                    seen.add(key)
+                    if s.kind == "folder" and self.watch_folders:
+                        self._watch(key, s.location)
+                    with self._lock:
+                        changed_at = self._changed.get(key)
+                    settled = changed_at is not None and time.monotonic() - changed_at >= DEBOUNCE_S
+                    if settled or now - self._last.get(key, -1e18) >= s.interval_s:
+                        due.append(s.name)
                 if not due:
                     continue
                 busy = any(j.kind is JobKind.SYNC and not j.state.finished
                            for j in self.jobs.list_jobs(tenant, name, limit=20))
                 if busy:
-                    continue  # the running sync covers it; due again at the next tick
+                    continue  # due again at the next tick, once the running sync is done
                 submitted.append(self.jobs.submit(tenant, name, JobKind.SYNC, {"sources": due, "scheduled": True}))
-                for s in due:
-                    self._last[(tenant.name, name, s)] = now
+                for source_name in due:
+                    done = (tenant.name, name, source_name)
+                    self._last[done] = now
+                    with self._lock:
+                        self._changed.pop(done, None)
+        for key in set(self._observers) - seen:  # sources removed, collections deleted
+            self._unwatch(key)
         return submitted
 
     def _loop(self) -> None:
@@ -121,3 +170,5 @@ class SyncScheduler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        for key in list(self._observers):
+            self._unwatch(key)

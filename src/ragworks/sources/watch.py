@@ -25,6 +25,33 @@ DEBOUNCE_S = 0.3  # an editor's save is several events: sync once they settle
 FIRST_RETRY_S = 2.0
 
 
+def observe_folder(root: str, on_change: Callable[[], None], *, events: bool = True, poll_s: float = 1.0) -> Any:
+    """A started watchdog observer calling `on_change` for every change under `root` (stop() and join() it).
+    Filesystem events where the platform has them, else (or with `events=False`) watchdog's polling observer."""
+    try:
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
+    except ImportError as exc:
+        raise ConfigError("watching folders needs watchdog: pip install 'ragworks[sources]'") from exc
+
+    class Changed(FileSystemEventHandler):
+        def on_any_event(self, event: FileSystemEvent) -> None:
+            if event.event_type not in ("opened", "closed_no_write"):  # reads are not changes
+                on_change()
+
+    observer: Any = Observer() if events else PollingObserver(timeout=poll_s)
+    try:
+        observer.schedule(Changed(), root, recursive=True)
+        observer.start()
+    except OSError as exc:  # inotify watch limit, a filesystem without events: poll instead
+        log.warning("%s: filesystem events unavailable (%s); polling every %.1f s", root, exc, poll_s)
+        observer = PollingObserver(timeout=poll_s)
+        observer.schedule(Changed(), root, recursive=True)
+        observer.start()
+    return observer
+
+
 @dataclass(slots=True)
 class _Watched:
     spec: SourceSpec
@@ -48,33 +75,11 @@ class Watcher:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _observe(self, w: _Watched) -> None:
-        try:
-            from watchdog.events import FileSystemEvent, FileSystemEventHandler
-            from watchdog.observers import Observer
-            from watchdog.observers.polling import PollingObserver
-        except ImportError as exc:
-            raise ConfigError("watching folders needs watchdog: pip install 'ragworks[sources]'") from exc
+        def changed() -> None:
+            with self._lock:
+                w.changed_at = time.monotonic()
 
-        lock = self._lock
-
-        class Changed(FileSystemEventHandler):
-            def on_any_event(self, event: FileSystemEvent) -> None:
-                if event.event_type in ("opened", "closed_no_write"):
-                    return  # reads, not changes
-                with lock:
-                    w.changed_at = time.monotonic()
-
-        root = str(w.source.uri)
-        observer: Any = Observer() if self.events else PollingObserver(timeout=self.poll_s)
-        try:
-            observer.schedule(Changed(), root, recursive=True)
-            observer.start()
-        except OSError as exc:  # inotify watch limit, a filesystem without events: poll instead
-            log.warning("%s: filesystem events unavailable (%s); polling every %.1f s", root, exc, self.poll_s)
-            observer = PollingObserver(timeout=self.poll_s)
-            observer.schedule(Changed(), root, recursive=True)
-            observer.start()
-        w.observer = observer
+        w.observer = observe_folder(str(w.source.uri), changed, events=self.events, poll_s=self.poll_s)
 
     def _sync(self, w: _Watched) -> None:
         # retries=0: the watch loop's own backoff retries, without holding up the other sources
