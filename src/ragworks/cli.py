@@ -171,7 +171,8 @@ def _print_report(report: IngestReport) -> None:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files and directories (searched recursively).")],
+    paths: Annotated[list[str], typer.Argument(help="Files and directories (searched recursively), or sources: "
+                                                    "s3://bucket/prefix, https://site/start, a Git URL.")],
     collection: CollectionOpt = None,
     data_dir: DataDirOpt = None,
     prune: Annotated[bool, typer.Option(help="Remove documents whose source files are gone.")] = False,
@@ -187,9 +188,20 @@ def ingest(
         view = _IngestProgressView(err)
         if not as_json:
             err.print(f"[dim]collection {col.path} · embedding model {settings.embed_model}[/]")
+        from ragworks.sources.config import is_source_location, source_for_location
+
+        local = [p for p in paths if not is_source_location(p)]
         with view.progress:
-            report = col.ingest(*paths, prune=prune, include=include, exclude=exclude,
-                                progress=None if as_json else view)
+            report = col.ingest(*local, prune=prune, include=include, exclude=exclude,
+                                progress=None if as_json else view) if local else IngestReport()
+            for location in (p for p in paths if is_source_location(p)):  # one-off, like `source add` + `sync`
+                source = source_for_location(location, col.path / "source-cache", include=include or [],
+                                             exclude=exclude or [])
+                try:
+                    part = col.sync(source, delete_missing=prune, progress=None if as_json else view)
+                finally:
+                    source.close()
+                report.merge(part)
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
     else:
@@ -359,6 +371,14 @@ from ragworks.scale.cli import dump_app, index_app  # noqa: E402 - Wikipedia sca
 
 app.add_typer(index_app, name="index")
 app.add_typer(dump_app, name="dump")
+
+from ragworks.mcp.cli import mcp as _mcp_command  # noqa: E402 - MCP server (issue 16)
+from ragworks.sources.cli import source_app, sync, watch  # noqa: E402 - sources, sync, watch (issue 16)
+
+app.add_typer(source_app, name="source")
+app.command("sync")(sync)
+app.command("watch")(watch)
+app.command("mcp")(_mcp_command)
 
 
 # --- the HTTP server and its tenants (ragworks.server) ----------------------------------------------------------

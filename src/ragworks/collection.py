@@ -27,6 +27,7 @@ from ragworks.ingest.chunker import Chunker
 from ragworks.ingest.pipeline import IngestPipeline, IngestReport, ProgressCallback
 from ragworks.retrieve.base import Reranker
 from ragworks.retrieve.hybrid import HybridRetriever
+from ragworks.sources.base import Source
 from ragworks.store.base import Filter, Store, StoredDocument
 from ragworks.store.embedded import DB_NAME, EmbeddedStore
 
@@ -221,6 +222,14 @@ class Collection:
                 exclude=self.settings.exclude if exclude is None else exclude,
                 prune=prune,
             )
+
+    def sync(self, source: Source, *, progress: ProgressCallback | None = None, delete_missing: bool = True
+             ) -> IngestReport:
+        """Make the collection follow `source`: changed items re-loaded, unchanged ones not even fetched, items gone
+        from it deleted. A source that cannot be listed raises SourceUnavailable and changes nothing."""
+        pipeline = self._pipeline(progress)
+        with self.store.write_lock(wait_s=30):
+            return pipeline.run_source(source, delete_missing=delete_missing)
 
     def add_documents(self, documents: Iterable[Document]) -> IngestReport:
         """Ingest documents built in code (or uploaded as text); a document with the same source is replaced."""

@@ -172,6 +172,10 @@ class Settings(BaseSettings):
     speech_beam_size: int = Field(default=5, ge=1, le=10)
     model_cache_dir: Path | None = None  # packaged model parts are assembled here; default $XDG_CACHE_HOME/ragworks
 
+    # --- sources (issue 16): the server submits a sync job for each configured source (`ragworks source add`)
+    # every `interval_s` of that source; off: syncs run only when asked (`ragworks sync`, POST …/sync)
+    sync_schedule: bool = True
+
     @field_validator("data_dir", mode="before")
     @classmethod
     def _expand(cls, v: Any) -> Any:

@@ -108,3 +108,17 @@ class TuneUnsupported(RagworksError):
     """`ragworks tune` cannot fine-tune this collection's model or store (remote embedder, PostgreSQL)."""
 
     exit_code = 2
+
+
+# --- sources (sync) ---------------------------------------------------------------------------------------------
+
+
+class SourceUnavailable(RagworksError):
+    """A source could not be listed or read (unreachable, bad credentials, a server error): nothing is deleted
+    because of it; sync reports it and retries with backoff."""
+
+
+class SourceItemError(LoadError):
+    """One item of a source could not be fetched (the rest of the sync goes on)."""
+
+    reason = "fetch-failed"

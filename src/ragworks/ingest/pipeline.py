@@ -4,16 +4,22 @@ A reader thread walks the files, skips unchanged ones (size + mtime, then conten
 rest; the calling thread embeds only chunk texts that have no cached vector and commits a batch of whole
 documents in one transaction. A file's record (what makes it "unchanged" next time) is committed with its last
 document, so a run killed half-way redoes only the files it had not finished, and never duplicates a chunk.
+
+`run_source` feeds the same loop from a `Source` (bucket, website, Git repository): an item whose version is
+stored is skipped unfetched, a fetched one is loaded from a scratch file under its key, and keys the source no
+longer lists are deleted.
 """
 
 from __future__ import annotations
 
 import errno
 import fnmatch
+import functools
 import hashlib
 import os
 import queue
 import stat
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -26,10 +32,18 @@ import numpy as np
 
 from ragworks.documents import Chunk, ContentKind, Document, SpanKind
 from ragworks.embed.base import Embedder, TokenIdEmbedder
-from ragworks.errors import FileTooLarge, LoadError, MissingFile, NotRegularFile, UnreadableFile
+from ragworks.errors import (
+    FileTooLarge,
+    LoadError,
+    MissingFile,
+    NotRegularFile,
+    SourceUnavailable,
+    UnreadableFile,
+)
 from ragworks.ingest.base import LoadOptions, LoadReport
 from ragworks.ingest.chunker import Chunker
 from ragworks.ingest.loaders import loader_for
+from ragworks.sources.base import Source, SourceItem
 from ragworks.store.base import DocumentWrite, FileRecord, Store, WriteBatch
 
 STREAMING_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".parquet")
@@ -56,6 +70,14 @@ class IngestReport:
     chunks_embedded: int = 0
     documents_removed: int = 0
     seconds: float = 0.0
+
+    def merge(self, other: IngestReport) -> None:
+        """Add another run's files and counts to this one (one summary for several runs)."""
+        self.files.extend(other.files)
+        self.chunks_written += other.chunks_written
+        self.chunks_embedded += other.chunks_embedded
+        self.documents_removed += other.documents_removed
+        self.seconds += other.seconds
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -274,51 +296,96 @@ class IngestPipeline:
                 record = FileRecord(key, st.st_size, st.st_mtime_ns, sha, "ok", "", prev.documents, prev.chunks)
                 yield _FileDone(unchanged, record, [])
                 return
-            loader = loader_for(path)
-            old = self.store.documents_from(key)
-            seen: set[str] = set()
-            report = LoadReport(on_progress=lambda unit, n: self.progress(Progress("units", unit=unit, units=n)))
-            for doc in loader(path, key, self.options, report):
-                doc.source_path = key
-                if doc.id in seen:
-                    report.warnings.append(f"duplicate record {doc.source!r}: later one kept")
-                seen.add(doc.id)
-                result.documents += 1
-                if old.get(doc.id) == doc.content_hash:
-                    continue  # this record did not change
-                result.kinds.update(counted(doc).counts)
-                chunks = self.chunker.chunk(doc)
-                result.chunks += len(chunks)
-                yield _Doc(DocumentWrite(doc, chunks), result)
-            result.warnings = report.warnings
-            result.low_confidence_pages = report.low_confidence_pages
-            if report.skipped:
-                result.warnings.insert(0, f"{report.skipped} record(s) skipped")
-            kept = [d for d in old if d in seen]
-            total_chunks = result.chunks + sum(self.store.chunk_counts(kept).values())
-            record = FileRecord(key, st.st_size, st.st_mtime_ns, sha, "ok", "", result.documents, total_chunks)
-            yield _FileDone(result, record, [d for d in old if d not in seen])
+            yield from self._load(path, key, result, FileRecord(key, st.st_size, st.st_mtime_ns, sha))
         except LoadError as exc:
-            yield self._failed(path, st, sha, result, exc.reason, str(exc))
+            yield self._failed(key, st.st_size, st.st_mtime_ns, sha, result, exc.reason, str(exc))
         except OSError as exc:  # vanished, or unreadable, between listing and reading
             error: LoadError = (MissingFile if isinstance(exc, FileNotFoundError) else UnreadableFile)(
                 f"{path.name}: {exc.strerror or exc}")
-            yield self._failed(path, st, sha, result, error.reason, str(error))
+            yield self._failed(key, st.st_size, st.st_mtime_ns, sha, result, error.reason, str(error))
         except Exception as exc:  # a loader bug or an OS error must not stop the run
-            yield self._failed(path, st, sha, result, "error", f"{path.name}: {exc.__class__.__name__}: {exc}")
+            yield self._failed(key, st.st_size, st.st_mtime_ns, sha, result, "error",
+                               f"{path.name}: {exc.__class__.__name__}: {exc}")
 
-    def _failed(self, path: Path, st: os.stat_result, sha: str, result: FileResult, reason: str, msg: str) -> _FileDone:
+    def _load(self, path: Path, key: str, result: FileResult, record: FileRecord,
+              metadata: dict[str, Any] | None = None) -> Iterator[_Doc | _FileDone]:
+        """Load `path` as the documents of `key`: yield the changed ones, then the record and the ids it lost."""
+        loader = loader_for(path)
+        old = self.store.documents_from(key)
+        seen: set[str] = set()
+        report = LoadReport(on_progress=lambda unit, n: self.progress(Progress("units", unit=unit, units=n)))
+        for doc in loader(path, key, self.options, report):
+            doc.source_path = key
+            if metadata:
+                doc.metadata = {**metadata, **doc.metadata}
+            if doc.id in seen:
+                report.warnings.append(f"duplicate record {doc.source!r}: later one kept")
+            seen.add(doc.id)
+            result.documents += 1
+            if old.get(doc.id) == doc.content_hash:
+                continue  # this record did not change
+            result.kinds.update(counted(doc).counts)
+            chunks = self.chunker.chunk(doc)
+            result.chunks += len(chunks)
+            yield _Doc(DocumentWrite(doc, chunks), result)
+        result.warnings = report.warnings
+        result.low_confidence_pages = report.low_confidence_pages
+        if report.skipped:
+            result.warnings.insert(0, f"{report.skipped} record(s) skipped")
+        kept = [d for d in old if d in seen]
+        record.documents = result.documents
+        record.chunks = result.chunks + sum(self.store.chunk_counts(kept).values())
+        yield _FileDone(result, record, [d for d in old if d not in seen])
+
+    def _read_item(self, source: Source, item: SourceItem, scratch: Path) -> Iterator[_Doc | _FileDone]:
+        """One listed item of a source: skipped unfetched when its version is stored, else fetched and loaded."""
+        if item.local_path is not None:
+            yield from self._read_file(item.local_path)
+            return
+        prev = self.store.file_record(item.key)
+        if prev and prev.status == "ok" and prev.sha256 == item.version:
+            yield _FileDone(FileResult(item.key, "unchanged", prev.documents, prev.chunks), None, [])
+            return
+        result = FileResult(item.key, "updated" if prev and prev.status == "ok" else "new")
+        size = item.size or 0
+        try:
+            if item.size is not None and item.size > self.max_file_bytes:
+                raise FileTooLarge(f"{item.key}: {item.size / 2**20:.0f} MiB is over the "
+                                   f"{self.max_file_bytes / 2**20:.0f} MiB limit (raise max_file_mb to ingest it)")
+            fetched = source.fetch(item)
+            size = len(fetched.data)
+            folder = scratch / hashlib.sha256(item.key.encode()).hexdigest()[:16]
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / (Path(fetched.filename).name or "item")
+            path.write_bytes(fetched.data)  # loaders read files (PDF, DOCX need seekable input)
+            try:
+                # the version is the item's stored "hash": the next sync compares it without fetching
+                yield from self._load(path, item.key, result, FileRecord(item.key, size, 0, item.version),
+                                      item.metadata)
+            finally:
+                path.unlink(missing_ok=True)
+        except LoadError as exc:
+            yield self._failed(item.key, size, 0, "", result, exc.reason, str(exc))
+        except SourceUnavailable as exc:  # the source went away mid-sync: this item keeps its documents
+            yield self._failed(item.key, size, 0, "", result, "unavailable", str(exc))
+        except Exception as exc:
+            yield self._failed(item.key, size, 0, "", result, "error",
+                               f"{item.key}: {exc.__class__.__name__}: {exc}")
+
+    def _failed(self, key: str, size: int, mtime_ns: int, sha: str, result: FileResult, reason: str,
+                msg: str) -> _FileDone:
         result.status, result.reason, result.error = "failed", reason, msg
-        record = FileRecord(str(path), st.st_size, st.st_mtime_ns, sha, "failed", msg)
+        record = FileRecord(key, size, mtime_ns, sha, "failed", msg)
         # A file that no longer loads keeps its previous documents: losing data on a bad write is worse.
         return _FileDone(result, record, [])
 
-    def _produce(self, files: Sequence[Path], out: queue.Queue[Any], stop: threading.Event) -> None:
+    def _produce(self, readers: Iterable[Callable[[], Iterator[_Doc | _FileDone]]], out: queue.Queue[Any],
+                 stop: threading.Event) -> None:
         try:
-            for path in files:
+            for read in readers:
                 if stop.is_set():
                     return
-                for item in self._read_file(path):
+                for item in read():
                     while not stop.is_set():
                         try:
                             out.put(item, timeout=0.5)
@@ -341,21 +408,49 @@ class IngestPipeline:
         report = IngestReport()
         for where, problem in found.problems:
             report.files.append(FileResult(str(where), "failed", reason=problem.reason, error=str(problem)))
-        self.progress(Progress("start", files_total=len(files)))
-        q: queue.Queue[Any] = queue.Queue(maxsize=4 * self.batch_chunks)
-        stop = threading.Event()
-        reader = threading.Thread(target=self._produce, args=(files, q, stop), daemon=True, name="ragworks-reader")
-        reader.start()
-        try:
-            self._consume(q, report, len(files))
-        finally:
-            stop.set()
-            reader.join(timeout=5)
+        self._read_all([functools.partial(self._read_file, p) for p in files], report)
         if prune:
             self._prune(report)
         self.store.flush()
         report.seconds = time.perf_counter() - started
         return report
+
+    def run_source(self, source: Source, *, delete_missing: bool = True) -> IngestReport:
+        """Bring the collection in line with `source`: new and changed items are loaded (unchanged versions are not
+        even fetched), and the documents of items it no longer lists are deleted. A failed listing raises
+        SourceUnavailable before anything is written."""
+        started = time.perf_counter()
+        items = source.list_items()
+        if not items and delete_missing:
+            owned = sum(1 for r in self.store.file_records() if source.owns(r.path))
+            if owned:  # an empty mount point, a mistyped prefix: far likelier than every document deleted at once
+                raise SourceUnavailable(
+                    f"{source.uri} lists nothing while {owned} of its items are stored; nothing was deleted "
+                    "(to empty the collection on purpose: `ragworks delete` the documents)")
+        report = IngestReport()
+        with tempfile.TemporaryDirectory(prefix="ragworks-source-") as scratch:
+            self._read_all([functools.partial(self._read_item, source, item, Path(scratch)) for item in items],
+                           report)
+        if delete_missing:
+            listed = {i.key if i.local_path is None else str(i.local_path) for i in items}
+            gone = [r.path for r in self.store.file_records() if source.owns(r.path) and r.path not in listed]
+            self._remove(gone, report)
+        self.store.flush()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _read_all(self, readers: Sequence[Callable[[], Iterator[_Doc | _FileDone]]], report: IngestReport) -> None:
+        """Run the readers on the reader thread and commit what they yield on this one."""
+        self.progress(Progress("start", files_total=len(readers)))
+        q: queue.Queue[Any] = queue.Queue(maxsize=4 * self.batch_chunks)
+        stop = threading.Event()
+        reader = threading.Thread(target=self._produce, args=(readers, q, stop), daemon=True, name="ragworks-reader")
+        reader.start()
+        try:
+            self._consume(q, report, len(readers))
+        finally:
+            stop.set()
+            reader.join(timeout=5)
 
     def add_documents(self, docs: Iterable[Document]) -> IngestReport:
         """Ingest documents given directly (API uploads of text); unchanged ones are skipped by content hash."""
@@ -448,7 +543,11 @@ class IngestPipeline:
         return self.embedder.embed_documents(list(todo.values()))
 
     def _prune(self, report: IngestReport) -> None:
-        gone = [rec.path for rec in self.store.file_records() if not Path(rec.path).exists()]
+        # keys with a scheme (s3://, https://, git+file://) belong to sources: their sync decides what is gone
+        gone = [rec.path for rec in self.store.file_records() if "://" not in rec.path and not Path(rec.path).exists()]
+        self._remove(gone, report)
+
+    def _remove(self, gone: Iterable[str], report: IngestReport) -> None:
         for path in gone:
             doc_ids = list(self.store.documents_from(path))
             self.store.write(WriteBatch(delete_doc_ids=doc_ids, delete_files=[path]))

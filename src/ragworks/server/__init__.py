@@ -4,6 +4,7 @@
     /v1/collections/{name}/documents      add JSON text (a job), list; /documents/{ref}: get with chunks, delete
     /v1/collections/{name}/files          multipart upload (a job)
     /v1/jobs[/{id}[/cancel]]              ingestion jobs: state, progress, report; cancel
+    /v1/collections/{name}/sources|sync   the sources it follows (`ragworks source add`); sync now (a job)
     /v1/collections/{name}/search|ask     hybrid search; cited answers as JSON or Server-Sent Events
     /v1/chat/completions, /v1/embeddings, /v1/models   OpenAI-compatible (`model` = a collection)
     /v1/admin/...                         tenants and API keys (admin key)

@@ -26,7 +26,7 @@ from ragworks.server.limits import BodySizeLimit
 from ragworks.server.metrics import MetricsMiddleware, ServerMetrics
 from ragworks.server.models import SerializedLLM, SharedEmbedder
 from ragworks.server.ratelimit import make_limiter
-from ragworks.server.routes import admin, collections, documents, jobs, openai, ops, search
+from ragworks.server.routes import admin, collections, documents, jobs, openai, ops, search, sources
 from ragworks.server.routes.ops import STATIC_DIR
 from ragworks.server.tenants import CollectionCache, existing_tenants
 
@@ -72,9 +72,17 @@ def create_app(
         ctx.llm = cache.llm = chosen
         if start_jobs:
             job_queue.start()
+        schedule = None
+        if start_jobs and settings.sync_schedule:
+            from ragworks.sources.jobs import SyncScheduler
+
+            schedule = SyncScheduler(job_queue, lambda: existing_tenants(settings), cache.names)
+            schedule.start()
         try:
             yield
         finally:
+            if schedule is not None:
+                await anyio.to_thread.run_sync(schedule.stop)
             await anyio.to_thread.run_sync(job_queue.stop)
             cache.close()
             keys.close()
@@ -90,7 +98,7 @@ def create_app(
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (ops, collections, documents, jobs, search, openai, admin):
+    for module in (ops, collections, documents, jobs, search, openai, admin, sources):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Outermost first: time everything (413s included), then cap the body.

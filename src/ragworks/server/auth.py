@@ -11,9 +11,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from ragworks.config import Settings
 from ragworks.server.context import ServerContext
 from ragworks.server.errors import Forbidden, RateLimited, Unauthorized
-from ragworks.server.keys import check_admin_key
+from ragworks.server.keys import ApiKey, KeyStore, check_admin_key
 from ragworks.server.ratelimit import TokenBucketLimiter
 from ragworks.server.tenants import Tenant, tenant_for
 
@@ -34,6 +35,20 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
+def verified_key(settings: Settings, keys: KeyStore, key: str | None) -> ApiKey:
+    """The stored record of a presented API key: Unauthorized when missing or invalid, Forbidden for the admin key.
+    The one check every entry point makes (the /v1 routes, the MCP server)."""
+    if not key:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    record = keys.verify(key)
+    if record is None:
+        admin = settings.admin_key
+        if admin is not None and check_admin_key(key, admin.get_secret_value()):
+            raise Forbidden("the admin key manages tenants and keys; use one of a tenant's API keys for its data")
+        raise Unauthorized("invalid or revoked API key")
+    return record
+
+
 async def current_tenant(request: Request, ctx: Context) -> Tenant:
     """The tenant the request acts for (401 without a valid key, 429 over the key's rate).
 
@@ -41,15 +56,11 @@ async def current_tenant(request: Request, ctx: Context) -> Tenant:
     if not ctx.auth:
         return ctx.local_tenant()
     key = presented_key(request)
-    if not key:
-        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     # SQLite: one indexed read, on the loop; PostgreSQL: a network round trip, in a worker thread
-    record = ctx.keys.verify(key) if ctx.keys.local else await run_in_threadpool(ctx.keys.verify, key)
-    if record is None:
-        admin = ctx.settings.admin_key
-        if admin is not None and check_admin_key(key, admin.get_secret_value()):
-            raise Forbidden("the admin key manages tenants and keys; use one of a tenant's API keys for its data")
-        raise Unauthorized("invalid or revoked API key")
+    if ctx.keys.local:
+        record = verified_key(ctx.settings, ctx.keys, key)
+    else:
+        record = await run_in_threadpool(verified_key, ctx.settings, ctx.keys, key)
     wait = await ctx.limiter.atake(record.id)
     if wait > 0:
         ctx.metrics.rate_limited.inc()

@@ -100,6 +100,8 @@ class ServerMetrics(JobObserver):
         self.ingest_documents = Counter("ragworks_ingest_documents_total", _DOCUMENTS_HELP, registry=r)
         self.ingest_chunks = Counter("ragworks_ingest_chunks_total", _CHUNKS_HELP, registry=r)
         self.jobs_finished = Counter("ragworks_jobs_finished_total", _FINISHED_HELP, ["state"], registry=r)
+        self.sync_items = Counter("ragworks_sync_items_total", "Source items handled by sync jobs, by outcome "
+                                  "(seen, changed, deleted, failed)", ["outcome"], registry=r)
         self.rate_limited = Counter("ragworks_rate_limited_total", "Requests refused by the rate limit",
                                     registry=r)
 
@@ -114,6 +116,10 @@ class ServerMetrics(JobObserver):
 
     def finished(self, state: JobState) -> None:
         self.jobs_finished.labels(state.value).inc()
+
+    def synced(self, counts: dict[str, int]) -> None:
+        for outcome in ("seen", "changed", "deleted", "failed"):
+            self.sync_items.labels(outcome).inc(counts.get(outcome, 0))
 
     def count_from(self, totals: Callable[[], IngestTotals]) -> None:
         for counter in (self.ingest_files, self.ingest_documents, self.ingest_chunks, self.jobs_finished):

@@ -46,6 +46,9 @@ class JobObserver:
 
     def finished(self, state: JobState) -> None: ...
 
+    def synced(self, counts: dict[str, int]) -> None:
+        """A sync job's items seen, changed, deleted and failed."""
+
     def count_from(self, totals: Callable[[], IngestTotals]) -> None:
         """Jobs run in other processes (Celery workers): read the ingest counters from `totals` when scraped."""
 
@@ -315,3 +318,5 @@ class EmbeddedJobQueue:
                 error: str = "") -> None:
         table.finish(job.id, state, report=report, error=error)
         self.observer.finished(state)
+        if report and isinstance(report.get("sync"), dict):
+            self.observer.synced(report["sync"])
