@@ -328,13 +328,16 @@ def load_pdf_with_ocr(path: Path, source: str, options: LoadOptions, report: Loa
         return
     try:
         page_texts: list[str] = []
-        for i in range(len(pdf)):
-            page = pdf[i]
-            try:
-                page_texts.append(page.get_textpage().get_text_bounded())
-            except pdfium.PdfiumError:
-                page_texts.append("")
-        scanned = [i + 1 for i, t in enumerate(page_texts) if not text_layer_usable(t) and _has_image(pdf[i])]
+        try:
+            for i in range(len(pdf)):
+                page = pdf[i]
+                try:
+                    page_texts.append(page.get_textpage().get_text_bounded())
+                except pdfium.PdfiumError:
+                    page_texts.append("")
+            scanned = [i + 1 for i, t in enumerate(page_texts) if not text_layer_usable(t) and _has_image(pdf[i])]
+        except pdfium.PdfiumError:  # a page pdfium cannot even load: the text loader says precisely what is wrong
+            scanned = []
         pages = _read_pages(_rendered(pdf, scanned, options.ocr_dpi), options, report, path.name) if scanned else {}
         title = _pdf_title(pdf) if scanned else ""
     finally:
