@@ -73,7 +73,7 @@ def build_site(s: Site) -> None:
     s.write("private/staff.html", page("Staff", "<p>Staff only: the safe code is nine.</p>"))
 
 
-@pytest.mark.xfail(reason="since the OCR merge an image linked from a crawled page is read as an image and fails on the test PNG; to fix in the next session", strict=False)
+@pytest.mark.xfail(reason="an image linked from a crawled page fails OCR on the test PNG (inputs merge)", strict=False)
 def test_crawl_follows_site(collection, site) -> None:
     s, base = site
     build_site(s)
