@@ -34,7 +34,8 @@ _PROBES = (
 _PER_THREAD_MIN = 512
 
 
-def _cores() -> int:
+def cpu_cores() -> int:
+    """The cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -166,7 +167,7 @@ class PassageTokenizer:
         (None: one per core)."""
         if not texts:
             return []
-        threads = min(threads or _cores(), len(texts) // _PER_THREAD_MIN)
+        threads = min(threads or cpu_cores(), len(texts) // _PER_THREAD_MIN)
         if threads <= 1:
             return self._ids(texts)
         step = -(-len(texts) // threads)

@@ -28,7 +28,7 @@ from ragworks.config import Settings
 from ragworks.documents import Chunk, Document
 from ragworks.embed import passage_tokenizer
 from ragworks.embed.base import Embedder, TokenIdEmbedder
-from ragworks.embed.tokens import PassageTokenizer
+from ragworks.embed.tokens import PassageTokenizer, cpu_cores
 from ragworks.errors import ConfigError
 from ragworks.ingest.base import LoadOptions, LoadReport
 from ragworks.ingest.loaders import jsonl_records, loader_for, paragraph_spans
@@ -235,7 +235,19 @@ def default_prep_workers(settings: Settings) -> int:
 
     if not pick_device(settings.embed_device).startswith("cuda"):
         return 0
-    return max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2) - 1)
+    return max(1, cpu_cores() - 1)
+
+
+def _to_embed(path: Path, settings: Settings, records_per_shard: int, done: set[int],
+              report: EmbedReport) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """The shards still to embed, counting every shard (and skipping the complete ones) on `report`."""
+    for k, records in shard_records(path, settings, records_per_shard):
+        report.shards += 1
+        report.records += len(records)
+        if k in done:
+            report.skipped += 1
+            continue
+        yield k, records
 
 
 @dataclass(slots=True)
@@ -315,12 +327,7 @@ def embed_dump(
         _embed_pipelined(path, shards, settings, records_per_shard, prep_workers, done, report, finished, embedder)
     elif workers <= 1:
         worker = ShardEmbedder(settings, embedder)
-        for k, records in shard_records(path, settings, records_per_shard):
-            report.shards += 1
-            report.records += len(records)
-            if k in done:
-                report.skipped += 1
-                continue
+        for k, records in _to_embed(path, settings, records_per_shard, done, report):
             finished(k, worker.embed(shards, k, records))
     else:
         import multiprocessing
@@ -330,12 +337,7 @@ def embed_dump(
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_init,
                                  initargs=(worker_settings(settings),)) as pool:
             pending: dict[Future[int], int] = {}
-            for k, records in shard_records(path, settings, records_per_shard):
-                report.shards += 1
-                report.records += len(records)
-                if k in done:
-                    report.skipped += 1
-                    continue
+            for k, records in _to_embed(path, settings, records_per_shard, done, report):
                 while len(pending) >= 2 * workers:  # bounded: at most 2 shards per worker in flight
                     _drain(pending, finished)
                 pending[pool.submit(_pool_embed, str(shard_dir), k, records)] = k
@@ -373,12 +375,7 @@ def _embed_pipelined(path: Path, shards: ShardDir, settings: Settings, records_p
                 wfut.result()
                 finished(k_done, n_done)
 
-        for k, records in shard_records(path, settings, records_per_shard):
-            report.shards += 1
-            report.records += len(records)
-            if k in done:
-                report.skipped += 1
-                continue
+        for k, records in _to_embed(path, settings, records_per_shard, done, report):
             while len(ahead) >= 2 * prep_workers:
                 embed_next()
             ahead.append((k, pool.submit(_pool_prepare, records)))
