@@ -20,6 +20,9 @@ from ragworks.generate.verify import SUPPORT_THRESHOLD, Grounding, verify_answer
 
 EXTRACTIVE_NOTICE = "no LLM configured: the answer is the best-matching source sentences (extractive)"
 DEGENERATE_NOTICE = "the LLM's answer degenerated into repetition and was replaced by the extractive answer"
+DECLINED_NOTICE = ("the model declined although the passages match the question well: the answer is the "
+                   "best-matching source sentences (extractive)")
+RESCUE_MIN_P = 0.9  # P(answerable) needed to overrule a model's decline
 ABSTAIN_NOTICE = ("the retrieved passages do not appear to contain the answer "
                   "(abstained, P(answerable) {p:.2f} < {t:.2f})")
 
@@ -117,6 +120,13 @@ class AnswerStream:
                 evidence: dict[str, float | None], tokens: int, generation_s: float) -> Answer:
         """Verify the draft claim by claim, then let the abstention policy judge the whole of it."""
         declined = NO_ANSWER.lower().rstrip(".") in text.lower()
+        policy = self.options.abstention
+        if declined and self.llm is not None and policy is not None:
+            rescued = self._rescue_decline(policy, evidence)
+            if rescued is not None:
+                text, citations = rescued
+                declined = False
+                notices.append(DECLINED_NOTICE)
         sentences = []
         if self.options.grounding != "off":
             v = verify_answer(text, self.sources, self.embedder, grounding=self.options.grounding,
@@ -135,7 +145,6 @@ class AnswerStream:
                 notices.append("the model cited no source: sources matched to the answer by similarity")
         decision: dict[str, Any] = {"abstain": False, "stage": "off", "evidence": evidence}  # evidence kept for tuning
         abstained = declined or text.strip() == NO_ANSWER
-        policy = self.options.abstention
         if abstained:
             decision = {"abstain": True, "stage": "answerer", "evidence": evidence}
         elif policy is not None and "answer_support" in evidence:
@@ -147,6 +156,17 @@ class AnswerStream:
         return Answer(self.question, text, citations, self.sources, model, dropped, "; ".join(notices),
                       sentences=sentences, abstained=abstained, abstention=decision,
                       generated_tokens=tokens, generation_s=generation_s)
+
+    def _rescue_decline(self, policy: AbstentionPolicy, evidence: dict[str, float | None]
+                        ) -> tuple[str, list[Citation]] | None:
+        """Small models decline questions their top passage answers: when the evidence for an extractive answer is
+        confidently above the policy's threshold, answer extractively instead (None: the decline stands)."""
+        text, citations = extract_answer(self.question, self.sources, self.embedder)
+        if text == NO_ANSWER:
+            return None
+        support = verify_answer(text, self.sources, self.embedder, grounding="flag").mean_support
+        p = policy.probability({**evidence, "answer_support": support})
+        return (text, citations) if p >= max(policy.threshold, RESCUE_MIN_P) else None
 
     def _attribute(self, text: str, threshold: float = 0.5) -> list[Citation]:
         """Sources whose passage is close to the answer text: a fallback for models that forget [n] markers."""

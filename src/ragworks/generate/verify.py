@@ -88,6 +88,7 @@ class _Span:
     terms: frozenset[str]
     term_list: tuple[str, ...]
     numbers: frozenset[str]
+    pair: bool  # two adjacent sentences
 
 
 def source_spans(sources: Sequence[SearchHit]) -> list[_Span]:
@@ -95,16 +96,17 @@ def source_spans(sources: Sequence[SearchHit]) -> list[_Span]:
     out: list[_Span] = []
     for n, hit in enumerate(sources, 1):
         c = hit.chunk
-        windows: list[tuple[int, int]] = []
+        windows: list[tuple[int, int, bool]] = []
         for block in _BLOCK.finditer(c.text):  # a heading is its own span, never glued to the next sentence
             sents = [(s, e) for s, e in split_sentences(block.group(), block.start())
                      if not looks_like_instruction(c.text[s:e])]
-            windows += sents + [(a[0], b[1]) for a, b in itertools.pairwise(sents)]
-        for s, e in windows:
+            windows += [(s, e, False) for s, e in sents]
+            windows += [(a[0], b[1], True) for a, b in itertools.pairwise(sents)]
+        for s, e, pair in windows:
             body = c.text[s:e]
             terms = _ANALYZER(body)
             out.append(_Span(n, c.start + s, c.start + e, body, frozenset(terms), tuple(terms),
-                             frozenset(numbers_in(body))))
+                             frozenset(numbers_in(body)), pair))
     return out
 
 
@@ -125,8 +127,8 @@ def _longest_common_run(a: Sequence[str], b: Sequence[str]) -> int:
 def lexical_support(terms: Sequence[str], numbers: set[str], span: _Span) -> float:
     """Share of the sentence's content terms in the span, nudged up by a long shared run; a stated number the
     span lacks halves it."""
-    if not terms:
-        return 0.0
+    if not terms or (numbers and span.pair):
+        return 0.0  # a stated figure must sit in one sentence with its subject, not borrowed from the next
     unique = set(terms)
     coverage = len(unique & span.terms) / len(unique)
     run = _longest_common_run(terms, span.term_list) / len(terms) if coverage > 0.3 else 0.0
