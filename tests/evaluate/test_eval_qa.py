@@ -8,11 +8,11 @@ import subprocess
 import sys
 
 import pytest
+from tests.conftest import REPO, SHARED_DATA
 
 from ragworks.errors import ConfigError
 from ragworks.evaluate.qa import load_dataset, select
 from ragworks.evaluate.qa_cli import qa
-from tests.conftest import REPO, SHARED_DATA
 
 # ../shared/data beside the repository, or beside the directory of worktrees
 SQUAD = next((d / "squad-dev" / "dev-v1.1.json" for d in (SHARED_DATA, REPO.parent.parent / "shared" / "data")
