@@ -40,6 +40,8 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=300, help="answerable test questions (plus half as many "
                                                                 "unanswerable)")
     ap.add_argument("--dev", type=int, default=120, help="dev questions for tuning (a third unanswerable)")
+    ap.add_argument("--tune-llm", action="append", help="configurations tuned in stage 1 (default: all); the others "
+                                                         "answer with the last policy tuned")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=Path("/tmp/ragworks-bench-answers"),
                     help="collections (reused across runs: ingestion is skipped when unchanged)")
@@ -55,7 +57,7 @@ def main() -> None:
     configs = args.llm or DEFAULT_CONFIGS
     dev_col = args.work / "squad-dev-articles"
     started = time.time()
-    tuned = run_qa(args.data, configs=configs, base={}, collection=str(dev_col), data_dir=None,
+    tuned = run_qa(args.data, configs=args.tune_llm or configs, base={}, collection=str(dev_col), data_dir=None,
                    sample=args.dev, seed=args.seed, held_out=1 / 3, articles="dev", tune_abstention=True,
                    max_false_abstention=0.08, keep_records=False)
     tune_s = time.time() - started

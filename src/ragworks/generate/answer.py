@@ -16,12 +16,12 @@ from ragworks.generate.base import LLM
 from ragworks.generate.citations import citation_for, resolve_citations, strip_invalid_markers
 from ragworks.generate.extractive import extract_answer
 from ragworks.generate.prompt import NO_ANSWER, build_messages, pack_sources
-from ragworks.generate.verify import SUPPORT_THRESHOLD, Grounding, verify_answer
+from ragworks.generate.verify import SUPPORT_THRESHOLD, Grounding, Verification, verify_answer
 
 EXTRACTIVE_NOTICE = "no LLM configured: the answer is the best-matching source sentences (extractive)"
 DEGENERATE_NOTICE = "the LLM's answer degenerated into repetition and was replaced by the extractive answer"
-DECLINED_NOTICE = ("the model declined although the passages match the question well: the answer is the "
-                   "best-matching source sentences (extractive)")
+DECLINED_NOTICE = ("the model gave no supported answer although the passages match the question well: "
+                   "the answer is the best-matching source sentences (extractive)")
 RESCUE_MIN_P = 0.9  # P(answerable) needed to overrule a model's decline
 ABSTAIN_NOTICE = ("the retrieved passages do not appear to contain the answer "
                   "(abstained, P(answerable) {p:.2f} < {t:.2f})")
@@ -121,16 +121,16 @@ class AnswerStream:
         """Verify the draft claim by claim, then let the abstention policy judge the whole of it."""
         declined = NO_ANSWER.lower().rstrip(".") in text.lower()
         policy = self.options.abstention
-        if declined and self.llm is not None and policy is not None:
-            rescued = self._rescue_decline(policy, evidence)
-            if rescued is not None:
-                text, citations = rescued
-                declined = False
-                notices.append(DECLINED_NOTICE)
         sentences = []
         if self.options.grounding != "off":
             v = verify_answer(text, self.sources, self.embedder, grounding=self.options.grounding,
                               threshold=self.options.support_threshold)
+            if (declined or v.text == NO_ANSWER) and self.llm is not None and policy is not None:
+                # the model declined, or strict grounding left nothing: is an extractive answer clearly better?
+                rescued = self._rescue_decline(policy, evidence)
+                if rescued is not None:
+                    notices.append(DECLINED_NOTICE)
+                    text, v, declined = rescued[0], rescued[1], False
             if v.text != text and v.unsupported and self.options.grounding == "strict":
                 notices.append(f"dropped {v.unsupported} sentence(s) no given source supports (strict grounding)")
             elif v.unsupported:
@@ -158,15 +158,16 @@ class AnswerStream:
                       generated_tokens=tokens, generation_s=generation_s)
 
     def _rescue_decline(self, policy: AbstentionPolicy, evidence: dict[str, float | None]
-                        ) -> tuple[str, list[Citation]] | None:
+                        ) -> tuple[str, Verification] | None:
         """Small models decline questions their top passage answers: when the evidence for an extractive answer is
         confidently above the policy's threshold, answer extractively instead (None: the decline stands)."""
-        text, citations = extract_answer(self.question, self.sources, self.embedder)
+        text, _ = extract_answer(self.question, self.sources, self.embedder)
         if text == NO_ANSWER:
             return None
-        support = verify_answer(text, self.sources, self.embedder, grounding="flag").mean_support
-        p = policy.probability({**evidence, "answer_support": support})
-        return (text, citations) if p >= max(policy.threshold, RESCUE_MIN_P) else None
+        v = verify_answer(text, self.sources, self.embedder, grounding=self.options.grounding,
+                          threshold=self.options.support_threshold)
+        p = policy.probability({**evidence, "answer_support": v.mean_support})
+        return (text, v) if p >= max(policy.threshold, RESCUE_MIN_P) and v.text != NO_ANSWER else None
 
     def _attribute(self, text: str, threshold: float = 0.5) -> list[Citation]:
         """Sources whose passage is close to the answer text: a fallback for models that forget [n] markers."""
