@@ -254,12 +254,20 @@ def _print_verified(answer: Any, streamed: str) -> None:
             pos = s.end
         body.append(escape(answer.text[pos:]))
         out.print(f"\n[bold]{label}:[/] " + "".join(body), highlight=False)
-    for s in answer.sentences:
+    checked = [s for s in answer.sentences if s.status != "neutral"]
+    if checked:
+        out.print("\n[bold]Verified[/] [dim](each sentence against the passages given; support 0–1)[/]")
+    for i, s in enumerate(checked, 1):
         if s.status == "unsupported":
             where = "dropped" if s.start < 0 else "flagged"
-            err.print(f"[red]⚠ unsupported ({where}, support {s.score:.2f}):[/] {escape(s.text)}", highlight=False)
-        elif s.status == "reattributed":
-            err.print(f"[yellow]↪ citation moved {list(s.cited)} → [{s.source}]:[/] {escape(s.text)}", highlight=False)
+            out.print(f"  {i}. [red]⚠ unsupported ({where}, support {s.score:.2f})[/]: {escape(s.text)}",
+                      highlight=False)
+            continue
+        hit = answer.sources[s.source - 1] if s.source else None
+        loc = f"{show_path(hit.source)} chars {s.span_start}–{s.span_end}" if hit else ""
+        how = {"reattributed": f"[yellow]citation moved {list(s.cited)} → [{s.source}][/]",
+               "attributed": f"[yellow]citation added [{s.source}][/]"}.get(s.status, f"[green]✓ [{s.source}][/]")
+        out.print(f"  {i}. {how} support {s.score:.2f} · {escape(loc)}", highlight=False)
 
 
 @app.command()
