@@ -227,7 +227,9 @@ def verify_answer(
             out += sentence
             supports.append(SentenceSupport(sentence, start, len(out), 0.0, "neutral", cited[i]))
             continue
-        scored = sorted(((score(i, j, lex), j) for j, lex in candidates[i]), reverse=True)
+        # best first; on a tie the shorter span (one sentence rather than a pair) is the more precise citation
+        scored = sorted(((score(i, j, lex), j) for j, lex in candidates[i]),
+                        key=lambda t: (round(t[0], 6), -len(spans[t[1]].text)), reverse=True)
         best_score, best_j = scored[0] if scored else (0.0, -1)
         per_source: dict[int, tuple[float, int]] = {}
         for sc, j in scored:
