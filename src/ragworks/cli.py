@@ -288,11 +288,14 @@ def ask(
             answer = stream.result()
             out.print_json(json.dumps(answer.to_dict()))
             return
+        streamed = []
         for piece in stream:
+            streamed.append(piece)
             out.print(piece, end="", highlight=False, markup=False)
             out.file.flush()
         out.print()
         answer = stream.result()
+    _print_verified(answer, "".join(streamed).strip())
     if answer.notice:
         err.print(f"[yellow]note:[/] {answer.notice}")
     cited = {c.number for c in answer.citations}
@@ -303,6 +306,38 @@ def ask(
         heading = " › ".join(h.chunk.heading_path)
         mark = "[green]cited[/]" if i in cited else "[dim]not cited[/]"
         out.print(f"  [{i}] {loc} [dim]{heading} · chars {h.chunk.start}–{h.chunk.end}[/] {mark}", highlight=False)
+
+
+def _print_verified(answer: Any, streamed: str) -> None:
+    """After the stream: the verified answer when verification changed it, and every unsupported sentence marked."""
+    from rich.markup import escape
+
+    if answer.text.strip() != streamed:
+        label = "abstained" if answer.abstained else "verified answer"
+        body, pos = [], 0
+        for s in answer.sentences:
+            if s.start < 0:
+                continue
+            body.append(escape(answer.text[pos:s.start]))
+            piece = escape(answer.text[s.start:s.end])
+            body.append(f"[red]{piece} ⚠[/]" if s.status == "unsupported" else piece)
+            pos = s.end
+        body.append(escape(answer.text[pos:]))
+        out.print(f"\n[bold]{label}:[/] " + "".join(body), highlight=False)
+    checked = [s for s in answer.sentences if s.status != "neutral"]
+    if checked:
+        out.print("\n[bold]Verified[/] [dim](each sentence against the passages given; support 0–1)[/]")
+    for i, s in enumerate(checked, 1):
+        if s.status == "unsupported":
+            where = "dropped" if s.start < 0 else "flagged"
+            out.print(f"  {i}. [red]⚠ unsupported ({where}, support {s.score:.2f})[/]: {escape(s.text)}",
+                      highlight=False)
+            continue
+        hit = answer.sources[s.source - 1] if s.source else None
+        loc = f"{show_path(hit.source)} chars {s.span_start}–{s.span_end}" if hit else ""
+        how = {"reattributed": f"[yellow]citation moved {list(s.cited)} → [{s.source}][/]",
+               "attributed": f"[yellow]citation added [{s.source}][/]"}.get(s.status, f"[green]✓ [{s.source}][/]")
+        out.print(f"  {i}. {how} support {s.score:.2f} · {escape(loc)}", highlight=False)
 
 
 @app.command()
@@ -360,6 +395,7 @@ def delete(
 
 
 from ragworks.evaluate.cli import eval_app  # noqa: E402 - registered after the core commands
+from ragworks.evaluate.qa_cli import qa as _eval_qa  # noqa: E402, F401 - registers `ragworks eval qa`
 
 app.add_typer(eval_app, name="eval")
 

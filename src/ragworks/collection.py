@@ -20,6 +20,7 @@ from ragworks.embed import LazyEmbedder, passage_tokenizer
 from ragworks.embed.base import Embedder
 from ragworks.errors import CollectionNotFound, ConfigError, DocumentNotFound
 from ragworks.generate import make_llm
+from ragworks.generate.abstain import AbstentionPolicy
 from ragworks.generate.answer import AnswerOptions, AnswerStream
 from ragworks.generate.base import LLM
 from ragworks.ingest.base import LoadOptions
@@ -280,7 +281,24 @@ class Collection:
         s = self.settings
         return AnswerStream(question, hits, self.llm, self.embedder,
                             AnswerOptions(s.max_answer_tokens, s.temperature, s.context_budget_tokens,
-                                          s.llm_max_sources))
+                                          s.llm_max_sources, grounding=s.grounding,
+                                          support_threshold=s.support_threshold,
+                                          abstention=self.abstention_policy()))
+
+    def abstention_policy(self) -> AbstentionPolicy | None:
+        """The policy deciding when to abstain: `abstention_policy` file > the collection's answering.json > the
+        built-in one; None when `abstention = "off"`. Read per question, so a re-tuned policy applies at once."""
+        from ragworks.generate.abstain import DEFAULT_POLICY, load_policy, policy_path
+
+        if self.settings.abstention == "off":
+            return None
+        model = self.llm.name if self.llm is not None else "extractive"
+        if self.settings.abstention_policy is not None:
+            policy = load_policy(self.settings.abstention_policy, model=model)
+            if policy is None:
+                raise ConfigError(f"abstention_policy file not found: {self.settings.abstention_policy}")
+            return policy
+        return load_policy(policy_path(self.path), model=model) or DEFAULT_POLICY
 
     def ask(self, question: str, **search_kwargs: Any) -> Answer:
         """Retrieve and answer with citations (extractively when no LLM is available)."""

@@ -110,6 +110,14 @@ class Settings(BaseSettings):
     context_budget_tokens: int = 1500  # tokens of numbered sources packed into the prompt
     llm_max_sources: int = Field(default=6, ge=1)  # passages given to the LLM (the best-ranked ones)
     request_timeout_s: float = 120.0
+    # claim-level verification of every answer (generate/verify.py): flag marks sentences no given source supports,
+    # strict drops them (the no-answer sentence when nothing is left), off skips the check
+    grounding: Literal["off", "flag", "strict"] = "flag"
+    support_threshold: float = Field(default=0.5, ge=0.0, le=1.0)  # a sentence's support score to count as backed
+    # calibrated abstention (generate/abstain.py): on uses the collection's answering.json (written by
+    # `ragworks eval qa --tune-abstention`) or the built-in policy; `abstention_policy` names a policy file instead
+    abstention: Literal["on", "off"] = "on"
+    abstention_policy: Path | None = None
 
     # --- server (`ragworks serve`, `ragworks admin`): see src/ragworks/server/__init__.py.
     # `request_timeout_s` above also bounds each API request (504 past it).

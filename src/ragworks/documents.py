@@ -327,6 +327,38 @@ class Citation:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class SentenceSupport:
+    """How well the given sources support one sentence of an answer (see `generate/verify.py`).
+
+    `status`: supported (a cited source supports it), reattributed (its marker pointed at a source that does not
+    support it and now points at one that does), attributed (no marker; one added for the supporting source),
+    unsupported (no given source supports it), neutral (nothing to check: the no-answer sentence, a bare "Yes.").
+    """
+
+    text: str  # the sentence as it stands in `Answer.text`, markers included
+    start: int  # [start, end) in `Answer.text` (-1 when strict grounding dropped it)
+    end: int
+    score: float  # support by the best source, 0..1
+    status: str
+    cited: tuple[int, ...]  # source numbers the answerer wrote
+    source: int | None = None  # number of the best supporting source
+    doc_id: str | None = None
+    span_start: int | None = None  # the supporting span: character offsets in that document
+    span_end: int | None = None
+    quote: str = ""  # the supporting span's text
+
+    @property
+    def supported(self) -> bool:
+        return self.status != "unsupported"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "start": self.start, "end": self.end, "score": round(self.score, 4),
+                "status": self.status, "supported": self.supported, "cited": list(self.cited),
+                "source": self.source, "doc_id": self.doc_id, "span_start": self.span_start,
+                "span_end": self.span_end, "quote": self.quote}
+
+
 @dataclass(slots=True)
 class Answer:
     """An LLM (or extractive) answer, its citations, and the sources it was given."""
@@ -338,6 +370,21 @@ class Answer:
     model: str
     dropped_citations: list[int] = field(default_factory=list)  # [n] markers that named no given source
     notice: str = ""  # e.g. "no LLM configured: extractive answer"
+    sentences: list[SentenceSupport] = field(default_factory=list)  # claim-level verification, in text order
+    abstained: bool = False  # the answer is the no-answer sentence (by the abstention policy or the answerer)
+    abstention: dict[str, Any] = field(default_factory=dict)  # the decision's evidence and thresholds
+    generated_tokens: int = 0  # tokens the LLM produced (0 for extractive answers)
+    generation_s: float = 0.0  # seconds spent producing the text (LLM or extractive)
+
+    @property
+    def unsupported(self) -> list[SentenceSupport]:
+        return [s for s in self.sentences if s.status == "unsupported"]
+
+    def verification_dict(self) -> dict[str, Any]:
+        """What the API's `verification` SSE event and JSON field carry."""
+        return {"sentences": [s.to_dict() for s in self.sentences],
+                "unsupported": [s.to_dict() for s in self.unsupported],
+                "abstained": self.abstained, "abstention": self.abstention}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -347,5 +394,8 @@ class Answer:
             "citations": [c.to_dict() for c in self.citations],
             "dropped_citations": self.dropped_citations,
             "notice": self.notice,
+            **self.verification_dict(),
+            "generated_tokens": self.generated_tokens,
+            "generation_s": round(self.generation_s, 4),
             "sources": [h.to_dict() for h in self.sources],
         }

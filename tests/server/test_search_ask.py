@@ -62,6 +62,8 @@ def test_ask_returns_an_extractive_answer_whose_citations_point_into_the_documen
     assert c["source"] == "ops/keys.md" and answer["sources"][c["number"] - 1]["number"] == c["number"]
     text = team.get(f"/v1/collections/team/documents/{c['doc_id']}").json()["text"]
     assert text[c["start"]:c["end"]] == c["quote"]
+    sentence = answer["sentences"][0]  # the JSON carries per-sentence support with the supporting span
+    assert sentence["supported"] and text[sentence["span_start"]:sentence["span_end"]] == sentence["quote"]
 
 
 def test_ask_streams_sources_then_tokens_then_done_with_citations(team):
@@ -70,7 +72,11 @@ def test_ask_streams_sources_then_tokens_then_done_with_citations(team):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     events = sse_events(r.text)
     names = [e for e, _ in events]
-    assert names[0] == "sources" and names[-1] == "done" and set(names[1:-1]) == {"token"}
+    assert names[0] == "sources" and names[-2:] == ["verification", "done"] and set(names[1:-2]) == {"token"}
+    verification = events[-2][1]  # claim-level support of every sentence, before `done`
+    assert verification["sentences"] and verification["unsupported"] == []
+    assert all(s["status"] == "supported" and s["doc_id"] for s in verification["sentences"])
+    assert verification["abstained"] is False and "p_answerable" in verification["abstention"]
     sources = events[0][1]["sources"]
     assert [s["number"] for s in sources] == list(range(1, len(sources) + 1))
     done = events[-1][1]

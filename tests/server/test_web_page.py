@@ -64,6 +64,18 @@ def test_upload_watch_ask_and_click_a_citation_to_see_the_passage(browser, tmp_p
         assert page.inner_text("#doc-meta").startswith(cited_source)
         assert mark.is_visible()
         assert "Fresnel" in highlighted
+        # the answer is rendered sentence by sentence from the `verification` event (all supported here)
+        statuses = page.eval_on_selector_all("#answer span.sentence", "els => els.map(e => e.dataset.status)")
+        assert statuses and "unsupported" not in statuses
+        # an unsupported sentence (as a small LLM writes one) is highlighted, its neighbours' citations still link
+        page.evaluate("""() => renderAnswer(
+            {answer: "Fresnel made lenses [1]. They were made of gold.", notice: "", citations: [
+                {number: 1, doc_id: "x", source: "fresnel-lens.md", quote: "q", start: 0, end: 1, page: null}]},
+            {sentences: [{start: 0, end: 24, status: "supported"}, {start: 25, end: 49, status: "unsupported"}]})""")
+        flagged = page.locator("#answer span.sentence.unsupported")
+        assert flagged.count() == 1 and flagged.inner_text() == "They were made of gold."
+        assert flagged.evaluate("e => getComputedStyle(e).backgroundColor") != "rgba(0, 0, 0, 0)"
+        assert page.locator("#answer a.cite").count() == 1
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "web-page.png"), full_page=True)
         assert not errors, errors

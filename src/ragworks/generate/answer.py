@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ragworks.documents import Answer, Citation, SearchHit
 from ragworks.embed.base import Embedder
+from ragworks.generate.abstain import AbstentionPolicy, decide, retrieval_evidence
 from ragworks.generate.base import LLM
 from ragworks.generate.citations import citation_for, resolve_citations, strip_invalid_markers
 from ragworks.generate.extractive import extract_answer
 from ragworks.generate.prompt import NO_ANSWER, build_messages, pack_sources
+from ragworks.generate.verify import SUPPORT_THRESHOLD, Grounding, Verification, verify_answer
 
 EXTRACTIVE_NOTICE = "no LLM configured: the answer is the best-matching source sentences (extractive)"
 DEGENERATE_NOTICE = "the LLM's answer degenerated into repetition and was replaced by the extractive answer"
+DECLINED_NOTICE = ("the model gave no supported answer although the passages match the question well: "
+                   "the answer is the best-matching source sentences (extractive)")
+RESCUE_MIN_P = 0.9  # P(answerable) needed to overrule a model's decline
+ABSTAIN_NOTICE = ("the retrieved passages do not appear to contain the answer "
+                  "(abstained, P(answerable) {p:.2f} < {t:.2f})")
 
 
 def is_degenerate(text: str, *, min_words: int = 40, min_unique_ratio: float = 0.45) -> bool:
@@ -33,6 +42,9 @@ class AnswerOptions:
     temperature: float = 0.1
     context_budget_tokens: int = 1500
     max_sources: int = 6  # small models answer better from fewer passages
+    grounding: Grounding = "flag"  # off | flag (mark unsupported sentences) | strict (drop them)
+    support_threshold: float = SUPPORT_THRESHOLD
+    abstention: AbstentionPolicy | None = field(default=None)  # None: never abstain on evidence
 
 
 class AnswerStream:
@@ -56,42 +68,106 @@ class AnswerStream:
         self.answer: Answer | None = None
 
     def __iter__(self) -> Iterator[str]:
+        model = self.llm.name if self.llm else "extractive"
         if not self.sources:
-            self.answer = Answer(self.question, NO_ANSWER, [], [], self.llm.name if self.llm else "extractive",
+            self.answer = Answer(self.question, NO_ANSWER, [], [], model, abstained=True,
                                  notice="nothing in the collection matched the question")
             yield NO_ANSWER
             return
+        evidence = retrieval_evidence(self.question, self.sources)
+        policy = self.options.abstention
+        if policy is not None:
+            early = decide(policy, evidence, stage="retrieval")
+            if early["abstain"]:  # even a fully supported draft would not clear the threshold: skip generating
+                self.answer = Answer(self.question, NO_ANSWER, [], self.sources, model, abstained=True,
+                                     abstention=early,
+                                     notice=ABSTAIN_NOTICE.format(p=early["p_answerable"], t=policy.threshold))
+                yield NO_ANSWER
+                return
+        started = time.perf_counter()
+        tokens = 0
+        dropped: list[int] = []
+        notices: list[str] = []
         if self.llm is None:
             text, citations = extract_answer(self.question, self.sources, self.embedder)
-            self.answer = Answer(self.question, text, citations, self.sources, "extractive", notice=EXTRACTIVE_NOTICE)
+            notices.append(EXTRACTIVE_NOTICE)
             yield text
-            return
-        pieces: list[str] = []
-        for piece in self.llm.stream(build_messages(self.question, self.sources),
-                                     max_tokens=self.options.max_answer_tokens,
-                                     temperature=self.options.temperature):
-            pieces.append(piece)
-            yield piece
-            if len(pieces) % 16 == 0 and is_degenerate("".join(pieces)):
-                break  # stop paying for a loop
-        raw = "".join(pieces).strip()
-        if is_degenerate(raw):
-            text, citations = extract_answer(self.question, self.sources, self.embedder)
-            yield "\n\n[extractive answer] " + text
-            self.answer = Answer(self.question, text, citations, self.sources, self.llm.name,
-                                 notice=DEGENERATE_NOTICE)
-            return
-        citations, dropped = resolve_citations(raw, self.sources)
-        text = strip_invalid_markers(raw, len(self.sources)) if dropped else raw
-        notice = ""
-        if dropped:
-            notice = f"dropped citation(s) to sources that were not given: {', '.join(f'[{n}]' for n in dropped)}"
-        if not citations and NO_ANSWER.lower() not in text.lower():
+        else:
+            pieces: list[str] = []
+            for piece in self.llm.stream(build_messages(self.question, self.sources),
+                                         max_tokens=self.options.max_answer_tokens,
+                                         temperature=self.options.temperature):
+                pieces.append(piece)
+                yield piece
+                if len(pieces) % 16 == 0 and is_degenerate("".join(pieces)):
+                    break  # stop paying for a loop
+            raw = "".join(pieces).strip()
+            tokens = self.llm.count_tokens(raw) if raw else 0
+            if is_degenerate(raw):
+                text, citations = extract_answer(self.question, self.sources, self.embedder)
+                yield "\n\n[extractive answer] " + text
+                notices.append(DEGENERATE_NOTICE)
+            else:
+                citations, dropped = resolve_citations(raw, self.sources)
+                text = strip_invalid_markers(raw, len(self.sources)) if dropped else raw
+                if dropped:
+                    notices.append("dropped citation(s) to sources that were not given: "
+                                   + ", ".join(f"[{n}]" for n in dropped))
+        generation_s = time.perf_counter() - started
+        self.answer = self._finish(text, citations, model, dropped, notices, evidence, tokens, generation_s)
+
+    def _finish(self, text: str, citations: list[Citation], model: str, dropped: list[int], notices: list[str],
+                evidence: dict[str, float | None], tokens: int, generation_s: float) -> Answer:
+        """Verify the draft claim by claim, then let the abstention policy judge the whole of it."""
+        declined = NO_ANSWER.lower().rstrip(".") in text.lower()
+        policy = self.options.abstention
+        sentences = []
+        if self.options.grounding != "off":
+            v = verify_answer(text, self.sources, self.embedder, grounding=self.options.grounding,
+                              threshold=self.options.support_threshold)
+            if (declined or v.text == NO_ANSWER) and self.llm is not None and policy is not None:
+                # the model declined, or strict grounding left nothing: is an extractive answer clearly better?
+                rescued = self._rescue_decline(policy, evidence)
+                if rescued is not None:
+                    notices.append(DECLINED_NOTICE)
+                    text, v, declined = rescued[0], rescued[1], False
+            if v.text != text and v.unsupported and self.options.grounding == "strict":
+                notices.append(f"dropped {v.unsupported} sentence(s) no given source supports (strict grounding)")
+            elif v.unsupported:
+                notices.append(f"{v.unsupported} sentence(s) not supported by the given sources")
+            if any(s.status == "reattributed" for s in v.sentences):
+                notices.append("citation(s) moved to the source that supports the sentence")
+            text, citations, sentences = v.text, v.citations, v.sentences
+            evidence["answer_support"] = 0.0 if declined else v.mean_support
+        elif not citations and not declined:
             citations = self._attribute(text)
             if citations:
-                notice = (notice + "; " if notice else "") + (
-                    "the model cited no source: sources matched to the answer by similarity")
-        self.answer = Answer(self.question, text, citations, self.sources, self.llm.name, dropped, notice)
+                notices.append("the model cited no source: sources matched to the answer by similarity")
+        decision: dict[str, Any] = {"abstain": False, "stage": "off", "evidence": evidence}  # evidence kept for tuning
+        abstained = declined or text.strip() == NO_ANSWER
+        if abstained:
+            decision = {"abstain": True, "stage": "answerer", "evidence": evidence}
+        elif policy is not None and "answer_support" in evidence:
+            decision = decide(policy, evidence, stage="answer")
+            if decision["abstain"]:
+                notices.append(ABSTAIN_NOTICE.format(p=decision["p_answerable"], t=policy.threshold))
+                decision["draft"] = text
+                text, citations, sentences, abstained = NO_ANSWER, [], [], True
+        return Answer(self.question, text, citations, self.sources, model, dropped, "; ".join(notices),
+                      sentences=sentences, abstained=abstained, abstention=decision,
+                      generated_tokens=tokens, generation_s=generation_s)
+
+    def _rescue_decline(self, policy: AbstentionPolicy, evidence: dict[str, float | None]
+                        ) -> tuple[str, Verification] | None:
+        """Small models decline questions their top passage answers: when the evidence for an extractive answer is
+        confidently above the policy's threshold, answer extractively instead (None: the decline stands)."""
+        text, _ = extract_answer(self.question, self.sources, self.embedder)
+        if text == NO_ANSWER:
+            return None
+        v = verify_answer(text, self.sources, self.embedder, grounding=self.options.grounding,
+                          threshold=self.options.support_threshold)
+        p = policy.probability({**evidence, "answer_support": v.mean_support})
+        return (text, v) if p >= max(policy.threshold, RESCUE_MIN_P) and v.text != NO_ANSWER else None
 
     def _attribute(self, text: str, threshold: float = 0.5) -> list[Citation]:
         """Sources whose passage is close to the answer text: a fallback for models that forget [n] markers."""

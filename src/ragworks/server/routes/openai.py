@@ -58,7 +58,7 @@ def sources_footer(citations: list[Citation]) -> str:
 
 def _extras(answer: Answer) -> dict[str, Any]:
     return {"citations": [c.to_dict() for c in answer.citations], "sources": numbered_sources(answer.sources),
-            "notice": answer.notice}
+            "notice": answer.notice, **answer.verification_dict()}
 
 
 @router.get("/models", summary="Collections, as OpenAI models")
@@ -72,13 +72,14 @@ async def list_models(ctx: Context, tenant: CurrentTenant) -> dict[str, Any]:
 async def chat_completions(body: ChatCompletionRequest, ctx: Context, tenant: CurrentTenant) -> Any:
     question = question_of(body.messages)
     s = ctx.settings
-    options = AnswerOptions(body.max_tokens or s.max_answer_tokens,
-                            s.temperature if body.temperature is None else body.temperature,
-                            s.context_budget_tokens, s.llm_max_sources)
 
     def retrieve() -> AnswerStream:
         col = ctx.collections.get(tenant, body.model)
         hits = col.search(question, k=body.k)
+        options = AnswerOptions(body.max_tokens or s.max_answer_tokens,
+                                s.temperature if body.temperature is None else body.temperature,
+                                s.context_budget_tokens, s.llm_max_sources, grounding=s.grounding,
+                                support_threshold=s.support_threshold, abstention=col.abstention_policy())
         return AnswerStream(question, hits, col.llm, col.embedder, options)
 
     deadline = time.monotonic() + ctx.timeout_s

@@ -1,4 +1,5 @@
-"""Search and ask (JSON, or Server-Sent Events: `sources`, then `token`s, then `done` with the citations)."""
+"""Search and ask (JSON, or Server-Sent Events: `sources`, then `token`s, `verification` (per-sentence support and
+the abstention decision), then `done` with the citations)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def numbered_sources(hits: list[SearchHit]) -> list[dict[str, Any]]:
 def answer_summary(answer: Answer) -> dict[str, Any]:
     """What `done` carries: everything but the sources (sent first) and the question."""
     return {"answer": answer.text, "model": answer.model, "citations": [c.to_dict() for c in answer.citations],
-            "dropped_citations": answer.dropped_citations, "notice": answer.notice}
+            "dropped_citations": answer.dropped_citations, "notice": answer.notice, "abstained": answer.abstained}
 
 
 @router.post("/search", summary="Search: dense, BM25 or hybrid, with metadata filters and a source glob")
@@ -51,6 +52,8 @@ def answer_events(stream: AnswerStream, deadline: float, timeout_s: float) -> It
         yield sse_event("error", {"error": {"type": type_for(exc), "message": str(exc), "status": status_for(exc)}})
         return
     assert stream.answer is not None
+    # claim-level verification and the abstention decision, before `done` (the web page highlights from it)
+    yield sse_event("verification", stream.answer.verification_dict())
     yield sse_event("done", answer_summary(stream.answer))
 
 

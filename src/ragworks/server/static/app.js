@@ -155,6 +155,7 @@ async function ask(question) {
   const decoder = new TextDecoder();
   let buffer = "";
   let text = "";
+  let verification = null;
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
@@ -165,7 +166,8 @@ async function ask(question) {
       buffer = buffer.slice(cut + 2);
       if (event === "sources") renderSources(data.sources);
       else if (event === "token") { text += data.text; answer.textContent = text; }
-      else if (event === "done") renderAnswer(data);
+      else if (event === "verification") verification = data;
+      else if (event === "done") renderAnswer(data, verification);
       else if (event === "error") showError(data.error.message);
     }
   }
@@ -181,26 +183,41 @@ function renderSources(sources) {
   }));
 }
 
-function renderAnswer(done) {
+function renderAnswer(done, verification) {
   state.citations = done.citations;
   const answer = $("#answer");
   answer.replaceChildren();
   // Each [n] marker links to its citation: the k-th [n] in the text to the k-th citation numbered n.
   const seen = {};
-  let last = 0;
-  for (const m of done.answer.matchAll(/\[(\d+)\]/g)) {
-    const n = Number(m[1]);
-    const same = done.citations.filter((c) => c.number === n);
-    answer.append(done.answer.slice(last, m.index));
-    last = m.index + m[0].length;
-    if (!same.length) { answer.append(m[0]); continue; }
-    const citation = same[Math.min(seen[n] || 0, same.length - 1)];
-    seen[n] = (seen[n] || 0) + 1;
-    const link = el("a", { className: "cite", textContent: m[0], href: "#", title: citation.source });
-    link.onclick = (e) => { e.preventDefault(); showDocument(citation.doc_id, citation); };
-    answer.append(link);
+  const appendWithLinks = (parent, text) => {
+    let last = 0;
+    for (const m of text.matchAll(/\[(\d+)\]/g)) {
+      const n = Number(m[1]);
+      const same = done.citations.filter((c) => c.number === n);
+      parent.append(text.slice(last, m.index));
+      last = m.index + m[0].length;
+      if (!same.length) { parent.append(m[0]); continue; }
+      const citation = same[Math.min(seen[n] || 0, same.length - 1)];
+      seen[n] = (seen[n] || 0) + 1;
+      const link = el("a", { className: "cite", textContent: m[0], href: "#", title: citation.source });
+      link.onclick = (e) => { e.preventDefault(); showDocument(citation.doc_id, citation); };
+      parent.append(link);
+    }
+    parent.append(text.slice(last));
+  };
+  // Sentences no given source supports are highlighted (claim-level verification, the `verification` event).
+  const sentences = ((verification && verification.sentences) || []).filter((s) => s.start >= 0);
+  let pos = 0;
+  for (const s of sentences) {
+    appendWithLinks(answer, done.answer.slice(pos, s.start));
+    const span = el("span", { className: "sentence" + (s.status === "unsupported" ? " unsupported" : "") });
+    span.dataset.status = s.status;
+    if (s.status === "unsupported") span.title = "no source given to the model supports this sentence";
+    appendWithLinks(span, done.answer.slice(s.start, s.end));
+    answer.append(span);
+    pos = s.end;
   }
-  answer.append(done.answer.slice(last));
+  appendWithLinks(answer, done.answer.slice(pos));
   answer.dataset.done = "true";
   $("#notice").textContent = done.notice || "";
   $("#citations").replaceChildren(...done.citations.map((c) => {
