@@ -49,6 +49,8 @@ class _Engine(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    def render_prompt(self, messages: list[Message]) -> str: ...
+
     def close(self) -> None: ...
 
 
@@ -126,6 +128,12 @@ class _XLlamaCppEngine:
             raise LLMError(f"llama.cpp tokenize answered {resp.status_code}: {resp.text[:200]}")
         return len(resp.json()["tokens"])
 
+    def render_prompt(self, messages: list[Message]) -> str:
+        resp = self._http.post("/apply-template", json={"messages": messages})
+        if resp.status_code != 200:
+            raise LLMError(f"llama.cpp apply-template answered {resp.status_code}: {resp.text[:200]}")
+        return str(resp.json()["prompt"])
+
     def close(self) -> None:
         self._http.close()
         self._server = None  # the native server stops when its last reference goes
@@ -150,6 +158,15 @@ class _LlamaCppPythonEngine:
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def render_prompt(self, messages: list[Message]) -> str:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        model, meta = self._llm._model, self._llm.metadata
+        text = lambda token: model.token_get_text(token) if token != -1 else ""  # noqa: E731
+        formatter = Jinja2ChatFormatter(template=meta["tokenizer.chat_template"],
+                                        eos_token=text(self._llm.token_eos()), bos_token=text(self._llm.token_bos()))
+        return str(formatter(messages=messages).prompt)
 
     def close(self) -> None:
         self._llm = None
@@ -184,6 +201,10 @@ class LlamaCppLLM:
 
     def count_tokens(self, text: str) -> int:
         return self._engine.count_tokens(text)
+
+    def render_prompt(self, messages: list[Message]) -> str:
+        """The text the model reads: `messages` through the chat template stored in the GGUF."""
+        return self._engine.render_prompt(messages)
 
     def close(self) -> None:
         self._engine.close()
