@@ -124,6 +124,7 @@ def main() -> None:
     from ragworks.embed import make_embedder
     from ragworks.generate import make_llm
 
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     questions, paragraphs = sample_questions(args.data, args.sample, args.seed, args.decoys_per_article)
     results, loads = [], []
     with tempfile.TemporaryDirectory() as tmp:
