@@ -22,7 +22,8 @@ from ragworks.generate.llamacpp import installed_runtime, packaged_gguf
 _XLLAMACPP_SERVER = """
 import sys, threading, xllamacpp as x
 p = x.CommonParams()
-p.model.path, p.port, p.hostnames, p.n_ctx, p.verbosity, p.warmup = sys.argv[1], int(sys.argv[2]), ["127.0.0.1"], 4096, -1, False
+p.model.path, p.port, p.hostnames = sys.argv[1], int(sys.argv[2]), ["127.0.0.1"]
+p.n_ctx, p.verbosity, p.warmup = 4096, -1, False
 p.sampling.seed = 0
 if "--embedding" in sys.argv:
     p.embedding, p.pooling_type = True, x.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN

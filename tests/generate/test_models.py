@@ -62,7 +62,7 @@ def test_a_damaged_part_is_refused_naming_its_package_and_nothing_is_left_behind
     assert list(cache.iterdir()) == []  # no half-written model, no stamp
 
     damaged.write_bytes(b"b" * 10)  # a truncated part is caught before anything is written
-    with pytest.raises(ModelAssemblyError, match="ragworks-test-part2: part02.bin is 10 bytes, expected 1000"):
+    with pytest.raises(ModelAssemblyError, match=r"ragworks-test-part2: part02\.bin is 10 bytes, expected 1000"):
         assemble(model, cache / model.file_name)
 
 
@@ -78,7 +78,7 @@ def test_a_missing_part_names_the_package_to_install(tmp_path, monkeypatch):
 
 
 def test_an_unknown_model_name_lists_the_packaged_ones():
-    with pytest.raises(LLMUnavailable, match="smollm2-135m, qwen2.5-1.5b"):
+    with pytest.raises(LLMUnavailable, match=r"smollm2-135m, qwen2\.5-1\.5b"):
         resolve_gguf("gpt-9")
 
 

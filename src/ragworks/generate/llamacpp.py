@@ -164,7 +164,7 @@ class _LlamaCppPythonEngine:
 
         model, meta = self._llm._model, self._llm.metadata
         text = lambda token: model.token_get_text(token) if token != -1 else ""  # noqa: E731
-        formatter = Jinja2ChatFormatter(template=meta["tokenizer.chat_template"],
+        formatter: Any = Jinja2ChatFormatter(template=meta["tokenizer.chat_template"],
                                         eos_token=text(self._llm.token_eos()), bos_token=text(self._llm.token_bos()))
         return str(formatter(messages=messages).prompt)
 
