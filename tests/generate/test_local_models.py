@@ -12,7 +12,7 @@ import pytest
 from ragworks.collection import Collection
 from ragworks.config import Settings
 from ragworks.generate.answer import AnswerOptions, AnswerStream
-from ragworks.generate.llamacpp import LlamaCppLLM, llama_cpp_available
+from ragworks.generate.llamacpp import LlamaCppLLM, installed_runtime, llama_cpp_available
 from ragworks.generate.models import CATALOG, is_installed, resolve_gguf
 from ragworks.generate.prompt import SYSTEM_PROMPT, build_messages, source_header
 
@@ -88,3 +88,16 @@ def test_qwen_answers_with_a_citation_marker_through_its_chatml_template(lightho
     assert "Fresnel" in answer.text
     assert answer.citations and not answer.notice, answer.text  # it wrote [n] itself; none was dropped
     assert answer.sources[answer.citations[0].number - 1].source.endswith("fresnel-lens.md")
+
+
+@pytest.mark.skipif(installed_runtime("llama-cpp-python") is None or installed_runtime("xllamacpp") is None,
+                    reason="needs both llama.cpp bindings (llama-cpp-python: ragworks[local-llm-compiled])")
+def test_both_runtimes_read_the_same_prompt_and_count_the_same_tokens():
+    path = resolve_gguf("smollm2-135m")
+    compiled = LlamaCppLLM(path, context_tokens=512, threads=1, runtime="llama-cpp-python")
+    prebuilt = LlamaCppLLM(path, context_tokens=512, threads=1, runtime="xllamacpp")
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "Sources: [1] x\nQ?"}]
+    assert compiled.render_prompt(messages) == prebuilt.render_prompt(messages)
+    text = "The Fresnel lens was first installed at Cordouan in 1823 [1]."
+    assert compiled.count_tokens(text) == prebuilt.count_tokens(text) > 10
+    assert "".join(compiled.stream(messages, max_tokens=4, temperature=0.0)).strip()
