@@ -38,10 +38,8 @@ def make_llm(settings: Settings) -> LLM | None:
     from ragworks.generate.llamacpp import LlamaCppLLM, installed_runtime
     from ragworks.generate.models import catalog_model, is_installed, resolve_gguf
 
-    if settings.llm_gguf_path is not None:
-        present = settings.llm_gguf_path.is_file()
-    else:
-        present = is_installed(catalog_model(settings.llm_gguf))
+    # an explicit path that does not exist is an error (LlamaCppLLM says so), not a silent fallback
+    present = settings.llm_gguf_path is not None or is_installed(catalog_model(settings.llm_gguf))
     if settings.llm == "auto" and not (present and installed_runtime(settings.llm_runtime)):
         return None
     path = settings.llm_gguf_path or resolve_gguf(settings.llm_gguf, cache_dir=settings.model_cache_dir)
