@@ -119,8 +119,10 @@ class _XLlamaCppEngine:
                     raise item
                 yield item
         finally:
-            stop.set()  # the consumer left early (closed generator): end generation at the next token
-            worker.join()
+            # The consumer is done or left early (a closed generator): llama.cpp stops at its next token. Not
+            # joined: a deadline that passed mid-prompt must not wait for the prompt to finish; the server
+            # queues the next request until this one has stopped.
+            stop.set()
 
     def count_tokens(self, text: str) -> int:
         resp = self._http.post("/tokenize", json={"content": text, "add_special": False})
