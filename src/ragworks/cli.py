@@ -278,10 +278,12 @@ def ask(
     llm: Annotated[str | None, typer.Option(help="auto | local | openai | fireworks | extractive")] = None,
     llm_model: Annotated[str | None, typer.Option(help="Remote model id.")] = None,
     llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL.")] = None,
+    llm_gguf: Annotated[str | None, typer.Option(help="Local packaged model: smollm2-135m | qwen2.5-1.5b.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from the collection, streaming the answer, then listing its cited sources."""
-    settings = _settings(collection, data_dir, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url)
+    settings = _settings(collection, data_dir, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url,
+                         llm_gguf=llm_gguf)
     with Collection.open(settings=settings, create=False) as col:
         stream = col.ask_stream(question, k=k, mode=_check_mode(mode), source=source, filters=_filters(where))
         if as_json:

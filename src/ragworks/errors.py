@@ -35,6 +35,10 @@ class LLMUnavailable(RagworksError):
     """The configured LLM could not be loaded or reached."""
 
 
+class ModelAssemblyError(LLMUnavailable):
+    """A packaged model's parts are missing or damaged (the message names the pip package to reinstall)."""
+
+
 class LLMError(RagworksError):
     """The LLM endpoint answered with an error."""
 

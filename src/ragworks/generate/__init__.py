@@ -35,9 +35,13 @@ def make_llm(settings: Settings) -> LLM | None:
             base_url=base, model=model, api_key=key, context_tokens=settings.llm_context_tokens,
             timeout_s=settings.request_timeout_s,
         )
-    from ragworks.generate.llamacpp import LlamaCppLLM, llama_cpp_available, packaged_gguf
+    from ragworks.generate.llamacpp import LlamaCppLLM, installed_runtime
+    from ragworks.generate.models import catalog_model, is_installed, resolve_gguf
 
-    if settings.llm == "auto" and not (llama_cpp_available() and (settings.llm_gguf_path or packaged_gguf())):
+    # an explicit path that does not exist is an error (LlamaCppLLM says so), not a silent fallback
+    present = settings.llm_gguf_path is not None or is_installed(catalog_model(settings.llm_gguf))
+    if settings.llm == "auto" and not (present and installed_runtime(settings.llm_runtime)):
         return None
-    return LlamaCppLLM(settings.llm_gguf_path, context_tokens=settings.llm_context_tokens,
-                       threads=settings.llm_threads)
+    path = settings.llm_gguf_path or resolve_gguf(settings.llm_gguf, cache_dir=settings.model_cache_dir)
+    return LlamaCppLLM(path, context_tokens=settings.llm_context_tokens, threads=settings.llm_threads,
+                       runtime=settings.llm_runtime)
