@@ -21,6 +21,7 @@ Writes JSON and Markdown next to --out; prints tables; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -43,7 +44,7 @@ from ragworks.evaluate.metrics import evaluate
 from ragworks.evaluate.report import write_json
 from ragworks.evaluate.retrieval import LegCache, evaluate_configs, open_for_dataset
 from ragworks.retrieve.languages import LanguageAnalyzer
-from ragworks.store.embedded import DB_NAME, LEGACY_FTS_SQL, fts_query
+from ragworks.store.embedded import DB_NAME, LEGACY_FTS_SQL, EmbeddedStore, fts_query
 from ragworks.store.memory_bm25 import SegmentedBM25, fts5_like_analyzer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,13 +86,15 @@ def evaluate_model(label: str, model: str, datasets: list[BeirDataset], configs:
     return rows
 
 
-def legacy_collection(data_dir: Path, name: str) -> str:
+def legacy_collection(data_dir: Path, name: str, model: str) -> str:
     """A new collection whose FTS5 table is made as before per-language analysis (the store then keeps to it)."""
     path = data_dir / name
     if not (path / DB_NAME).exists():
         path.mkdir(parents=True, exist_ok=True)
-        with sqlite3.connect(path / DB_NAME) as conn:
+        with contextlib.closing(sqlite3.connect(path / DB_NAME, isolation_level=None)) as conn:
             conn.execute(LEGACY_FTS_SQL)
+        embedder = make_embedder(_settings(data_dir, model))
+        EmbeddedStore(path, model_name=embedder.name, dimension=embedder.dimension).close()
     return name
 
 
@@ -260,7 +263,8 @@ def main() -> None:
                                               f"bilingual-{label}")
     print("bilingual set, BM25 as before per-language analysis", flush=True)
     report["bilingual"] += evaluate_model("before", MODELS["MiniLM"], splits, ("bm25", "bm25:lex=fts5"),
-                                          args.data_dir, legacy_collection(args.data_dir, "bilingual-legacy-fts"))
+                                          args.data_dir, legacy_collection(args.data_dir, "bilingual-legacy-fts",
+                                                                            MODELS["MiniLM"]))
     report["bilingual_notes"] = (
         "Column 'before': BM25 of a collection made before per-language analysis (FTS5 `porter unicode61 "
         "remove_diacritics 2`, in memory Snowball English for every passage). "

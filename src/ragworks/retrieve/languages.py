@@ -5,7 +5,7 @@ One analyzer for every language mangles most of them: an English Snowball stemme
 passage is analyzed by its own language's rules, detected from the text itself (a passage carries its document's
 title and headings, so it reads as its document does):
 
-- Vietnamese (its letters ă â đ ê ô ơ ư or a tone mark on ≥ 3% of the letters): NFC-normalized, lower-cased,
+- Vietnamese (letters only it uses, such as ă đ ơ ư ạ ả ễ, are ≥ 2% of the letters): NFC-normalized, lower-cased,
   tones and vowel marks kept, no stemmer, a short list of function words dropped;
 - other Latin-script languages with a Snowball stemmer (French, German, Spanish, Portuguese, Italian, Dutch),
   told apart from English by their commonest function words: that language's stemmer, marks kept;
@@ -27,15 +27,17 @@ import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
 
-# Lower-case letters only Vietnamese uses among Latin-script languages, or uses far more often: the vowel-quality
-# letters and every vowel carrying one of the five tone marks.
+# Lower-case letters no other Latin-script language uses: ă đ ơ ư, the dot-below and hook-above tones, tilde on
+# e i u y, and every vowel carrying both a quality mark and a tone. (à é ê ô ã... are shared with French or
+# Portuguese, so they do not count.)
 VIETNAMESE_LETTERS = frozenset(
-    "ăâđêôơư"
-    "àảãạằẳẵặầẩẫậèẻẽẹềểễệìỉĩịòỏõọồổỗộờởỡợùủũụừửữựỳỷỹỵ"
-    "ắấếốớứýáéíóú"  # acute also occurs elsewhere: counted, but alone rarely reaches the threshold
+    "ăđơư"
+    "ạặậẹệịọộợụựỵ"
+    "ảẳẩẻểỉỏổởủửỷ"
+    "ẽĩũỹẵẫễỗỡữ"
+    "ằắầấềếồốờớừứỳ"
 )
-VIETNAMESE_MIN_SHARE = 0.03  # Vietnamese prose: ~25-35% of letters; an English text quoting "café": ~0.1%
-
+VIETNAMESE_MIN_SHARE = 0.02  # Vietnamese prose: ~10% of its letters; an English text naming "Nguyễn" once: ~0.1%
 # Function words: to tell languages apart (detection) and to drop (they carry no BM25 signal).
 VIETNAMESE_STOPWORDS = frozenset(
     "và của là có được các những một này cho với trong không để thì đã đang sẽ như khi từ đến theo về ra vào "
