@@ -126,7 +126,7 @@ def _stemmer(language: str) -> Callable[[list[str]], list[str]] | None:
         import Stemmer
     except ImportError:  # degrade to unstemmed terms, never fail to index
         return None
-    return Stemmer.Stemmer(language).stemWords  # type: ignore[no-any-return]
+    return Stemmer.Stemmer(language).stemWords
 
 
 @lru_cache(maxsize=1)
