@@ -44,15 +44,17 @@ VIETNAMESE_STOPWORDS = frozenset(
     "cũng nên mà hay hoặc nào gì ai đâu sao bao nhiêu ở tại do bởi rằng thế vậy nhé ạ à ư chứ"
     .split()
 )
+# Detection counts only words that are not also English words (no "a", "die", "son", "come"): a title such as
+# "docs/a.md" must not make an English passage Portuguese.
 _FUNCTION_WORDS: dict[str, frozenset[str]] = {
     "english": frozenset("the and of to is in that it for was on are with as his they be at have this from or "
-                         "by what which who how when where does did".split()),
-    "french": frozenset("le la les des est et une un du dans que qui pour pas sur au avec ce sont par".split()),
-    "german": frozenset("der die das und ist ein eine nicht den mit von zu dem sich des auf für wird im".split()),
-    "spanish": frozenset("el la los las es y en que de un una por con para del se al está son como".split()),
-    "portuguese": frozenset("o a os as é e em que de um uma por com para do da não se são como".split()),
-    "italian": frozenset("il lo la gli le è e di che un una per con non del della sono come nel".split()),
-    "dutch": frozenset("de het een en van is dat op te zijn niet met voor die er aan wordt".split()),
+                         "by what which who how when where does did a an not but you we were".split()),
+    "french": frozenset("le la les des est et une un du dans que qui pour pas sur au avec ce sont".split()),
+    "german": frozenset("der das und ist ein eine nicht mit von zu dem sich des auf für wird im".split()),
+    "spanish": frozenset("el los las es y en que del un una por para se al está como".split()),
+    "portuguese": frozenset("os é em que um uma por com para da não se são como".split()),
+    "italian": frozenset("il lo gli è di che un una non del della sono nel".split()),
+    "dutch": frozenset("het een en van dat op te zijn niet met voor er aan wordt".split()),
 }
 LANGUAGES = ("english", "vietnamese", "french", "german", "spanish", "portuguese", "italian", "dutch", "other")
 
@@ -82,8 +84,8 @@ def detect_language(text: str) -> str:
     words = _WORD.findall(sample)
     hits = {lang: sum(w in fw for w in words) for lang, fw in _FUNCTION_WORDS.items()}
     best = max(hits, key=lambda lang: hits[lang])
-    # another language wins only clearly: short English queries share "a", "de", "in" with several of them
-    return best if hits[best] >= 2 and hits[best] > 1.5 * hits["english"] else "english"
+    # another language wins only clearly: three of its words, and twice as many as English ones
+    return best if hits[best] >= 3 and hits[best] > 2 * hits["english"] else "english"
 
 
 def _fold_marks(text: str) -> str:
