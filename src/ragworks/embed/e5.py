@@ -137,10 +137,13 @@ class E5Embedder:
         return self._encode(texts, is_query=True)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """SentencePiece pieces of each text alone (the engine counts prefix and specials: both subtracted)."""
-        with self._lock:
-            return [max(int(self._model.token_count(t.replace("\x00", " "), False)) - 2 - self._prefix_tokens, 0)
-                    for t in texts]
+        """SentencePiece pieces of each text alone (the engine counts prefix and specials: both subtracted).
+
+        No lock: the engine's tokenizer only reads the model (`tok_content` takes it const and allocates its own
+        buffers), so the ingest pipeline's reader thread counts while the main thread embeds.
+        """
+        return [max(int(self._model.token_count(t.replace("\x00", " "), False)) - 2 - self._prefix_tokens, 0)
+                for t in texts]
 
     def __repr__(self) -> str:
         return f"E5Embedder({self.name!r}, dim={self.dimension}, threads={self.threads or 'all'})"
