@@ -244,6 +244,7 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, default=Path("/tmp/ragworks-bench-languages"))
     ap.add_argument("--scifact", type=Path, default=REPO.parent / "shared" / "data" / "scifact")
     ap.add_argument("--scifact-docs", type=int, default=1000, help="sub-corpus size (0: the whole corpus)")
+    ap.add_argument("--skip-bilingual", action="store_true")
     ap.add_argument("--skip-scifact", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--speed-passages", type=int, default=48)
@@ -257,14 +258,15 @@ def main() -> None:
     }
     splits = [load_beir(BILINGUAL, split=s, name="bilingual-vi-en") for s in ("vi", "en")]
     report["bilingual"] = []
-    for label, model in MODELS.items():
+    for label, model in MODELS.items() if not args.skip_bilingual else ():
         print(f"bilingual set, {label}", flush=True)
         report["bilingual"] += evaluate_model(label, model, splits, BILINGUAL_CONFIGS, args.data_dir,
                                               f"bilingual-{label}")
-    print("bilingual set, BM25 as before per-language analysis", flush=True)
-    report["bilingual"] += evaluate_model("before", MODELS["MiniLM"], splits, ("bm25", "bm25:lex=fts5"),
-                                          args.data_dir, legacy_collection(args.data_dir, "bilingual-legacy-fts",
-                                                                            MODELS["MiniLM"]))
+    if not args.skip_bilingual:
+        print("bilingual set, BM25 as before per-language analysis", flush=True)
+        legacy = legacy_collection(args.data_dir, "bilingual-legacy-fts", MODELS["MiniLM"])
+        report["bilingual"] += evaluate_model("before", MODELS["MiniLM"], splits, ("bm25", "bm25:lex=fts5"),
+                                              args.data_dir, legacy)
     report["bilingual_notes"] = (
         "Column 'before': BM25 of a collection made before per-language analysis (FTS5 `porter unicode61 "
         "remove_diacritics 2`, in memory Snowball English for every passage). "
