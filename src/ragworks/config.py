@@ -111,7 +111,9 @@ class Settings(BaseSettings):
     llm_gguf_path: Path | None = None  # any GGUF file; overrides llm_gguf
     # llama.cpp binding: auto = the prebuilt xllamacpp wheel if installed, else llama-cpp-python (compiled)
     llm_runtime: Literal["auto", "xllamacpp", "llama-cpp-python"] = "auto"
-    model_cache_dir: Path | None = None  # assembled models; default $XDG_CACHE_HOME/ragworks/models
+    # packaged models assembled from their part packages (Qwen GGUF; whisper under whisper/);
+    # default $XDG_CACHE_HOME/ragworks/models (whisper: $XDG_CACHE_HOME/ragworks/whisper)
+    model_cache_dir: Path | None = None
     llm_context_tokens: int = 4096
     llm_threads: int | None = None
     max_answer_tokens: int = 320
@@ -187,7 +189,6 @@ class Settings(BaseSettings):
     speech_language: str | None = None  # e.g. "en", "vi"; None = detected per recording
     speech_threads: int = Field(default=0, ge=0)  # 0 = every core
     speech_beam_size: int = Field(default=5, ge=1, le=10)
-    model_cache_dir: Path | None = None  # packaged model parts are assembled here; default $XDG_CACHE_HOME/ragworks
 
     # --- sources (issue 16): the server submits a sync job for each configured source (`ragworks source add`)
     # every `interval_s` of that source; off: syncs run only when asked (`ragworks sync`, POST …/sync)
