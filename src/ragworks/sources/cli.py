@@ -59,6 +59,7 @@ def source_add(
                                                      "else crawl).")] = None,
     max_pages: Annotated[int, typer.Option(help="Web: at most this many pages.")] = 200,
     max_depth: Annotated[int, typer.Option(help="Web: links followed this deep from the start page.")] = 3,
+    media: Annotated[bool, typer.Option(help="Web: also OCR linked images and transcribe linked audio/video.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between syncs under `watch` and the server.")] = 300.0,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -70,7 +71,7 @@ def source_add(
         location = str(Path(location).expanduser().resolve())
     spec = SourceSpec(name=name or default_name(location), kind=chosen, location=location, include=include or [],
                       exclude=exclude or [], branch=branch, endpoint_url=endpoint_url, sitemap=sitemap,
-                      max_pages=max_pages, max_depth=max_depth, interval_s=interval)
+                      max_pages=max_pages, max_depth=max_depth, media=media, interval_s=interval)
     _sources(collection, data_dir).add(spec)
     err.print(f"collection {collection!r} follows {spec.kind} source {spec.name!r}: {spec.location}"
               " — run `ragworks sync` to bring it in", highlight=False)

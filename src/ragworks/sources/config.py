@@ -35,6 +35,7 @@ class SourceSpec(BaseModel):
     sitemap: str | None = None  # web: default robots.txt's Sitemap lines, else /sitemap.xml, else a crawl
     max_pages: int = Field(default=200, ge=1)  # web
     max_depth: int = Field(default=3, ge=0)  # web
+    media: bool = False  # web: also OCR linked images and transcribe linked recordings/videos
     interval_s: float = Field(default=300.0, gt=0)
 
 
@@ -84,7 +85,7 @@ def make_source(spec: SourceSpec, *, cache_dir: Path) -> Source:
         from ragworks.sources.web import WebSource
 
         return WebSource(spec.location, sitemap=spec.sitemap, max_pages=spec.max_pages, max_depth=spec.max_depth,
-                         include=spec.include, exclude=spec.exclude)
+                         include=spec.include, exclude=spec.exclude, media=spec.media)
     if spec.kind == "git":
         from ragworks.sources.git import GitSource
 

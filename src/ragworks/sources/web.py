@@ -27,11 +27,15 @@ import httpx
 
 from ragworks.errors import SourceItemError, SourceUnavailable
 from ragworks.ingest.loaders import LOADERS, decode_text, html_to_blocks
+from ragworks.ingest.ocr import IMAGE_SUFFIXES
+from ragworks.ingest.speech import AUDIO_SUFFIXES, VIDEO_SUFFIXES
 from ragworks.sources.base import FetchedItem, SourceItem
 
 USER_AGENT = "ragworks-sync"
 GONE = (404, 410)
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+MEDIA_SUFFIXES = IMAGE_SUFFIXES + AUDIO_SUFFIXES + VIDEO_SUFFIXES
 
 
 @dataclass(slots=True)
@@ -68,8 +72,11 @@ def _normalize(url: str) -> str:
 class WebSource:
     def __init__(self, url: str, *, sitemap: str | None = None, max_pages: int = 200, max_depth: int = 3,
                  include: Sequence[str] = (), exclude: Sequence[str] = (), timeout_s: float = 15.0,
-                 user_agent: str = USER_AGENT) -> None:
+                 user_agent: str = USER_AGENT, media: bool = False) -> None:
         self.start = _normalize(url)
+        # linked images, recordings and videos are OCR'd/transcribed only when asked: on most sites they are
+        # logos, icons and decoration, whose OCR is noise (and a failure per sync for a broken one)
+        self.media = media
         parsed = urlparse(self.start)
         self.origin = f"{parsed.scheme}://{parsed.netloc}"
         self.scope = self.origin + posixpath.dirname(parsed.path).rstrip("/") + "/"
@@ -196,7 +203,8 @@ class WebSource:
             is_html = any(page.content_type.startswith(t) for t in _HTML_TYPES)
             filename = self._filename(url, page.content_type)
             # images, archives…: linked from pages but nothing a loader reads (not reported as failures each sync)
-            loadable = filename == "page.md" or any(filename.endswith(s) for s in LOADERS)
+            loadable = filename == "page.md" or (any(filename.endswith(s) for s in LOADERS)
+                                                 and (self.media or not filename.endswith(MEDIA_SUFFIXES)))
             if self._wanted(url) and loadable:
                 items.append(self._item(url, hashlib.sha256(page.body).hexdigest()[:32], page))
             if not is_html or depth >= self.max_depth:
