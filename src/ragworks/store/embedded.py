@@ -33,7 +33,7 @@ import numpy as np
 from ragworks.documents import COUNTS_KEY, PRIMARY_KINDS, Chunk, SearchHit, kind_totals
 from ragworks.errors import CollectionLocked, CollectionNotFound, DocumentNotFound, EmbedderMismatch
 from ragworks.retrieve.languages import LanguageAnalyzer
-from ragworks.scale.ann import IndexChoice, plan_index
+from ragworks.store.ann import IndexChoice, plan_index
 from ragworks.store.base import FileRecord, Filter, StoredDocument, WriteBatch
 from ragworks.store.memory_bm25 import SegmentedBM25, fts5_like_analyzer
 from ragworks.store.vector_index import MIN_TRAIN, VectorIndex

@@ -15,7 +15,7 @@ from celery import Celery
 
 from ragworks.config import Settings
 
-TASK_MODULES = ("ragworks.worker.tasks", "ragworks.scale.distributed")
+TASK_MODULES = ("ragworks.worker.tasks", "ragworks.dumps.distributed")
 
 
 def _available(module: str) -> bool:
