@@ -12,7 +12,7 @@ cannot express a query over tenant B.
   so it runs with `hnsw.iterative_scan = relaxed_order` and re-sorts the candidates in an outer query.
 - The keyword leg is a generated `tsvector` column (context + text, GIN index) under the text search configuration
   of each chunk's detected language (`ts_config`: `english`, `simple` for Vietnamese, which keeps its tones and
-  gets no stemmer, `french`, ...; see ragworks.retrieve.languages; databases made before keep `english` for every
+  gets no stemmer, `french`, ...; see ragworks.lexical.languages; databases made before keep `english` for every
   row), matched with an
   OR-query of the question's lexemes and ranked by **Okapi BM25 computed in SQL** (k1 1.2, b 0.75, Lucene idf)
   from maintained statistics (`lexicon`: document frequency per lexeme; `collections.n_chunks/total_len`).
@@ -54,9 +54,9 @@ import numpy as np
 
 from ragworks.documents import COUNTS_KEY, PRIMARY_KINDS, Chunk, SearchHit, kind_totals
 from ragworks.errors import CollectionLocked, CollectionNotFound, ConfigError, DocumentNotFound, EmbedderMismatch
-from ragworks.retrieve.languages import VIETNAMESE_STOPWORDS, detect_language
+from ragworks.lexical.analysis import STOPWORDS
+from ragworks.lexical.languages import VIETNAMESE_STOPWORDS, detect_language
 from ragworks.store.base import FileRecord, Filter, StoredDocument, WriteBatch
-from ragworks.store.embedded import STOPWORDS
 
 try:  # the `postgres` extra
     import psycopg
@@ -71,7 +71,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 SCHEMA_VERSION = 1
 DEFAULT_SCHEMA = "ragworks"
 TS_CONFIG = "english"  # every row's configuration in databases made before per-language configurations
-# ragworks.retrieve.languages' language → the PostgreSQL text search configuration that treats it alike: its
+# ragworks.lexical.languages' language → the PostgreSQL text search configuration that treats it alike: its
 # Snowball stemmer, or `simple` (lower-cased words, no stemmer, no stopwords) for Vietnamese and other scripts.
 TS_CONFIGS = {"english": "english", "vietnamese": "simple", "french": "french", "german": "german",
               "spanish": "spanish", "portuguese": "portuguese", "italian": "italian", "dutch": "dutch",
