@@ -67,7 +67,7 @@ def test_api_keys_live_in_postgres_shared_by_replicas_without_a_shared_volume(tm
 @pytest.mark.slow
 def test_the_cli_and_a_server_without_auth_see_the_same_collections(tmp_path, pg_dsn, embedder, kit):
     from ragworks.collection import Collection
-    from ragworks.server.tenants import LOCAL_TENANT
+    from ragworks.tenancy import LOCAL_TENANT
 
     settings = kit.make_settings(tmp_path / "data", store_backend="postgres", postgres_dsn=pg_dsn,
                                  postgres_schema=f"onetenant_{uuid.uuid4().hex[:8]}")

@@ -14,7 +14,7 @@ from tests.realservers import CeleryWorker
 
 from ragworks.config import Settings
 from ragworks.server import create_app
-from ragworks.server.tenants import LOCAL_TENANT
+from ragworks.tenancy import LOCAL_TENANT
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample-corpus"
 VISIBILITY_S = 3  # a killed worker's message comes back after this (production default: minutes)

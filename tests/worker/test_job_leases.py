@@ -16,10 +16,10 @@ import pytest
 
 from ragworks.collection import Collection
 from ragworks.config import Settings
-from ragworks.server.jobs.base import JobKind, JobProgress, JobState
-from ragworks.server.jobs.distributed import JobTableLike
-from ragworks.server.jobs.table import JobTable
-from ragworks.server.tenants import LOCAL_TENANT, tenant_for
+from ragworks.jobs.base import JobKind, JobProgress, JobState
+from ragworks.jobs.distributed import JobTableLike
+from ragworks.jobs.table import JobTable
+from ragworks.tenancy import LOCAL_TENANT, tenant_for
 from ragworks.worker.runner import LEASE_LOST, JobRunner
 
 _PG_SCHEMA = "lease_tests"
@@ -36,7 +36,7 @@ def two_tables(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
         return
     import psycopg
 
-    from ragworks.server.jobs.pgtable import PostgresJobTable
+    from ragworks.jobs.pgtable import PostgresJobTable
     from ragworks.store.postgres import shared_pool
 
     dsn = request.getfixturevalue("pg_dsn")
@@ -128,7 +128,7 @@ def test_a_job_table_made_before_owner_tokens_gains_the_column(tmp_path: Path) -
 def test_a_postgres_job_table_made_before_owner_tokens_gains_the_column(pg_dsn: str) -> None:
     import psycopg
 
-    from ragworks.server.jobs.pgtable import PostgresJobTable
+    from ragworks.jobs.pgtable import PostgresJobTable
     from ragworks.store.postgres import shared_pool
 
     schema = f"old_{uuid.uuid4().hex[:8]}"

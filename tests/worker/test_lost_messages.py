@@ -14,10 +14,10 @@ from tests.realservers import CeleryWorker, free_port, redis_server, wait_until
 from tests.worker.test_celery_jobs import VISIBILITY_S, _worker_env
 
 from ragworks.config import Settings
+from ragworks.jobs.base import JobKind, JobProgress
+from ragworks.jobs.distributed import INGEST_TASK, CeleryJobQueue, JobTables, broker_task_ids
 from ragworks.server import create_app
-from ragworks.server.jobs.base import JobKind, JobProgress
-from ragworks.server.jobs.distributed import INGEST_TASK, CeleryJobQueue, JobTables, broker_task_ids
-from ragworks.server.tenants import LOCAL_TENANT, tenant_for
+from ragworks.tenancy import LOCAL_TENANT, tenant_for
 
 
 def _documents(n: int) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from ragworks.errors import LoadError
 from ragworks.ingest.base import LoadOptions, LoadReport
 from ragworks.ingest.loaders import loader_for, markdown_spans
 from ragworks.ingest.pipeline import FileResult, IngestReport, counted
-from ragworks.server.jobs.base import Job, JobKind, JobProgress
+from ragworks.jobs.base import Job, JobKind, JobProgress
 
 DOCUMENTS_PER_COMMIT = 64  # between two: progress, cancel and stop checks; each commit saves the index
 

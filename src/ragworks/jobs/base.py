@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from ragworks.server.tenants import Tenant
+from ragworks.tenancy import Tenant
 
 
 class JobState(StrEnum):
