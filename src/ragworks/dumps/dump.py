@@ -63,9 +63,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
 
 def iter_records(path: Path, settings: Settings) -> Iterator[dict[str, Any]]:
     """The dump's usable records in file order, as {source, title, text, metadata} (bad lines skipped)."""
-    options = LoadOptions(
-        id_field=settings.jsonl_id_field, title_field=settings.jsonl_title_field, text_field=settings.jsonl_text_field
-    )
+    options = LoadOptions.from_settings(settings)
     if path.name.lower().endswith((".jsonl", ".ndjson", ".jsonl.gz")):  # fields only: no Document, spans, hashes
         yield from jsonl_records(path, path.name, options, LoadReport())
         return
