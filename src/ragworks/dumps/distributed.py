@@ -57,7 +57,7 @@ def embed_dump_celery(
     running, or all of them stuck).
     """
     from ragworks.dumps.dump import rss_mb
-    from ragworks.worker.app import make_celery
+    from ragworks.jobs.celery_app import make_celery
 
     app = make_celery(settings)
     shards = ShardDir(shard_dir)

@@ -28,7 +28,7 @@ class JobState(StrEnum):
 class JobKind(StrEnum):
     FILES = "files"  # uploaded files, stored under the collection's uploads/
     DOCUMENTS = "documents"  # JSON text documents, kept in the job's payload
-    SYNC = "sync"  # the collection's configured sources, run once (ragworks.sources.jobs)
+    SYNC = "sync"  # the collection's configured sources, run once (ragworks.jobs.sync)
 
 
 @dataclass(slots=True)

@@ -4,7 +4,7 @@ The job table is the truth, shared by every API replica and worker: PostgreSQL (
 store_backend = "postgres", else each tenant's SQLite `jobs.sqlite3` (API and workers on one machine, or a
 shared volume). A Celery message only says "run job <id> of tenant <t>"; its task id is the job id.
 
-Delivery is at-least-once (acks_late + reject_on_worker_lost, see ragworks.worker.app), so a worker *claims* a
+Delivery is at-least-once (acks_late + reject_on_worker_lost, see ragworks.jobs.celery_app), so a worker *claims* a
 job with a lease it renews while running; a redelivered message for a job whose lease is still fresh waits and
 retries, one whose lease expired (its worker was killed) takes the job over and re-runs it. Re-running is
 harmless: ingestion skips documents already stored by content hash and writes each batch atomically.
@@ -199,7 +199,7 @@ class CeleryJobQueue:
 
     def __init__(self, settings: Settings, tenants: Callable[[], Iterable[Tenant]], *,
                  observer: JobObserver | None = None) -> None:
-        from ragworks.worker.app import make_celery
+        from ragworks.jobs.celery_app import make_celery
 
         self.settings = settings
         self._tenants = tenants

@@ -58,7 +58,7 @@ def run_ingest_job(
 ) -> dict[str, Any]:
     """Run `job` into `collection`; returns its report. `check()` raises JobInterrupted to stop it."""
     if job.kind is JobKind.SYNC:
-        from ragworks.sources.jobs import run_sync_job
+        from ragworks.jobs.sync import run_sync_job
 
         return run_sync_job(job, collection, on_progress=on_progress, check=check)
     started = time.perf_counter()

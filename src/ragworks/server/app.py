@@ -75,7 +75,7 @@ def create_app(
             job_queue.start()
         schedule = None
         if start_jobs and settings.sync_schedule:
-            from ragworks.sources.jobs import SyncScheduler
+            from ragworks.jobs.sync import SyncScheduler
 
             schedule = SyncScheduler(job_queue, lambda: existing_tenants(settings), cache.names)
             schedule.start()

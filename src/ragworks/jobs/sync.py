@@ -25,7 +25,7 @@ from ragworks.sources.sync import SyncOutcome, sync_source
 from ragworks.sources.watch import DEBOUNCE_S, observe_folder
 from ragworks.tenancy import Tenant
 
-log = logging.getLogger("ragworks.sources.jobs")
+log = logging.getLogger("ragworks.jobs.sync")
 SYNC_COUNTS = ("seen", "changed", "deleted", "failed")
 TICK_S = 1.0  # how often the schedule looks: a changed folder is synced within about a second of settling
 _Key = tuple[str, str, str]  # (tenant, collection, source name)
