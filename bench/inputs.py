@@ -6,8 +6,8 @@
 OCR: prose from the sample corpus (examples/sample-corpus, CC0) is typeset on A4 pages (DejaVu Serif 11 pt when
 fonts-dejavu-core is installed, else Pillow's built-in font) at 300 and 200 dpi with mild noise (0.1% salt and
 pepper, a 0.5 px blur), saved as an image-only PDF and read by `loaders.load_pdf_or_scan` (pypdfium2 renders at
-`ocr_dpi`, Tesseract reads in the thread pool, `ocr_workers` = cores). Character accuracy = 1 - edit distance / reference
-length over the whitespace-normalised page text. Pages/s counts rendering and OCR.
+`ocr_dpi`, Tesseract reads in the thread pool, `ocr_workers` = cores). Character accuracy = 1 - edit distance /
+reference length over the whitespace-normalised page text. Pages/s counts rendering and OCR.
 
 Speech: plain sentences from the same corpus (no digits, no names: espeak-ng and whisper disagree on how to spell
 those) are spoken by espeak-ng (`-v en -s <rate>`) in clips of a few sentences, decoded by ffmpeg and transcribed
