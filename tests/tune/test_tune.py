@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from ragworks.cli import app
 from ragworks.collection import Collection
 from ragworks.config import Settings
-from ragworks.tune import versions
+from ragworks.embed import versions
 from ragworks.tune.run import TuneOptions, run_tune
 from ragworks.tune.train import TrainConfig
 
