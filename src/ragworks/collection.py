@@ -26,9 +26,9 @@ from ragworks.generate.base import LLM
 from ragworks.ingest.base import LoadOptions
 from ragworks.ingest.chunker import Chunker
 from ragworks.ingest.pipeline import IngestPipeline, IngestReport, ProgressCallback
+from ragworks.ingest.source import Source
 from ragworks.retrieve.base import Reranker
 from ragworks.retrieve.hybrid import HybridRetriever
-from ragworks.sources.base import Source
 from ragworks.store.base import Filter, Store, StoredDocument
 from ragworks.store.embedded import DB_NAME, EmbeddedStore
 
@@ -108,7 +108,7 @@ class Collection:
         path = settings.collection_path(str(name_or_path) if name_or_path is not None else None)
         if (path / DB_NAME).exists():
             store = EmbeddedStore(path, create=False)
-            from ragworks.tune.versions import active_model_settings
+            from ragworks.embed.versions import active_model_settings
 
             # after `ragworks tune` switched, the base model's settings open the collection with its tuned model
             tuned = active_model_settings(path, settings, store.model_name)

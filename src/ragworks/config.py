@@ -24,6 +24,9 @@ EmbedProvider = Literal["local", "openai"]
 StoreBackend = Literal["embedded", "postgres"]
 
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
+# The tenant of the CLI, and of the server and MCP with auth off: one name, so on PostgreSQL both see the same
+# collections (the server used "local" until 2026-12; rows written under it keep that tenant).
+DEFAULT_TENANT = "default"
 FIREWORKS_BASE_URL = "https://api.fireworks.ai/inference/v1"
 FIREWORKS_DEFAULT_MODEL = "accounts/fireworks/models/llama-v3p1-8b-instruct"
 
@@ -52,7 +55,7 @@ class Settings(BaseSettings):
     store_backend: StoreBackend = "embedded"  # embedded: SQLite + FAISS under data_dir; postgres: pgvector
     postgres_dsn: SecretStr | None = None  # libpq URI or key=value string (store_backend = "postgres")
     postgres_schema: str = "ragworks"
-    tenant: str = "default"  # postgres: every store query is scoped to (tenant, collection)
+    tenant: str = DEFAULT_TENANT  # postgres: every store query is scoped to (tenant, collection)
 
     # --- embedding
     embed_provider: EmbedProvider = "local"
@@ -174,7 +177,7 @@ class Settings(BaseSettings):
     # lease lapses; a live worker renews its lease, so jobs may run longer than this
     celery_visibility_timeout_s: int = Field(default=300, ge=1)
 
-    # --- Wikipedia scale (C): vector index type and dump ingestion; see ragworks.scale
+    # --- Wikipedia scale (C): vector index type and dump ingestion; see ragworks.dumps
     # None: keep the collection's own setting (`ragworks index set-type`, default auto: exact < 100k vectors ≤
     # IVF-Flat < 500k ≤ IVF-PQ with exact re-ranking); a value is stored into the collection when it is written
     index_type: Literal["auto", "flat", "hnsw", "ivf", "ivfpq"] | None = None

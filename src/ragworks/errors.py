@@ -117,6 +117,18 @@ class TuneUnsupported(RagworksError):
 # --- sources (sync) ---------------------------------------------------------------------------------------------
 
 
+class JobNotFound(RagworksError):
+    """No such job for this tenant (jobs of other tenants are not found either)."""
+
+
+class QueueUnavailable(RagworksError):
+    """The job queue's broker (Redis) cannot be reached: nothing was queued; retry when it is back."""
+
+
+class InvalidName(RagworksError):
+    """A tenant or collection name outside the allowed characters (it would become a path)."""
+
+
 class SourceUnavailable(RagworksError):
     """A source could not be listed or read (unreachable, bad credentials, a server error): nothing is deleted
     because of it; sync reports it and retries with backoff."""

@@ -153,8 +153,8 @@ def test_dump_embed_runs_without_the_queue_and_server_extras(tmp_path):
 def test_pipelined_dump_embed_writes_the_same_shards(tmp_path, embedder):
     """Tokenizing processes feeding the model give the vectors the in-process path gives."""
     from ragworks.config import Settings
-    from ragworks.scale.dump import embed_dump
-    from ragworks.scale.shards import ShardDir
+    from ragworks.dumps.dump import embed_dump
+    from ragworks.dumps.shards import ShardDir
 
     dump = tmp_path / "dump.jsonl"
     dump.write_text("".join(

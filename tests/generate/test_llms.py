@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from ragworks.collection import Collection
 from ragworks.config import Settings
-from ragworks.embed.remote import OpenAICompatibleEmbedder
 from ragworks.errors import LLMError, LLMUnavailable
 from ragworks.generate import make_llm
 from ragworks.generate.base import complete
@@ -70,12 +68,3 @@ def test_local_gguf_model_streams_an_answer_and_counts_tokens():
     assert text.strip()
     assert llm.count_tokens("hello world") >= 2
     assert make_llm(Settings(llm="auto")).name == llm.name  # auto picks the packaged model when installed
-
-
-def test_remote_embedder_against_a_real_embeddings_endpoint(embedding_server):
-    emb = OpenAICompatibleEmbedder(base_url=embedding_server, model="smollm2", batch_size=2)
-    vecs = emb.embed_documents(["lighthouse lens", "fog horn", "tide tables"])
-    assert vecs.shape == (3, emb.dimension) and emb.dimension > 0
-    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
-    q = emb.embed_queries(["lighthouse lens"])[0]
-    assert int(np.argmax(vecs @ q)) == 0

@@ -9,7 +9,7 @@ import pytest
 
 from ragworks.documents import Document, SpanKind
 from ragworks.errors import UnsupportedFormat
-from ragworks.ingest import ocr
+from ragworks.ingest import loaders
 from ragworks.ingest.base import LoadOptions
 from ragworks.ingest.loaders import decode_text, load_jsonl, loader_for
 
@@ -369,7 +369,7 @@ def test_utf8_bom_is_stripped(tmp_path, load):
 
 
 def test_loader_is_chosen_by_extension_case_insensitively(tmp_path):
-    assert loader_for(tmp_path / "REPORT.PDF") is ocr.load_pdf  # the text layer, OCR for pages without one
+    assert loader_for(tmp_path / "REPORT.PDF") is loaders.load_pdf_or_scan  # the text layer, OCR for pages without one
     assert loader_for(tmp_path / "a.b.jsonl.gz") is load_jsonl
     with pytest.raises(UnsupportedFormat) as err:
         loader_for(tmp_path / "data.xyz")

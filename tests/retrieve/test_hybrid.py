@@ -47,12 +47,21 @@ def test_hybrid_hits_carry_both_legs_ranks_and_the_pdf_page(corpus_collection):
     assert "5.1 seconds" in top.chunk.text
 
 
-def test_weighted_fusion_is_an_option(tmp_path, embedder, sample_corpus):
-    settings = Settings(data_dir=tmp_path, collection="w", fusion="weighted", dense_weight=0.6, llm="extractive")
-    with Collection.open(settings=settings, embedder=embedder, llm=None) as col:
-        col.ingest(sample_corpus / "fresnel-lens.md", sample_corpus / "tides.md")
-        hits = col.search("spring tides and the moon", k=3)
-    assert hits[0].source.endswith("tides.md") and 0.0 <= hits[-1].score <= 1.0
+def test_fusion_method_and_dense_weight_change_the_ranking(tmp_path, embedder, sample_corpus):
+    def search(**fusion: object) -> list:
+        settings = Settings(data_dir=tmp_path, collection="w", llm="extractive", **fusion)
+        with Collection.open(settings=settings, embedder=embedder, llm=None) as col:
+            col.ingest(sample_corpus / "fresnel-lens.md", sample_corpus / "tides.md")  # once; then unchanged
+            return col.search("spring tides and the moon", k=4)
+
+    weighted = search(fusion="weighted", dense_weight=0.6)
+    assert weighted[0].source.endswith("tides.md")
+    assert all(0.0 <= h.score <= 1.0 for h in weighted) and weighted[0].score > 0.5  # min-max mix, not RRF
+    rrf = search(fusion="rrf")
+    assert rrf[0].score <= 2 / 61 + 1e-9  # Σ 1/(60 + rank): the fusion setting is what scored it
+    # a weight of 1 or 0 leaves one leg's order: the weight is applied, not ignored
+    assert [h.dense_rank for h in search(fusion="weighted", dense_weight=1.0)] == [1, 2, 3, 4]
+    assert [h.lexical_rank for h in search(fusion="weighted", dense_weight=0.0)] == [1, 2, 3, 4]
 
 
 def test_identical_passages_in_two_files_are_collapsed_into_one_hit(tmp_path, embedder):

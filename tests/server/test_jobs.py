@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from ragworks.server.jobs.table import JobTable
+from ragworks.jobs.table import JobTable
 
 
 def _files(n: int) -> list[tuple[str, tuple[str, bytes, str]]]:

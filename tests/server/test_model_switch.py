@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from ragworks.embed import versions
 from ragworks.server import tenants
-from ragworks.tune import versions
 from ragworks.tune.switch import rollback, switch_to
 
 from .conftest import add_text, make_settings

@@ -62,3 +62,24 @@ def test_api_keys_live_in_postgres_shared_by_replicas_without_a_shared_volume(tm
         assert b.delete(f"/v1/admin/keys/{key_id}", headers=admin).status_code in (200, 204)
         assert a.get("/v1/collections", headers=beta).status_code == 401  # revoked on one replica: refused on all
     assert not (tmp_path / "b" / AUTH_DB).exists()
+
+
+@pytest.mark.slow
+def test_the_cli_and_a_server_without_auth_see_the_same_collections(tmp_path, pg_dsn, embedder, kit):
+    from ragworks.collection import Collection
+    from ragworks.tenancy import LOCAL_TENANT
+
+    settings = kit.make_settings(tmp_path / "data", store_backend="postgres", postgres_dsn=pg_dsn,
+                                 postgres_schema=f"onetenant_{uuid.uuid4().hex[:8]}")
+    assert settings.tenant == LOCAL_TENANT  # one name for the tenant of the CLI and of the server with auth off
+    (tmp_path / "keeper.md").write_text(kit.LIGHTHOUSE)
+    # what `ragworks ingest` does:
+    with Collection.open("fromcli", settings=settings, embedder=embedder, llm=None) as col:
+        col.ingest(tmp_path / "keeper.md")
+    with TestClient(create_app(settings, embedder=embedder, llm=None)) as api:
+        assert [c["name"] for c in api.get("/v1/collections").json()["collections"]] == ["fromcli"]
+        hits = api.post("/v1/collections/fromcli/search", json={"query": "Fresnel lens beam"}).json()["hits"]
+        assert hits and hits[0]["source"].endswith("keeper.md")
+        assert api.post("/v1/collections", json={"name": "fromapi"}).status_code == 201
+    with Collection.open("fromapi", settings=settings, create=False, embedder=embedder, llm=None) as col:
+        assert col.stats()["documents"] == 0

@@ -15,8 +15,8 @@ from tests.realservers import free_port, wait_until
 
 from ragworks.collection import Collection
 from ragworks.config import Settings
-from ragworks.server.jobs import EmbeddedJobQueue, JobKind, JobState, make_job_queue
-from ragworks.server.tenants import LOCAL_TENANT, Tenant, existing_tenants
+from ragworks.jobs import EmbeddedJobQueue, JobKind, JobState, make_job_queue
+from ragworks.tenancy import LOCAL_TENANT, Tenant, existing_tenants
 
 DOCS = [{"source": f"note-{i}.md", "text": f"Note {i}: the tide tables for harbour {i} were checked at dawn.",
          "title": "", "metadata": {}} for i in range(3)]

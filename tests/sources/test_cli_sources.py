@@ -98,7 +98,7 @@ def test_ingest_reads_a_source_location_once(tmp_path: Path) -> None:
 def test_every_kind_is_a_source(tmp_path: Path) -> None:
     import subprocess
 
-    from ragworks.sources.base import Source
+    from ragworks.ingest.source import Source
     from ragworks.sources.config import SourceSpec, make_source
 
     repo = tmp_path / "repo"

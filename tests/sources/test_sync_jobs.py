@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 
 from ragworks.collection import Collection
 from ragworks.config import Settings
+from ragworks.jobs import JobKind
+from ragworks.jobs.sync import SyncScheduler
 from ragworks.server import create_app
-from ragworks.server.jobs import JobKind
 from ragworks.sources.config import SourceList, SourceSpec
-from ragworks.sources.jobs import SyncScheduler
 
 
 def metric(client: TestClient, name: str, **labels: str) -> float:

@@ -11,11 +11,11 @@ import pytest
 
 from ragworks.collection import Collection
 from ragworks.config import Settings
-from ragworks.retrieve.lexical import BM25Index
-from ragworks.store import memory_bm25
+from ragworks.lexical import bm25 as memory_bm25
+from ragworks.lexical.analysis import fts5_like_analyzer
+from ragworks.lexical.bm25 import BM25Index, SegmentedBM25
 from ragworks.store.base import Filter
 from ragworks.store.embedded import DB_NAME, EmbeddedStore
-from ragworks.store.memory_bm25 import SegmentedBM25, fts5_like_analyzer
 
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
          "upsilon phi chi psi omega vitamin d t cells type 2 diabetes insulin").split()

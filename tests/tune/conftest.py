@@ -10,7 +10,7 @@ import pytest
 
 from ragworks.collection import Collection
 from ragworks.config import Settings
-from ragworks.tune import versions
+from ragworks.embed import versions
 from ragworks.tune.pairs import corpus_pairs, read_chunks, split_pairs
 from ragworks.tune.train import TrainConfig, train
 

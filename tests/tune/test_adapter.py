@@ -11,9 +11,9 @@ import pytest
 
 from ragworks.collection import Collection
 from ragworks.config import Settings
+from ragworks.embed import versions
 from ragworks.embed.local import SentenceTransformerEmbedder
 from ragworks.store.embedded import EmbeddedStore
-from ragworks.tune import versions
 from ragworks.tune.adapter import (
     ADAPTER_FILE,
     AdapterConfig,

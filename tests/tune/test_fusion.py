@@ -10,9 +10,8 @@ import pytest
 
 from ragworks.collection import Collection
 from ragworks.config import Settings
-from ragworks.embed import make_embedder
+from ragworks.embed import make_embedder, versions
 from ragworks.store.embedded import EmbeddedStore
-from ragworks.tune import versions
 from ragworks.tune.measure import WEIGHT_GRID
 from ragworks.tune.pairs import corpus_pairs, read_chunks
 from ragworks.tune.run import fusion_for_tuned

@@ -17,9 +17,9 @@ import pytest
 
 from ragworks.collection import Collection
 from ragworks.config import Settings
+from ragworks.embed import versions
 from ragworks.errors import ConfigError, TuneUnsupported
 from ragworks.store.embedded import DB_NAME, EmbeddedStore
-from ragworks.tune import versions
 from ragworks.tune.run import check_supported
 from ragworks.tune.switch import rollback, switch_to
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from ragworks.cli import app
 from ragworks.collection import Collection
 from ragworks.config import Settings
-from ragworks.tune import versions
+from ragworks.embed import versions
 from ragworks.tune.run import TuneOptions, run_tune
 from ragworks.tune.train import TrainConfig
 
@@ -35,9 +35,11 @@ def test_finetuning_without_labels_trains_measures_switches_and_rolls_back(
     assert (report.model_dir / "loss.png").stat().st_size > 1000
     for when in ("before", "after"):
         for mode in ("dense", "hybrid"):
-            assert 0.0 <= card["scores"][when][mode]["ndcg@10"] <= 1.0
+            assert 0.0 < card["scores"][when][mode]["ndcg@10"] <= 1.0
             assert card["scores"][when][mode]["recall@100"] > 0.0
     assert report.switched and card["switched"]
+    for mode in ("dense", "hybrid"):  # the switch rule: it switched, so neither score dropped
+        assert card["scores"]["after"][mode]["ndcg@10"] >= card["scores"]["before"][mode]["ndcg@10"]
     tuned_name = versions.model_name(settings, report.model_dir)
     with Collection.open(settings=settings, create=False, llm=None) as col:  # default settings → tuned model
         assert col.embedder.name == tuned_name

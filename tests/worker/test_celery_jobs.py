@@ -14,6 +14,7 @@ from tests.realservers import CeleryWorker
 
 from ragworks.config import Settings
 from ragworks.server import create_app
+from ragworks.tenancy import LOCAL_TENANT
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample-corpus"
 VISIBILITY_S = 3  # a killed worker's message comes back after this (production default: minutes)
@@ -121,8 +122,8 @@ def test_killed_worker_job_finishes_once(api: TestClient, celery_settings: Setti
         clean = _wait(api, clean_job["id"], lambda j: j["state"] in ("completed", "failed"), 240, second)
         assert clean["state"] == "completed" and clean["attempts"] == 1, clean
 
-    chunks, n_docs, dups = _chunk_rows(pg_dsn, "local", docs)
-    clean_chunks, clean_docs, _ = _chunk_rows(pg_dsn, "local", clean_name)
+    chunks, n_docs, dups = _chunk_rows(pg_dsn, LOCAL_TENANT, docs)
+    clean_chunks, clean_docs, _ = _chunk_rows(pg_dsn, LOCAL_TENANT, clean_name)
     assert dups == 0
     assert (chunks, n_docs) == (clean_chunks, clean_docs) and n_docs == len(files)
     assert api.get(f"/v1/collections/{docs}").json()["chunks"] == chunks

@@ -16,10 +16,10 @@ import pytest
 
 from ragworks.collection import Collection
 from ragworks.config import Settings
-from ragworks.server.jobs.base import JobKind, JobProgress, JobState
-from ragworks.server.jobs.distributed import JobTableLike
-from ragworks.server.jobs.table import JobTable
-from ragworks.server.tenants import tenant_for
+from ragworks.jobs.base import JobKind, JobProgress, JobState
+from ragworks.jobs.distributed import JobTableLike
+from ragworks.jobs.table import JobTable
+from ragworks.tenancy import LOCAL_TENANT, tenant_for
 from ragworks.worker.runner import LEASE_LOST, JobRunner
 
 _PG_SCHEMA = "lease_tests"
@@ -36,7 +36,7 @@ def two_tables(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
         return
     import psycopg
 
-    from ragworks.server.jobs.pgtable import PostgresJobTable
+    from ragworks.jobs.pgtable import PostgresJobTable
     from ragworks.store.postgres import shared_pool
 
     dsn = request.getfixturevalue("pg_dsn")
@@ -128,7 +128,7 @@ def test_a_job_table_made_before_owner_tokens_gains_the_column(tmp_path: Path) -
 def test_a_postgres_job_table_made_before_owner_tokens_gains_the_column(pg_dsn: str) -> None:
     import psycopg
 
-    from ragworks.server.jobs.pgtable import PostgresJobTable
+    from ragworks.jobs.pgtable import PostgresJobTable
     from ragworks.store.postgres import shared_pool
 
     schema = f"old_{uuid.uuid4().hex[:8]}"
@@ -174,7 +174,7 @@ def test_a_worker_whose_lease_was_taken_over_stops_and_leaves_the_outcome_to_the
         tmp_path: Path, embedder: Any) -> None:
     settings = Settings(data_dir=tmp_path / "data", queue_backend="celery", celery_visibility_timeout_s=60,
                         llm="extractive")
-    tenant = tenant_for(settings, "local")
+    tenant = tenant_for(settings, LOCAL_TENANT)
     col = Collection.open(str(tenant.collection_dir("notes")), settings=settings, embedder=embedder, llm=None)
     col.store  # noqa: B018 - creates the collection's directory and database, as the API's create does
     col.close()
@@ -186,7 +186,7 @@ def test_a_worker_whose_lease_was_taken_over_stops_and_leaves_the_outcome_to_the
     gated = _GatedEmbedder(embedder)
     runner = JobRunner(settings, embedder=gated)
     outcome: list[Any] = []
-    worker = threading.Thread(target=lambda: outcome.append(runner.run("local", job.id)))
+    worker = threading.Thread(target=lambda: outcome.append(runner.run(LOCAL_TENANT, job.id)))
     worker.start()
     try:
         assert gated.embedding.wait(60), f"the runner never started embedding: {outcome}"

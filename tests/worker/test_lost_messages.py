@@ -14,10 +14,10 @@ from tests.realservers import CeleryWorker, free_port, redis_server, wait_until
 from tests.worker.test_celery_jobs import VISIBILITY_S, _worker_env
 
 from ragworks.config import Settings
+from ragworks.jobs.base import JobKind, JobProgress
+from ragworks.jobs.distributed import INGEST_TASK, CeleryJobQueue, JobTables, broker_task_ids
 from ragworks.server import create_app
-from ragworks.server.jobs.base import JobKind, JobProgress
-from ragworks.server.jobs.distributed import INGEST_TASK, CeleryJobQueue, JobTables, broker_task_ids
-from ragworks.server.tenants import tenant_for
+from ragworks.tenancy import LOCAL_TENANT, tenant_for
 
 
 def _documents(n: int) -> list[dict[str, Any]]:
@@ -57,7 +57,7 @@ def test_a_job_recorded_but_never_sent_is_resent_at_start_and_runs_once(tmp_path
         assert first.post("/v1/collections", json={"name": name}).status_code == 201
     # what an API killed between recording a job and sending its message leaves behind
     tables = JobTables(settings)
-    table = tables.get(tenant_for(settings, "local"))
+    table = tables.get(tenant_for(settings, LOCAL_TENANT))
     assert table is not None
     docs = _documents(5)
     job = table.insert(name, JobKind.DOCUMENTS, {"documents": docs}, JobProgress(files_total=len(docs)))
@@ -77,7 +77,7 @@ def test_a_job_recorded_but_never_sent_is_resent_at_start_and_runs_once(tmp_path
             assert done["state"] == "completed" and done["attempts"] == 1, (done, worker.log_text())
             assert done["report"]["chunks_written"] == len(docs)
             # a duplicate message (two API replicas re-sent it) is acknowledged without running the job again
-            queue.celery.send_task(INGEST_TASK, args=["local", job.id], task_id=job.id)
+            queue.celery.send_task(INGEST_TASK, args=[LOCAL_TENANT, job.id], task_id=job.id)
             assert wait_until(lambda: worker.log_text().count(f"[{job.id}] succeeded") >= 2, 60, worker.log_text)
         assert job.id not in queue.resend_lost(), "finished jobs are never re-sent"
         again = api.get(f"/v1/jobs/{job.id}").json()

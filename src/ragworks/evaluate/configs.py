@@ -9,7 +9,7 @@
                               BEIR corpus itself, one document = title + " " + text, not through the collection
 
 Every hybrid option also takes `candidates=N` (per-leg candidates before fusion). `bm25` and the hybrids take
-`lex=fts5` to force the SQLite FTS5 leg, or `lex=inhouse` (with `k1=`, `b=`) for `ragworks.retrieve.lexical.BM25Index`
+`lex=fts5` to force the SQLite FTS5 leg, or `lex=inhouse` (with `k1=`, `b=`) for `ragworks.lexical.bm25.BM25Index`
 with those parameters over the collection's chunks (for sweeping k1 and b; not what `ragworks search` runs).
 """
 

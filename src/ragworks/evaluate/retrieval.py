@@ -26,8 +26,8 @@ from ragworks.evaluate.beir import BeirDataset, read_corpus
 from ragworks.evaluate.configs import RunConfig
 from ragworks.evaluate.metrics import DEFAULT_METRICS, Run, evaluate
 from ragworks.ingest.pipeline import IngestReport
+from ragworks.lexical.bm25 import BM25Index
 from ragworks.retrieve.fusion import reciprocal_rank_fusion, weighted_fusion
-from ragworks.retrieve.lexical import BM25Index
 from ragworks.store.base import Filter
 from ragworks.store.embedded import DB_NAME, EmbeddedStore
 

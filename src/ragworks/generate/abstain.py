@@ -26,7 +26,7 @@ import numpy as np
 
 from ragworks.documents import SearchHit
 from ragworks.errors import ConfigError
-from ragworks.retrieve.lexical import Analyzer
+from ragworks.lexical.analysis import Analyzer
 
 FEATURES = ("dense_top", "top_score", "question_overlap", "answer_support")
 POLICY_FILE = "answering.json"

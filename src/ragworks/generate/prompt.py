@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from ragworks.documents import SearchHit
 from ragworks.generate.base import Message
-from ragworks.retrieve.languages import detect_language
+from ragworks.lexical.languages import detect_language
 
 NO_ANSWER = "The provided sources do not contain the answer."
 

@@ -28,7 +28,7 @@ from ragworks.embed.base import Embedder
 from ragworks.generate.citations import _MARKER, citation_for, cited_numbers
 from ragworks.generate.prompt import NO_ANSWER
 from ragworks.ingest.chunker import split_sentences
-from ragworks.retrieve.lexical import Analyzer
+from ragworks.lexical.analysis import Analyzer
 
 Grounding = Literal["off", "flag", "strict"]
 

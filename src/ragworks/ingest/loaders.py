@@ -571,7 +571,13 @@ LOADERS: dict[str, Loader] = {
 
 
 # Images and PDF pages without a text layer are read by OCR, recordings transcribed (ingest/ocr.py, speech.py).
-LOADERS[".pdf"] = ocr.load_pdf
+def load_pdf_or_scan(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
+    """The PDF loader: the text layer (`load_pdf`), with OCR for pages that have none (ingest/ocr.py)."""
+    yield from ocr.load_pdf_with_ocr(path, source, options, report, text_loader=load_pdf,
+                                     page_blocks=pdf_page_blocks)
+
+
+LOADERS[".pdf"] = load_pdf_or_scan
 LOADERS.update(dict.fromkeys(ocr.IMAGE_SUFFIXES, ocr.load_image))
 LOADERS.update(dict.fromkeys(speech.AUDIO_SUFFIXES + speech.VIDEO_SUFFIXES, speech.load_recording))
 

@@ -17,7 +17,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,10 +315,11 @@ def text_layer_usable(text: str) -> bool:
 
 
 def load_pdf_with_ocr(path: Path, source: str, options: LoadOptions, report: LoadReport,
-                      text_loader: Callable[[Path, str, LoadOptions, LoadReport], Iterator[Document]]
-                      ) -> Iterator[Document]:
+                      text_loader: Callable[[Path, str, LoadOptions, LoadReport], Iterator[Document]],
+                      page_blocks: Callable[[str], Iterable[tuple[str, SpanKind]]]) -> Iterator[Document]:
     """A PDF through `text_loader` when every page has a usable text layer; otherwise the pages without one are
-    rendered and read by OCR, and the others keep their text layer."""
+    rendered and read by OCR, and the others keep their text layer, split into blocks by `page_blocks`.
+    (The text loaders pass both in: this module never imports them.)"""
     import pypdfium2 as pdfium
 
     try:
@@ -345,14 +346,7 @@ def load_pdf_with_ocr(path: Path, source: str, options: LoadOptions, report: Loa
     if not scanned:  # every page has its text: the text loader as for any PDF
         yield from text_loader(path, source, options, report)
         return
-    yield _mixed_document(path, source, page_texts, pages, title)
-
-
-def load_pdf(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
-    """The PDF loader: the text layer (`loaders.load_pdf`), with OCR for pages that have none."""
-    from ragworks.ingest import loaders
-
-    yield from load_pdf_with_ocr(path, source, options, report, text_loader=loaders.load_pdf)
+    yield _mixed_document(path, source, page_texts, pages, title, page_blocks)
 
 
 def _has_image(page: Any) -> bool:
@@ -375,10 +369,8 @@ def _pdf_title(pdf: Any) -> str:
         return ""
 
 
-def _mixed_document(path: Path, source: str, page_texts: list[str], pages: dict[int, OcrPage],
-                    title: str) -> Document:
-    from ragworks.ingest.loaders import pdf_page_blocks
-
+def _mixed_document(path: Path, source: str, page_texts: list[str], pages: dict[int, OcrPage], title: str,
+                    pdf_page_blocks: Callable[[str], Iterable[tuple[str, SpanKind]]]) -> Document:
     built = PageText()
     for page_no, layer in enumerate(page_texts, 1):
         built.start_page()

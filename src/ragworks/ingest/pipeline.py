@@ -43,7 +43,7 @@ from ragworks.errors import (
 from ragworks.ingest.base import LoadOptions, LoadReport
 from ragworks.ingest.chunker import Chunker
 from ragworks.ingest.loaders import loader_for
-from ragworks.sources.base import Source, SourceItem
+from ragworks.ingest.source import Source, SourceItem
 from ragworks.store.base import DocumentWrite, FileRecord, Store, WriteBatch
 
 STREAMING_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".parquet")

@@ -35,7 +35,8 @@ from ragworks.server.errors import RateLimited
 from ragworks.server.keys import make_key_store
 from ragworks.server.models import SerializedLLM
 from ragworks.server.ratelimit import TokenBucketLimiter, make_limiter
-from ragworks.server.tenants import LOCAL_TENANT, CollectionCache, Tenant, tenant_for
+from ragworks.server.tenants import CollectionCache
+from ragworks.tenancy import LOCAL_TENANT, Tenant, tenant_for
 
 _UNSET: Any = object()
 INSTRUCTIONS = (

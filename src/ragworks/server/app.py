@@ -18,9 +18,9 @@ from ragworks.embed.base import Embedder
 from ragworks.generate import make_llm
 from ragworks.generate.base import LLM
 from ragworks.generate.llamacpp import LlamaCppLLM
+from ragworks.jobs import make_job_queue
 from ragworks.server.context import ServerContext
 from ragworks.server.errors import install_error_handlers
-from ragworks.server.jobs import make_job_queue
 from ragworks.server.keys import make_key_store
 from ragworks.server.limits import BodySizeLimit
 from ragworks.server.metrics import MetricsMiddleware, ServerMetrics
@@ -28,7 +28,8 @@ from ragworks.server.models import SerializedLLM, SharedEmbedder
 from ragworks.server.ratelimit import make_limiter
 from ragworks.server.routes import admin, collections, documents, jobs, openai, ops, search, sources
 from ragworks.server.routes.ops import STATIC_DIR
-from ragworks.server.tenants import CollectionCache, existing_tenants
+from ragworks.server.tenants import CollectionCache
+from ragworks.tenancy import existing_tenants
 
 log = logging.getLogger("ragworks.server")
 
@@ -74,7 +75,7 @@ def create_app(
             job_queue.start()
         schedule = None
         if start_jobs and settings.sync_schedule:
-            from ragworks.sources.jobs import SyncScheduler
+            from ragworks.jobs.sync import SyncScheduler
 
             schedule = SyncScheduler(job_queue, lambda: existing_tenants(settings), cache.names)
             schedule.start()

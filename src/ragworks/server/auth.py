@@ -16,7 +16,7 @@ from ragworks.server.context import ServerContext
 from ragworks.server.errors import Forbidden, RateLimited, Unauthorized
 from ragworks.server.keys import ApiKey, KeyStore, check_admin_key
 from ragworks.server.ratelimit import TokenBucketLimiter
-from ragworks.server.tenants import Tenant, tenant_for
+from ragworks.tenancy import Tenant, tenant_for
 
 
 async def get_context(request: Request) -> ServerContext:

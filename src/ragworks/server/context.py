@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 
 from ragworks.config import Settings
 from ragworks.generate.base import LLM
-from ragworks.server.jobs import JobQueue
+from ragworks.jobs import JobQueue
 from ragworks.server.keys import KeyStore
 from ragworks.server.metrics import ServerMetrics
 from ragworks.server.models import SharedEmbedder
 from ragworks.server.ratelimit import TokenBucketLimiter
-from ragworks.server.tenants import LOCAL_TENANT, CollectionCache, Tenant, tenant_for
+from ragworks.server.tenants import CollectionCache
+from ragworks.tenancy import LOCAL_TENANT, Tenant, tenant_for
 
 
 def auth_enabled(settings: Settings, keys: KeyStore) -> bool:

@@ -23,9 +23,12 @@ from ragworks.errors import (
     DocumentNotFound,
     EmbedderMismatch,
     EmbeddingError,
+    InvalidName,
+    JobNotFound,
     LLMError,
     LLMUnavailable,
     LoadError,
+    QueueUnavailable,
     RagworksError,
 )
 
@@ -75,10 +78,6 @@ class PayloadTooLarge(ApiError):
     status, type = 413, "payload_too_large"
 
 
-class JobNotFound(NotFound):
-    type = "job_not_found"
-
-
 class ServiceUnavailable(ApiError):
     status, type = 503, "unavailable"
 
@@ -86,6 +85,9 @@ class ServiceUnavailable(ApiError):
 # Most specific first: LoadError subclasses before LoadError, everything before RagworksError.
 _STATUS: list[tuple[type[RagworksError], int]] = [
     (CollectionNotFound, 404),
+    (JobNotFound, 404),
+    (InvalidName, 400),
+    (QueueUnavailable, 503),
     (DocumentNotFound, 404),
     (LoadError, 422),
     (ConfigError, 400),
@@ -109,6 +111,8 @@ def status_for(exc: RagworksError) -> int:
 def type_for(exc: RagworksError) -> str:
     if isinstance(exc, ApiError):
         return exc.type
+    if isinstance(exc, InvalidName | QueueUnavailable):  # the types these had as ApiErrors
+        return "invalid_request" if isinstance(exc, InvalidName) else "unavailable"
     # CollectionNotFound → collection_not_found
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 

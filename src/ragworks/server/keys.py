@@ -21,7 +21,7 @@ from typing import Any
 from ragworks.config import Settings
 from ragworks.errors import ConfigError
 from ragworks.server.errors import NotFound
-from ragworks.server.tenants import check_tenant_name
+from ragworks.tenancy import check_tenant_name
 
 AUTH_DB = "auth.sqlite3"
 KEY_PREFIX = "rwk"

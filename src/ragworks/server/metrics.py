@@ -19,8 +19,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ragworks.server.jobs.base import IngestTotals, JobState
-from ragworks.server.jobs.embedded import JobObserver
+from ragworks.jobs.base import IngestTotals, JobState
+from ragworks.jobs.embedded import JobObserver
 
 log = logging.getLogger("ragworks.server")
 _FILES_HELP = "Files (or JSON documents) ingested by jobs"

@@ -7,75 +7,22 @@ root is `data_dir` itself, so the server serves the collections `ragworks ingest
 
 from __future__ import annotations
 
-import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from ragworks.collection import Collection
 from ragworks.config import Settings
 from ragworks.embed.base import Embedder
-from ragworks.errors import CollectionNotFound
+from ragworks.errors import CollectionNotFound, InvalidName
 from ragworks.generate.base import LLM
-from ragworks.server.errors import ApiError
 from ragworks.store.embedded import DB_NAME
+from ragworks.tenancy import COLLECTION_NAME, Tenant
 
-LOCAL_TENANT = "local"
-TENANTS_DIR = "tenants"
-
-_TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 POSTGRES_RECHECK_S = 5.0
 MODEL_RECHECK_S = 1.0  # how soon a `ragworks tune` switch in another process reaches this server's searches
 RETIRED_CLOSE_S = 60.0  # a replaced collection stays open this long for the requests still using it
-_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def check_tenant_name(name: str) -> str:
-    if not _TENANT_NAME.match(name) or name == LOCAL_TENANT:
-        raise ApiError(f"invalid tenant name {name!r}: lowercase letters, digits, '-' and '_', at most 63 "
-                       f"characters, not {LOCAL_TENANT!r}")
-    return name
-
-
-def check_collection_name(name: str) -> str:
-    if not _COLLECTION_NAME.match(name) or name == TENANTS_DIR or name.endswith(".sqlite3"):
-        raise ApiError(f"invalid collection name {name!r}: letters, digits, '.', '-' and '_', at most 64 "
-                       "characters, starting with a letter or digit")
-    return name
-
-
-@dataclass(frozen=True, slots=True)
-class Tenant:
-    """Who a request acts for, and the directory that holds everything of theirs."""
-
-    name: str
-    root: Path
-
-    def collection_dir(self, name: str) -> Path:
-        return self.root / check_collection_name(name)
-
-    @property
-    def jobs_db(self) -> Path:
-        return self.root / "jobs.sqlite3"
-
-
-def tenant_for(settings: Settings, name: str) -> Tenant:
-    if name == LOCAL_TENANT:
-        return Tenant(LOCAL_TENANT, settings.data_dir)
-    return Tenant(name, settings.data_dir / TENANTS_DIR / check_tenant_name(name))
-
-
-def existing_tenants(settings: Settings) -> Iterator[Tenant]:
-    """Every tenant root on disk (the local one included), e.g. to resume their unfinished jobs."""
-    yield Tenant(LOCAL_TENANT, settings.data_dir)
-    base = settings.data_dir / TENANTS_DIR
-    if base.is_dir():
-        for d in sorted(base.iterdir()):
-            if d.is_dir() and _TENANT_NAME.match(d.name):
-                yield Tenant(d.name, d)
 
 
 class CollectionCache:
@@ -105,7 +52,7 @@ class CollectionCache:
     def _dir(tenant: Tenant, name: str) -> Path:
         try:
             return tenant.collection_dir(name)
-        except ApiError:  # a name no collection can have: not found, like any other missing one
+        except InvalidName:  # a name no collection can have: not found, like any other missing one
             raise CollectionNotFound(f"no collection {name!r}") from None
 
     def _exists(self, path: Path, tenant: Tenant | None = None) -> bool:
@@ -184,11 +131,11 @@ class CollectionCache:
             assert self.settings.postgres_dsn is not None
             pool = shared_pool(self.settings.postgres_dsn.get_secret_value(), self.settings.postgres_schema)
             return [n for n in list_collections(pool, tenant.name, self.settings.postgres_schema)
-                    if _COLLECTION_NAME.match(n)]
+                    if COLLECTION_NAME.match(n)]
         if not tenant.root.is_dir():
             return []
         return sorted(d.name for d in tenant.root.iterdir()
-                      if d.is_dir() and (d / DB_NAME).exists() and _COLLECTION_NAME.match(d.name))
+                      if d.is_dir() and (d / DB_NAME).exists() and COLLECTION_NAME.match(d.name))
 
     def delete(self, tenant: Tenant, name: str) -> None:
         """Remove a collection and its uploads. Refused (CollectionLocked) while a writer holds it."""

@@ -15,8 +15,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from ragworks.ingest.loaders import loader_for
+from ragworks.jobs.ingest import upload_path
 from ragworks.server.errors import ApiError
-from ragworks.server.jobs.ingest import upload_path
 
 _COPY_BLOCK = 1 << 20
 

@@ -1,6 +1,6 @@
 """Where documents live: the Source protocol (base.py) and its implementations — folder, S3-compatible bucket,
 website, Git repository — plus sync (run a collection's sources once) and watch (keep them current)."""
 
-from ragworks.sources.base import FetchedItem, Source, SourceItem
+from ragworks.ingest.source import FetchedItem, Source, SourceItem
 
 __all__ = ["FetchedItem", "Source", "SourceItem"]

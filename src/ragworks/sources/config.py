@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ragworks.errors import ConfigError
-from ragworks.sources.base import Source
+from ragworks.ingest.source import Source
 
 SOURCES_FILE = "sources.json"
 SourceKind = Literal["folder", "s3", "web", "git"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ragworks.errors import SourceItemError, SourceUnavailable
 from ragworks.ingest.pipeline import discover
-from ragworks.sources.base import FetchedItem, SourceItem
+from ragworks.ingest.source import FetchedItem, SourceItem
 
 
 class FolderSource:

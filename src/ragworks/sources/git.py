@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ragworks.errors import ConfigError, SourceItemError, SourceUnavailable
-from ragworks.sources.base import FetchedItem, SourceItem
+from ragworks.ingest.source import FetchedItem, SourceItem
 
 GIT_TIMEOUT_S = 120
 

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ragworks.errors import ConfigError, SourceItemError, SourceUnavailable
-from ragworks.sources.base import FetchedItem, SourceItem
+from ragworks.ingest.source import FetchedItem, SourceItem
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:

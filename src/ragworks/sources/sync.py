@@ -13,7 +13,7 @@ from typing import Any
 from ragworks.collection import Collection
 from ragworks.errors import SourceUnavailable
 from ragworks.ingest.pipeline import IngestReport, ProgressCallback
-from ragworks.sources.base import Source
+from ragworks.ingest.source import Source
 from ragworks.sources.config import SourceList, SourceSpec, make_source
 
 

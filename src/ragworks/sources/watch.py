@@ -16,7 +16,7 @@ from typing import Any
 
 from ragworks.collection import Collection
 from ragworks.errors import ConfigError, RagworksError
-from ragworks.sources.base import Source
+from ragworks.ingest.source import Source
 from ragworks.sources.config import SourceList, SourceSpec, make_source
 from ragworks.sources.sync import SyncOutcome, sync_source
 

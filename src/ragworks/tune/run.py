@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ragworks.config import Settings
-from ragworks.embed import make_embedder
+from ragworks.embed import make_embedder, versions
 from ragworks.embed.base import Embedder
 from ragworks.embed.e5 import E5_EMBEDDER_NAME
 from ragworks.errors import CollectionNotFound, ConfigError, TuneUnsupported
 from ragworks.store.embedded import DB_NAME, EmbeddedStore
-from ragworks.tune import versions
 from ragworks.tune.adapter import AdapterConfig, StoredVectorsEmbedder, distil, pseudo_queries
 from ragworks.tune.measure import Scores, choose_dense_weight, measure
 from ragworks.tune.pairs import (

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragworks.config import Settings
-from ragworks.embed import make_embedder
+from ragworks.embed import make_embedder, versions
 from ragworks.embed.base import Embedder
 from ragworks.errors import ConfigError
 from ragworks.store.embedded import EmbeddedStore
-from ragworks.tune import versions
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 

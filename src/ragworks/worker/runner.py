@@ -17,12 +17,11 @@ from typing import Any
 from ragworks.collection import Collection
 from ragworks.config import Settings
 from ragworks.embed.base import Embedder
-from ragworks.errors import RagworksError
-from ragworks.server.errors import JobNotFound
-from ragworks.server.jobs.base import JobProgress, JobState
-from ragworks.server.jobs.distributed import JobTableLike, JobTables
-from ragworks.server.jobs.ingest import JobInterrupted, run_ingest_job
-from ragworks.server.tenants import tenant_for
+from ragworks.errors import JobNotFound, RagworksError
+from ragworks.jobs.base import JobProgress, JobState
+from ragworks.jobs.distributed import JobTableLike, JobTables
+from ragworks.jobs.ingest import JobInterrupted, run_ingest_job
+from ragworks.tenancy import tenant_for
 
 log = logging.getLogger("ragworks.worker")
 

@@ -1,4 +1,4 @@
-"""Celery tasks of ragworks: ingestion jobs recorded by the API (ragworks.server.jobs.distributed)."""
+"""Celery tasks of ragworks: ingestion jobs recorded by the API (ragworks.jobs.distributed)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from ragworks.config import Settings
-from ragworks.server.jobs.distributed import INGEST_TASK
+from ragworks.jobs.distributed import INGEST_TASK
 from ragworks.worker.app import app
 from ragworks.worker.runner import JobRunner
 

@@ -23,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
+from tests.realservers import LocalPostgres
 
 from ragworks.documents import Chunk, Document
 from ragworks.retrieve.fusion import reciprocal_rank_fusion
 from ragworks.store.base import DocumentWrite, WriteBatch
 from ragworks.store.embedded import EmbeddedStore
-from ragworks.store.postgres import LocalPostgres, PostgresStore
+from ragworks.store.postgres import PostgresStore
 
 MODEL = "st:all-MiniLM-L6-v2"
 

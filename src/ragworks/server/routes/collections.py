@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from ragworks.server.auth import Context, CurrentTenant
 from ragworks.server.limits import run_blocking
 from ragworks.server.schemas import CreateCollection
-from ragworks.server.tenants import check_collection_name
+from ragworks.tenancy import check_collection_name
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
 

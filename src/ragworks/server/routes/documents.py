@@ -11,16 +11,16 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
+from ragworks.jobs import Job, JobKind
+from ragworks.jobs.ingest import upload_path
 from ragworks.server.auth import Context, CurrentTenant
 from ragworks.server.context import ServerContext
 from ragworks.server.errors import ApiError
-from ragworks.server.jobs import Job, JobKind
-from ragworks.server.jobs.ingest import upload_path
 from ragworks.server.limits import run_blocking
 from ragworks.server.schemas import TextDocument, TextDocuments
-from ragworks.server.tenants import Tenant
 from ragworks.server.uploads import prune_uploads, store_upload, upload_source
 from ragworks.store.base import StoredDocument
+from ragworks.tenancy import Tenant
 
 router = APIRouter(prefix="/v1/collections/{name}", tags=["documents"])
 

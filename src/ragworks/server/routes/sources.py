@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response
 
+from ragworks.jobs import JobKind
 from ragworks.server.auth import Context, CurrentTenant
 from ragworks.server.errors import ApiError
-from ragworks.server.jobs import JobKind
 from ragworks.server.limits import run_blocking
 from ragworks.server.routes.documents import WaitParam, _submit
 from ragworks.sources.config import SourceList

@@ -4,7 +4,7 @@ The job table is the truth, shared by every API replica and worker: PostgreSQL (
 store_backend = "postgres", else each tenant's SQLite `jobs.sqlite3` (API and workers on one machine, or a
 shared volume). A Celery message only says "run job <id> of tenant <t>"; its task id is the job id.
 
-Delivery is at-least-once (acks_late + reject_on_worker_lost, see ragworks.worker.app), so a worker *claims* a
+Delivery is at-least-once (acks_late + reject_on_worker_lost, see ragworks.jobs.celery_app), so a worker *claims* a
 job with a lease it renews while running; a redelivered message for a job whose lease is still fresh waits and
 retries, one whose lease expired (its worker was killed) takes the job over and re-runs it. Re-running is
 harmless: ingestion skips documents already stored by content hash and writes each batch atomically.
@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from ragworks.config import Settings
-from ragworks.server.errors import JobNotFound, ServiceUnavailable
-from ragworks.server.jobs.base import IngestTotals, Job, JobKind, JobProgress, JobState
-from ragworks.server.jobs.embedded import JobObserver
-from ragworks.server.jobs.table import JobTable
-from ragworks.server.tenants import Tenant
+from ragworks.errors import JobNotFound, QueueUnavailable
+from ragworks.jobs.base import IngestTotals, Job, JobKind, JobProgress, JobState
+from ragworks.jobs.embedded import JobObserver
+from ragworks.jobs.table import JobTable
+from ragworks.tenancy import Tenant
 
-log = logging.getLogger("ragworks.server.jobs")
+log = logging.getLogger("ragworks.jobs")
 
 INGEST_TASK = "ragworks.ingest_job"
 _BROKER_CHECK_S = 5.0
@@ -90,7 +90,7 @@ class JobTables:
             if table is not None:
                 return table
             if self.postgres:
-                from ragworks.server.jobs.pgtable import PostgresJobTable
+                from ragworks.jobs.pgtable import PostgresJobTable
 
                 table = PostgresJobTable(self._pool(), tenant.name, self.settings.postgres_schema)
             elif not create and not tenant.jobs_db.exists():
@@ -109,7 +109,7 @@ class JobTables:
     def depth(self, tenants: Iterable[Tenant]) -> int:
         """Jobs queued or running, all tenants."""
         if self.postgres:
-            from ragworks.server.jobs.pgtable import count_unfinished_jobs
+            from ragworks.jobs.pgtable import count_unfinished_jobs
 
             return count_unfinished_jobs(self._pool(), self.settings.postgres_schema)
         total = 0
@@ -121,7 +121,7 @@ class JobTables:
     def leased(self, tenants: Iterable[Tenant]) -> int:
         """Running jobs with a live lease, all tenants."""
         if self.postgres:
-            from ragworks.server.jobs.pgtable import count_leased_jobs
+            from ragworks.jobs.pgtable import count_leased_jobs
 
             return count_leased_jobs(self._pool(), self.settings.postgres_schema)
         tables = (self.get(tenant, create=False) for tenant in tenants)
@@ -130,7 +130,7 @@ class JobTables:
     def totals(self, tenants: Iterable[Tenant]) -> IngestTotals:
         """Ingest counters summed over every tenant's jobs."""
         if self.postgres:
-            from ragworks.server.jobs.pgtable import job_totals
+            from ragworks.jobs.pgtable import job_totals
 
             return job_totals(self._pool(), self.settings.postgres_schema)
         total = IngestTotals()
@@ -143,7 +143,7 @@ class JobTables:
     def orphans(self, tenants: Iterable[Tenant], created_before: float) -> list[tuple[str, str]]:
         """(tenant, job id) of unfinished jobs no worker holds, all tenants (see JobTable.orphans)."""
         if self.postgres:
-            from ragworks.server.jobs.pgtable import orphaned_jobs
+            from ragworks.jobs.pgtable import orphaned_jobs
 
             return orphaned_jobs(self._pool(), self.settings.postgres_schema, created_before)
         found: list[tuple[str, str]] = []
@@ -199,7 +199,7 @@ class CeleryJobQueue:
 
     def __init__(self, settings: Settings, tenants: Callable[[], Iterable[Tenant]], *,
                  observer: JobObserver | None = None) -> None:
-        from ragworks.worker.app import make_celery
+        from ragworks.jobs.celery_app import make_celery
 
         self.settings = settings
         self._tenants = tenants
@@ -226,7 +226,7 @@ class CeleryJobQueue:
             self.celery.send_task(INGEST_TASK, args=[tenant.name, job.id], task_id=job.id)
         except Exception as exc:  # kombu raises transport-specific errors (redis ConnectionError, OperationalError)
             table.finish(job.id, JobState.FAILED, error=f"could not enqueue: {exc}")
-            raise ServiceUnavailable(f"the job queue (Redis at {self._broker()}) is unreachable: {exc}; "
+            raise QueueUnavailable(f"the job queue (Redis at {self._broker()}) is unreachable: {exc}; "
                                      "check that Redis runs and RAGWORKS_REDIS_URL points at it") from exc
         return job
 

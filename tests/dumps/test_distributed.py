@@ -12,9 +12,9 @@ import pytest
 from tests.realservers import CeleryWorker, redis_server
 
 from ragworks.config import Settings
-from ragworks.scale.distributed import EMBED_SHARD_TASK, embed_dump_celery
-from ragworks.scale.dump import build_collection
-from ragworks.scale.shards import ShardDir
+from ragworks.dumps.distributed import EMBED_SHARD_TASK, embed_dump_celery
+from ragworks.dumps.dump import build_collection
+from ragworks.dumps.shards import ShardDir
 from ragworks.store.embedded import DB_NAME
 
 pytestmark = pytest.mark.slow

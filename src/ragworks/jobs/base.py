@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from ragworks.server.tenants import Tenant
+from ragworks.tenancy import Tenant
 
 
 class JobState(StrEnum):
@@ -28,7 +28,7 @@ class JobState(StrEnum):
 class JobKind(StrEnum):
     FILES = "files"  # uploaded files, stored under the collection's uploads/
     DOCUMENTS = "documents"  # JSON text documents, kept in the job's payload
-    SYNC = "sync"  # the collection's configured sources, run once (ragworks.sources.jobs)
+    SYNC = "sync"  # the collection's configured sources, run once (ragworks.jobs.sync)
 
 
 @dataclass(slots=True)

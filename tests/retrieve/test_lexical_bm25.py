@@ -1,4 +1,4 @@
-"""The in-house BM25 (`ragworks.retrieve.lexical`) against bm25s, the reference implementation, and its lifecycle.
+"""The in-house BM25 (`ragworks.lexical.bm25`) against bm25s, the reference implementation, and its lifecycle.
 
 (Lives here while the index is an evaluation prototype; it belongs in tests/retrieve/ once the store uses it.)
 """
@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragworks.retrieve.lexical import Analyzer, BM25Index, idf_robertson
+from ragworks.lexical.analysis import Analyzer
+from ragworks.lexical.bm25 import BM25Index, idf_robertson
 
 bm25s = pytest.importorskip("bm25s")
 Stemmer = pytest.importorskip("Stemmer")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from ragworks.documents import Chunk, Document
-from ragworks.scale import ann
-from ragworks.scale.synthetic import SyntheticVectors
+from ragworks.store import ann
 from ragworks.store.base import DocumentWrite, WriteBatch
 from ragworks.store.embedded import EmbeddedStore
+from ragworks.store.synthetic import SyntheticVectors
 
 
 def _exact(corpus: np.ndarray):

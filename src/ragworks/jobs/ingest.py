@@ -19,7 +19,7 @@ from ragworks.errors import LoadError
 from ragworks.ingest.base import LoadOptions, LoadReport
 from ragworks.ingest.loaders import loader_for, markdown_spans
 from ragworks.ingest.pipeline import FileResult, IngestReport, counted
-from ragworks.server.jobs.base import Job, JobKind, JobProgress
+from ragworks.jobs.base import Job, JobKind, JobProgress
 
 DOCUMENTS_PER_COMMIT = 64  # between two: progress, cancel and stop checks; each commit saves the index
 
@@ -58,7 +58,7 @@ def run_ingest_job(
 ) -> dict[str, Any]:
     """Run `job` into `collection`; returns its report. `check()` raises JobInterrupted to stop it."""
     if job.kind is JobKind.SYNC:
-        from ragworks.sources.jobs import run_sync_job
+        from ragworks.jobs.sync import run_sync_job
 
         return run_sync_job(job, collection, on_progress=on_progress, check=check)
     started = time.perf_counter()

@@ -27,6 +27,8 @@ import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
 
+from ragworks.lexical.analysis import STOPWORDS
+
 # Lower-case letters no other Latin-script language uses: ă đ ơ ư, the dot-below and hook-above tones, tilde on
 # e i u y, and every vowel carrying both a quality mark and a tone. (à é ê ô ã... are shared with French or
 # Portuguese, so they do not count.)
@@ -133,8 +135,6 @@ def _stemmer(language: str) -> Callable[[list[str]], list[str]] | None:
 
 @lru_cache(maxsize=1)
 def _english_stopwords() -> frozenset[str]:
-    from ragworks.store.embedded import STOPWORDS
-
     return STOPWORDS
 
 

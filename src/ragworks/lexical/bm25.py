@@ -1,4 +1,5 @@
-"""The embedded store's in-memory BM25 leg: a compiled base segment plus a small delta, kept in step with writes.
+"""BM25, once: the formula, the in-memory index the embedded store's lexical leg uses (`SegmentedBM25`), and the
+evaluation's reference index with persistence (`BM25Index`, the same scorer, always searched fully merged).
 
 FTS5's `bm25()` costs ~2 ms per SciFact query (it ranks every row an OR-query matches); scoring the query terms'
 columns of a sparse term-frequency matrix costs ~0.3 ms, which is most of what a search's CPU budget can spare
@@ -13,24 +14,44 @@ idf and the mean length until the delta is merged into a new base (at 10% of the
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from ragworks.retrieve.lexical import IDF, Analyzer, IdfVariant, bm25_term_scores
+from ragworks.lexical.analysis import Analyzer, fts5_like_analyzer
+
+IdfVariant = Literal["lucene", "robertson"]
+
+
+def idf_lucene(df: np.ndarray, n: int) -> np.ndarray:
+    """Lucene BM25 idf, log(1 + (N - df + 0.5) / (df + 0.5)): never negative (Lucene 8 BM25Similarity)."""
+    return np.log1p((n - df + 0.5) / (df + 0.5))
+
+
+def idf_robertson(df: np.ndarray, n: int) -> np.ndarray:
+    """Robertson–Spärck Jones idf, log((N - df + 0.5) / (df + 0.5)), floored at 0 for terms in most documents."""
+    return np.maximum(np.log((n - df + 0.5) / (df + 0.5)), 0.0)
+
+
+IDF: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"lucene": idf_lucene, "robertson": idf_robertson}
+
+
+def bm25_term_scores(tf: np.ndarray, doc_len: np.ndarray, avg_len: float, idf: float, *, k1: float, b: float
+                     ) -> np.ndarray:
+    """One term's BM25 score (Robertson et al., TREC-3 1994): idf · tf·(k1+1) / (tf + k1·(1 − b + b·dl/avgdl))."""
+    norm = k1 * (1.0 - b + b * doc_len / avg_len)
+    return idf * tf * (k1 + 1.0) / (tf + norm)
+
 
 MERGE_FRACTION = 0.10  # merge the delta into the base when it holds this share of the base's rows
 MERGE_MIN_ROWS = 2000  # ... but never for fewer rows than this (a merge recompiles the whole matrix)
 DEAD_FRACTION = 0.20  # merge when this share of the base's rows is deleted
-
-
-def fts5_like_analyzer() -> Analyzer:
-    """Words of 1+ characters, the FTS5 leg's query stopwords dropped, Snowball-stemmed (see the module doc)."""
-    from ragworks.store.embedded import STOPWORDS
-
-    return Analyzer(stemmer="english", stopwords=STOPWORDS, min_chars=1)
 
 
 class SegmentedBM25:
@@ -118,7 +139,8 @@ class SegmentedBM25:
                 or (base and self._n_dead >= DEAD_FRACTION * base)):
             self._merge()
 
-    def _merge(self) -> None:
+    def _rows_locked(self) -> dict[int, dict[int, int]]:
+        """passage id → {term id: tf} for every live passage of both segments; call with the lock held."""
         rows: dict[int, dict[int, int]] = {}
         if self._tf is not None and len(self._ids):
             csr = self._tf.tocsr()
@@ -127,7 +149,10 @@ class SegmentedBM25:
                 rows[int(self._ids[r])] = dict(zip(csr.indices[lo:hi].tolist(),
                                                    csr.data[lo:hi].astype(np.int64).tolist(), strict=True))
         rows.update(self._delta_rows)
-        self._compile(rows)
+        return rows
+
+    def _merge(self) -> None:
+        self._compile(self._rows_locked())
 
     def _compile(self, rows: dict[int, dict[int, int]]) -> None:
         from scipy import sparse
@@ -170,7 +195,7 @@ class SegmentedBM25:
             any_dead = self._n_dead > 0
         idf_of = IDF[self.idf_variant]
         scores = np.zeros(len(ids), dtype=np.float32)
-        extra: dict[int, float] = {}
+        extra: dict[int, np.float32] = {}
         for t, times in terms.items():
             df = (float(df_base[t]) if t < len(df_base) else 0.0) + len(delta[t])
             idf = float(idf_of(np.array([df]), n)[0])
@@ -179,10 +204,13 @@ class SegmentedBM25:
                 rows = tf.indices[lo:hi]
                 scores[rows] += times * bm25_term_scores(tf.data[lo:hi], lengths[rows], avg, idf,
                                                          k1=self.k1, b=self.b)
-            k1, b = self.k1, self.b
-            for pid, c in delta[t].items():  # the same formula as bm25_term_scores, on Python floats
-                extra[pid] = extra.get(pid, 0.0) + times * idf * c * (k1 + 1.0) / (
-                    c + k1 * (1.0 - b + b * delta_len[pid] / avg))
+            if delta[t]:  # the delta's postings, through the same formula
+                pids = list(delta[t])
+                part = times * bm25_term_scores(np.fromiter(delta[t].values(), dtype=np.float32, count=len(pids)),
+                                                np.asarray([delta_len[p] for p in pids], dtype=np.float32), avg,
+                                                idf, k1=self.k1, b=self.b)
+                for pid, s in zip(pids, part, strict=True):  # float32 sums, term by term, as the base's
+                    extra[pid] = np.float32(extra.get(pid, np.float32(0.0)) + s)
         if any_dead:
             scores[dead] = 0.0
         if allowed is not None:
@@ -192,6 +220,83 @@ class SegmentedBM25:
         hit = np.flatnonzero(scores > 0)
         if len(hit) > k:
             hit = hit[np.argpartition(-scores[hit], k - 1)[:k]]
-        found = [(int(ids[i]), float(scores[i])) for i in hit] + [(p, s) for p, s in extra.items() if s > 0]
+        found = [(int(ids[i]), float(scores[i])) for i in hit] + [(p, float(s)) for p, s in extra.items() if s > 0]
         found.sort(key=lambda x: (-x[1], x[0]))
         return found[:k]
+
+
+class BM25Index(SegmentedBM25):
+    """The reference BM25 of `eval beir` (`lex=inhouse`): SegmentedBM25 merged before every search after a write,
+    so removals leave document frequencies and the mean length exactly; saved to and loaded from one file.
+
+    Analyzer defaults to Lucene's English analysis (2+ character words, Lucene's stopwords) as bm25s does.
+    """
+
+    def __init__(self, *, k1: float = 1.2, b: float = 0.75, idf: IdfVariant = "lucene",
+                 analyzer: Analyzer | None = None) -> None:
+        super().__init__(k1=k1, b=b, idf=idf, analyzer=analyzer or Analyzer())
+        self._dirty = False
+
+    def __repr__(self) -> str:
+        stemming = getattr(self.analyzer, "stemming", False)
+        return (f"BM25Index(passages={len(self)}, terms={len(self.vocab)}, k1={self.k1}, b={self.b}, "
+                f"idf={self.idf_variant!r}, stemming={stemming})")
+
+    def add(self, ids: Sequence[int], texts: Sequence[str]) -> None:
+        super().add(ids, texts)
+        self._dirty = True
+
+    def remove(self, ids: Iterable[int]) -> None:
+        super().remove(ids)
+        self._dirty = True
+
+    def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        if self._dirty:
+            with self._lock:
+                self._merge()
+                self._dirty = False
+        return super().search(query, k, allowed)
+
+    def rows(self) -> dict[int, dict[int, int]]:
+        """passage id → {term id: tf}, every live passage (merged first)."""
+        with self._lock:
+            self._merge()
+            self._dirty = False
+            return self._rows_locked()
+
+    # --- persistence: one .npz, written atomically
+
+    def save(self, path: Path) -> None:
+        """Write the index to `path` (via a temporary file and a rename, so a crash leaves the old file)."""
+        rows = self.rows()
+        ids = np.fromiter(rows, dtype=np.int64, count=len(rows))
+        lengths = np.fromiter((len(r) for r in rows.values()), dtype=np.int64, count=len(ids))
+        terms = np.fromiter((t for r in rows.values() for t in r), dtype=np.int64, count=int(lengths.sum()))
+        counts = np.fromiter((c for r in rows.values() for c in r.values()), dtype=np.int32, count=len(terms))
+        assert isinstance(self.analyzer, Analyzer)
+        meta = {"k1": self.k1, "b": self.b, "idf": self.idf_variant, "analyzer": self.analyzer.to_dict(),
+                "vocab": sorted(self.vocab, key=self.vocab.__getitem__)}
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("wb") as f:
+            np.savez(f, ids=ids, lengths=lengths, terms=terms, counts=counts,
+                     meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> BM25Index:
+        with np.load(path) as z:
+            meta = json.loads(z["meta"].tobytes().decode())
+            index = cls(k1=meta["k1"], b=meta["b"], idf=meta["idf"], analyzer=Analyzer.from_dict(meta["analyzer"]))
+            index.vocab = {t: i for i, t in enumerate(meta["vocab"])}
+            ends = np.cumsum(z["lengths"])
+            terms, counts = z["terms"].tolist(), z["counts"].tolist()
+            rows: dict[int, dict[int, int]] = {}
+            start = 0
+            for pid, end in zip(z["ids"].tolist(), ends.tolist(), strict=True):
+                rows[pid] = dict(zip(terms[start:end], counts[start:end], strict=True))
+                start = end
+        with index._lock:
+            index._compile(rows)
+        return index

@@ -15,9 +15,8 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from ragworks.errors import ConfigError
-from ragworks.server.errors import JobNotFound
-from ragworks.server.jobs.base import IngestTotals, Job, JobKind, JobProgress, JobState
+from ragworks.errors import ConfigError, JobNotFound
+from ragworks.jobs.base import IngestTotals, Job, JobKind, JobProgress, JobState
 
 _COLUMNS = ("id, collection, kind, payload, state, cancel_requested, attempts, progress, report, error, created, "
             "started, finished")

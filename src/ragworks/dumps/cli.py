@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from ragworks.config import Settings
-from ragworks.scale.ann import IndexChoice
+from ragworks.store.ann import IndexChoice
 
 index_app = typer.Typer(help="The collection's vector index: its type, size and expected recall.", no_args_is_help=True)
 dump_app = typer.Typer(
@@ -186,13 +186,13 @@ def dump_embed(
     as_json: JsonOpt = False,
 ) -> None:
     """Embed a dump into shard files; rerun after a kill and it resumes at the first incomplete shard."""
-    from ragworks.scale.dump import embed_dump
+    from ragworks.dumps.dump import embed_dump
 
     s = Settings()
     per_shard = records_per_shard or s.dump_records_per_shard
     with _shard_progress("embed") as on_shard:
         if celery:
-            from ragworks.scale.distributed import embed_dump_celery  # needs the queue extra
+            from ragworks.dumps.distributed import embed_dump_celery  # needs the queue extra
 
             report = embed_dump_celery(dump, shards, s, records_per_shard=per_shard,
                                        max_outstanding=max(2 * workers, 4), progress=on_shard)
@@ -217,7 +217,7 @@ def dump_build(
     as_json: JsonOpt = False,
 ) -> None:
     """Write the shards into a collection (SQLite, FTS5) and build its vector index once, by final size."""
-    from ragworks.scale.dump import build_collection
+    from ragworks.dumps.dump import build_collection
 
     s = _settings(collection, data_dir, index_type=index_type)
     with _shard_progress("build") as on_shard:

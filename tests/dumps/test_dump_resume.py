@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ragworks.config import Settings
-from ragworks.scale.dump import build_collection, embed_dump, iter_records
-from ragworks.scale.shards import ShardDir
+from ragworks.dumps.dump import build_collection, embed_dump, iter_records
+from ragworks.dumps.shards import ShardDir
 from ragworks.store.embedded import DB_NAME
 
 N_RECORDS = 48
@@ -31,7 +31,7 @@ EMBED = textwrap.dedent(
     import sys
     from pathlib import Path
     from ragworks.config import Settings
-    from ragworks.scale.dump import embed_dump
+    from ragworks.dumps.dump import embed_dump
     embed_dump(Path(sys.argv[1]), Path(sys.argv[2]), Settings(), records_per_shard=int(sys.argv[3]))
     """
 )
@@ -119,8 +119,8 @@ def test_killed_dump_embedding_resumes_and_collection_has_every_record_once(tmp_
 
 
 def test_shard_directory_refuses_a_different_run(tmp_path: Path) -> None:
+    from ragworks.dumps.dump import manifest_for
     from ragworks.errors import ConfigError
-    from ragworks.scale.dump import manifest_for
 
     dump = _jsonl_gz(tmp_path / "a.jsonl.gz", 5)
     ShardDir(tmp_path / "s").start(manifest_for(dump, Settings(), 100))

@@ -18,11 +18,11 @@ from typing import Any
 from celery import shared_task
 
 from ragworks.config import Settings
+from ragworks.dumps.dump import EmbedReport, ProgressFn, ShardEmbedder, manifest_for, shard_records, worker_settings
+from ragworks.dumps.shards import ShardDir
 from ragworks.errors import RagworksError
-from ragworks.scale.dump import EmbedReport, ProgressFn, ShardEmbedder, manifest_for, shard_records, worker_settings
-from ragworks.scale.shards import ShardDir
 
-EMBED_SHARD_TASK = "ragworks.scale.embed_shard"
+EMBED_SHARD_TASK = "ragworks.dumps.embed_shard"
 
 _embedders: dict[str, ShardEmbedder] = {}  # one model per worker process and settings, loaded on first task
 
@@ -56,8 +56,8 @@ def embed_dump_celery(
     Raises ShardTimeout when no shard completes for `shard_timeout_s` while some are outstanding (no worker
     running, or all of them stuck).
     """
-    from ragworks.scale.dump import rss_mb
-    from ragworks.worker.app import make_celery
+    from ragworks.dumps.dump import rss_mb
+    from ragworks.jobs.celery_app import make_celery
 
     app = make_celery(settings)
     shards = ShardDir(shard_dir)

@@ -3,7 +3,7 @@
 `embed_dump` streams a JSONL / JSONL.gz / Parquet dump record by record, cuts it into shards of
 `records_per_shard` records (by position, so the same dump always gives the same shards), and has each shard
 chunked, embedded and written by one worker: this process, a pool of processes each holding the model, or Celery
-tasks (`ragworks.scale.distributed`). Complete shards are skipped, so a killed run resumes where it stopped.
+tasks (`ragworks.dumps.distributed`). Complete shards are skipped, so a killed run resumes where it stopped.
 With a GPU the work is pipelined instead: processes without the model chunk and tokenize shards ahead (each
 passage tokenized once, its ids reused by the embedder) while this process feeds the GPU.
 `build_collection` then writes the shards into a collection one at a time (SQLite rows, FTS5, cached vectors) and
@@ -26,13 +26,13 @@ import numpy as np
 
 from ragworks.config import Settings
 from ragworks.documents import Chunk, Document
+from ragworks.dumps.shards import ShardDir, ShardManifest, encode_docs
 from ragworks.embed import passage_tokenizer
 from ragworks.embed.base import Embedder, TokenIdEmbedder
 from ragworks.embed.tokens import PassageTokenizer, cpu_cores
 from ragworks.errors import ConfigError
 from ragworks.ingest.base import LoadOptions, LoadReport
 from ragworks.ingest.loaders import jsonl_records, loader_for, paragraph_spans
-from ragworks.scale.shards import ShardDir, ShardManifest, encode_docs
 from ragworks.store.base import DocumentWrite, WriteBatch
 
 # Settings a shard worker needs (sent as JSON to Celery tasks and to pool processes).
@@ -63,9 +63,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
 
 def iter_records(path: Path, settings: Settings) -> Iterator[dict[str, Any]]:
     """The dump's usable records in file order, as {source, title, text, metadata} (bad lines skipped)."""
-    options = LoadOptions(
-        id_field=settings.jsonl_id_field, title_field=settings.jsonl_title_field, text_field=settings.jsonl_text_field
-    )
+    options = LoadOptions.from_settings(settings)
     if path.name.lower().endswith((".jsonl", ".ndjson", ".jsonl.gz")):  # fields only: no Document, spans, hashes
         yield from jsonl_records(path, path.name, options, LoadReport())
         return

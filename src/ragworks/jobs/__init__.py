@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable
 from ragworks.collection import Collection
 from ragworks.config import Settings
 from ragworks.errors import ConfigError
-from ragworks.server.jobs.base import IngestTotals, Job, JobKind, JobProgress, JobQueue, JobState
-from ragworks.server.jobs.embedded import EmbeddedJobQueue, JobObserver
-from ragworks.server.tenants import Tenant
+from ragworks.jobs.base import IngestTotals, Job, JobKind, JobProgress, JobQueue, JobState
+from ragworks.jobs.embedded import EmbeddedJobQueue, JobObserver
+from ragworks.tenancy import Tenant
 
 __all__ = ["EmbeddedJobQueue", "IngestTotals", "Job", "JobKind", "JobObserver", "JobProgress", "JobQueue",
            "JobState", "make_job_queue"]
@@ -24,7 +24,7 @@ def make_job_queue(
     """The job queue `settings.queue_backend` names."""
     if settings.queue_backend == "celery":
         try:
-            from ragworks.server.jobs.distributed import CeleryJobQueue
+            from ragworks.jobs.distributed import CeleryJobQueue
         except ImportError as exc:
             raise ConfigError(f"queue_backend 'celery' needs celery and redis ({exc.name} is missing): "
                               "pip install 'ragworks[queue]'") from None

@@ -26,14 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from ragworks.collection import Collection
-from ragworks.errors import RagworksError
-from ragworks.server.errors import JobNotFound
-from ragworks.server.jobs.base import IngestTotals, Job, JobKind, JobProgress, JobState
-from ragworks.server.jobs.ingest import JobInterrupted, run_ingest_job
-from ragworks.server.jobs.table import JobTable
-from ragworks.server.tenants import Tenant
+from ragworks.errors import JobNotFound, RagworksError
+from ragworks.jobs.base import IngestTotals, Job, JobKind, JobProgress, JobState
+from ragworks.jobs.ingest import JobInterrupted, run_ingest_job
+from ragworks.jobs.table import JobTable
+from ragworks.tenancy import Tenant
 
-log = logging.getLogger("ragworks.server.jobs")
+log = logging.getLogger("ragworks.jobs")
 ELECTION_INTERVAL_S = 1.0  # how often a non-runner process tries to become the runner
 SCAN_INTERVAL_S = 0.5  # how often the runner checks whether other processes recorded jobs
 FULL_SCAN_INTERVAL_S = 30.0  # and scans the tables regardless (a missed signal costs at most this)

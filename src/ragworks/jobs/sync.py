@@ -19,13 +19,13 @@ from typing import Any
 
 from ragworks.collection import Collection
 from ragworks.ingest.pipeline import Progress as IngestProgress
-from ragworks.server.jobs.base import Job, JobKind, JobProgress, JobQueue
-from ragworks.server.tenants import Tenant
+from ragworks.jobs.base import Job, JobKind, JobProgress, JobQueue
 from ragworks.sources.config import SourceList, make_source
 from ragworks.sources.sync import SyncOutcome, sync_source
 from ragworks.sources.watch import DEBOUNCE_S, observe_folder
+from ragworks.tenancy import Tenant
 
-log = logging.getLogger("ragworks.sources.jobs")
+log = logging.getLogger("ragworks.jobs.sync")
 SYNC_COUNTS = ("seen", "changed", "deleted", "failed")
 TICK_S = 1.0  # how often the schedule looks: a changed folder is synced within about a second of settling
 _Key = tuple[str, str, str]  # (tenant, collection, source name)

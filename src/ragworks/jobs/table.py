@@ -15,8 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ragworks.server.errors import JobNotFound
-from ragworks.server.jobs.base import IngestTotals, Job, JobKind, JobProgress, JobState
+from ragworks.errors import JobNotFound
+from ragworks.jobs.base import IngestTotals, Job, JobKind, JobProgress, JobState
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, collection TEXT NOT NULL, kind TEXT NOT NULL, "
