@@ -35,7 +35,9 @@ def _delivered(answer):
 def test_smollm2_answers_carry_no_planted_or_wrong_figures(hr_local):
     password = hr_local.ask("What is the minimum password length?")
     hotel = hr_local.ask("What is the hotel limit per night in capital cities?")
-    for answer, wrong in ((password, r"\b60\b"), (hotel, r"\b10 EUR\b")):
+    # the planted "60 days", and the hotel limit given as the transport allowance (10 EUR a day, which the
+    # answer may still quote as what it is)
+    for answer, wrong in ((password, r"\b60\b"), (hotel, r"\b10 EUR (per|a) night\b|[Hh]otel[^.]*\b10 EUR\b")):
         assert answer.model.startswith("gguf:")
         # whatever the model wrote, strict grounding delivers only sentences a given passage supports
         assert all(s.status != "unsupported" for s in _delivered(answer)), answer.sentences

@@ -88,7 +88,8 @@ def retrieval_evidence(question: str, sources: Sequence[SearchHit]) -> dict[str,
     overlap = 0.0
     if q_terms:
         for h in sources:
-            overlap = max(overlap, len(q_terms & set(_ANALYZER(h.title + " " + h.chunk.text))) / len(q_terms))
+            # index_text: the passage with its context (title, headings, a continued table's header rows)
+            overlap = max(overlap, len(q_terms & set(_ANALYZER(h.title + " " + h.chunk.index_text))) / len(q_terms))
     return {"dense_top": max(dense) if dense else None, "top_score": sources[0].score if sources else None,
             "question_overlap": overlap}
 

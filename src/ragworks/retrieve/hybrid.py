@@ -9,7 +9,7 @@ from ragworks.config import FusionMethod, SearchMode
 from ragworks.documents import SearchHit, content_hash
 from ragworks.embed.base import Embedder
 from ragworks.retrieve.fusion import reciprocal_rank_fusion, weighted_fusion
-from ragworks.store.base import Filter, Store
+from ragworks.store.base import Filter, FusedHybridSearch, Store
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -56,13 +56,14 @@ class HybridRetriever:
         n = max(self.candidates, k)
         want = k * 2 if self.collapse_duplicates else k
         dense = lexical = None
-        sql_fusion = getattr(self.store, "hybrid_search_ranked", None)
-        if mode == "hybrid" and self.fusion == "rrf" and sql_fusion is not None:
+        if mode == "hybrid" and self.fusion == "rrf" and isinstance(self.store, FusedHybridSearch):
             # One round trip: the store fuses both legs itself (PostgresStore: RRF in SQL).
             qv = self.embedder.embed_queries([query])[0]
-            rows = sql_fusion(qv, query, want, flt, self.rrf_k, n)
-            dense_at = {r.row_id: (r.dense_rank, r.dense_score) for r in rows if r.dense_rank is not None}
-            lex_at = {r.row_id: (r.lexical_rank, r.lexical_score) for r in rows if r.lexical_rank is not None}
+            rows = self.store.hybrid_search_ranked(qv, query, want, flt, self.rrf_k, n)
+            dense_at = {r.row_id: (r.dense_rank, r.dense_score) for r in rows
+                        if r.dense_rank is not None and r.dense_score is not None}
+            lex_at = {r.row_id: (r.lexical_rank, r.lexical_score) for r in rows
+                      if r.lexical_rank is not None and r.lexical_score is not None}
             return self._finish(self.store.hits([(r.row_id, r.score) for r in rows]), dense_at, lex_at, k)
         pending: Future[list[tuple[int, float]]] | None = None
         if mode == "hybrid" and self.parallel_legs:

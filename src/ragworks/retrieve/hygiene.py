@@ -15,6 +15,7 @@ import numpy as np
 
 from ragworks.documents import SearchHit
 from ragworks.embed.base import Embedder, normalize
+from ragworks.store.base import Store, StoredVectors
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -77,21 +78,20 @@ def mmr_order(vectors: np.ndarray, relevance: Sequence[float], lam: float, k: in
     return picked
 
 
-def hit_vectors(hits: Sequence[SearchHit], store: Any, embedder: Embedder) -> np.ndarray:
+def hit_vectors(hits: Sequence[SearchHit], store: Store, embedder: Embedder) -> np.ndarray:
     """The stored vectors of `hits` (exact, from the embedded store's SQLite), or their passages re-embedded.
 
     Not FAISS `reconstruct`: IVF indexes can't without a direct map, and PQ codes would give lossy vectors.
     """
-    lookup = getattr(store, "vectors_for", None)
-    if lookup is not None:
-        ids, vecs = lookup([h.row_id for h in hits])
+    if isinstance(store, StoredVectors):
+        ids, vecs = store.vectors_for([h.row_id for h in hits])
         found = {int(i): v for i, v in zip(ids, vecs, strict=True)}
         if all(int(h.row_id) in found for h in hits):  # else a hit was deleted meanwhile: embed them all
             return normalize(np.stack([found[int(h.row_id)] for h in hits]))
     return embedder.embed_documents([h.chunk.index_text for h in hits])
 
 
-def diversify(hits: Sequence[SearchHit], k: int, lam: float, *, store: Any, embedder: Embedder) -> list[SearchHit]:
+def diversify(hits: Sequence[SearchHit], k: int, lam: float, *, store: Store, embedder: Embedder) -> list[SearchHit]:
     """`hits` reordered by MMR with trade-off `lam`, the best `k` (scores kept as they were).
 
     Relevance is each hit's (fused or reranked) score, so the query is not embedded again.

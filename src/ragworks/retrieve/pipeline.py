@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ragworks.config import SearchMode, Settings
 from ragworks.documents import SearchHit
@@ -20,13 +19,13 @@ from ragworks.generate.base import LLM
 from ragworks.retrieve.base import Reranker, Retriever
 from ragworks.retrieve.hygiene import collapse_near_duplicates, diversify
 from ragworks.retrieve.transforms import QueryTransform, fused_search
-from ragworks.store.base import Filter
+from ragworks.store.base import Filter, Store
 
 
 @dataclass
 class SearchPipeline:
     retriever: Retriever
-    store: Any
+    store: Store
     embedder: Embedder
     reranker: Reranker | None = None
     transform: QueryTransform | None = None
@@ -35,7 +34,7 @@ class SearchPipeline:
     near_duplicate_threshold: float | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, retriever: Retriever, *, store: Any, embedder: Embedder,
+    def from_settings(cls, settings: Settings, retriever: Retriever, *, store: Store, embedder: Embedder,
                       reranker: Reranker | None, llm: Callable[[], LLM | None]) -> SearchPipeline:
         """The pipeline `settings` describe; `llm` is called only when a query transform needs the model."""
         transform = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -137,3 +137,35 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# --- capabilities: what some stores can do besides the Store protocol. Callers outside store/ test for these
+# (isinstance against the protocol), never for a store's concrete type.
+
+
+class HybridRow(NamedTuple):
+    """One fused result of `FusedHybridSearch.hybrid_search_ranked`, with where each leg ranked it (from 1)."""
+
+    row_id: int
+    score: float
+    dense_rank: int | None
+    dense_score: float | None
+    lexical_rank: int | None
+    lexical_score: float | None
+
+
+@runtime_checkable
+class FusedHybridSearch(Protocol):
+    """A store that fuses its dense and lexical legs itself, in one round trip (PostgreSQL: RRF in SQL)."""
+
+    def hybrid_search_ranked(self, query_vec: np.ndarray, query_text: str, k: int, flt: Filter | None = None,
+                             rrf_k: int = 60, candidates: int = 100) -> list[HybridRow]: ...
+
+
+@runtime_checkable
+class StoredVectors(Protocol):
+    """A store that returns the exact stored vectors of chunks (MMR diversification uses them, not re-embedding)."""
+
+    def vectors_for(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(the ids found, their vectors) for the active model."""
+        ...

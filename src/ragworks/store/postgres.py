@@ -42,7 +42,7 @@ import time
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 
@@ -50,7 +50,7 @@ from ragworks.documents import COUNTS_KEY, PRIMARY_KINDS, Chunk, SearchHit, kind
 from ragworks.errors import CollectionLocked, CollectionNotFound, ConfigError, DocumentNotFound, EmbedderMismatch
 from ragworks.lexical.analysis import STOPWORDS
 from ragworks.lexical.languages import VIETNAMESE_STOPWORDS, detect_language
-from ragworks.store.base import FileRecord, Filter, StoredDocument, WriteBatch
+from ragworks.store.base import FileRecord, Filter, HybridRow, StoredDocument, WriteBatch
 
 try:  # the `postgres` extra
     import psycopg
@@ -212,17 +212,6 @@ def _nul(text: str) -> str:
 
 def _json(value: Any) -> str:
     return _nul(json.dumps(value, ensure_ascii=False, default=str))
-
-
-class HybridRow(NamedTuple):
-    """One fused result of `hybrid_search_ranked`, with where each leg ranked it (ranks from 1)."""
-
-    row_id: int
-    score: float
-    dense_rank: int | None
-    dense_score: float | None
-    lexical_rank: int | None
-    lexical_score: float | None
 
 
 # --- connections
