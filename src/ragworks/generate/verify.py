@@ -26,6 +26,7 @@ import numpy as np
 from ragworks.documents import Citation, SearchHit, SentenceSupport
 from ragworks.embed.base import Embedder
 from ragworks.generate.citations import _MARKER, citation_for, cited_numbers
+from ragworks.generate.extractive import table_rows
 from ragworks.generate.prompt import NO_ANSWER
 from ragworks.ingest.chunker import split_sentences
 from ragworks.lexical.analysis import Analyzer
@@ -49,6 +50,7 @@ _INSTRUCTION = re.compile(
     re.IGNORECASE,
 )
 _BLOCK = re.compile(r"[^\n]+(?:\n(?!\s*\n)[^\n]+)*")  # runs of non-blank lines
+_TABLE_LINE = re.compile(r"^\|.*\|$")
 _TRAILING_MARKERS = re.compile(r"^(?:\s*\[[\d\s,;\-–]+\])+")
 
 
@@ -84,20 +86,29 @@ class _Span:
     source: int  # 1-based source number
     start: int  # document offsets
     end: int
-    text: str
+    text: str  # what the sentence is compared with (a table row: read with its column names)
     terms: frozenset[str]
     term_list: tuple[str, ...]
     numbers: frozenset[str]
     pair: bool  # two adjacent sentences
+    quote: str  # the document's own text at [start, end)
 
 
 def source_spans(sources: Sequence[SearchHit]) -> list[_Span]:
-    """Every sentence and pair of adjacent sentences of the sources (injected instructions left out)."""
+    """Every sentence and pair of adjacent sentences of the sources (injected instructions left out); a table row
+    is a span of its own, compared as "column: value; …" (what the extractive answerer states) but quoted as is."""
     out: list[_Span] = []
     for n, hit in enumerate(sources, 1):
         c = hit.chunk
         windows: list[tuple[int, int, bool]] = []
+        rows = table_rows(c)
+        for s, e, named in rows:
+            terms = _ANALYZER(named)
+            out.append(_Span(n, c.start + s, c.start + e, named, frozenset(terms), tuple(terms),
+                             frozenset(numbers_in(named)), False, c.text[s:e]))
         for block in _BLOCK.finditer(c.text):  # a heading is its own span, never glued to the next sentence
+            if rows and all(_TABLE_LINE.match(line.strip()) for line in block.group().split("\n")):
+                continue  # a table: its rows were taken above
             sents = [(s, e) for s, e in split_sentences(block.group(), block.start())
                      if not looks_like_instruction(c.text[s:e])]
             windows += [(s, e, False) for s, e in sents]
@@ -106,7 +117,7 @@ def source_spans(sources: Sequence[SearchHit]) -> list[_Span]:
             body = c.text[s:e]
             terms = _ANALYZER(body)
             out.append(_Span(n, c.start + s, c.start + e, body, frozenset(terms), tuple(terms),
-                             frozenset(numbers_in(body)), pair))
+                             frozenset(numbers_in(body)), pair, body))
     return out
 
 
@@ -257,12 +268,12 @@ def verify_answer(
         supports.append(SentenceSupport(
             new_sentence, start, len(out), top_sc, status, cited[i], source=sp.source if sp else None,
             doc_id=sources[sp.source - 1].chunk.doc_id if sp else None, span_start=sp.start if sp else None,
-            span_end=sp.end if sp else None, quote=sp.text if sp else ""))
+            span_end=sp.end if sp else None, quote=sp.quote if sp else ""))
         if status != "unsupported":
             for n in numbers:
                 _, j = per_source[n]
                 citations.append(citation_for(n, sources[n - 1], start=spans[j].start, end=spans[j].end,
-                                              quote=spans[j].text))
+                                              quote=spans[j].quote))
     out += text[cursor:] if raw else text
     pieces.append(out)
     final = "".join(pieces).strip()
