@@ -29,7 +29,7 @@ from ragworks.ingest.pipeline import IngestPipeline, IngestReport, ProgressCallb
 from ragworks.ingest.source import Source
 from ragworks.retrieve.base import Reranker
 from ragworks.retrieve.hybrid import HybridRetriever
-from ragworks.store.base import Filter, Store, StoredDocument
+from ragworks.store.base import Filter, SelectableIndex, Store, StoredDocument, SwitchableModel, TunableLexical
 from ragworks.store.embedded import DB_NAME, EmbeddedStore
 
 _UNSET: Any = object()
@@ -175,7 +175,7 @@ class Collection:
     def retriever(self) -> HybridRetriever:
         s = self.settings
         store = self._require()
-        if isinstance(store, EmbeddedStore):
+        if isinstance(store, TunableLexical):
             store.configure_lexical(s.lexical_backend, s.lexical_memory_max_chunks)
         return HybridRetriever(
             store, self.embedder, fusion=s.fusion, rrf_k=s.rrf_k, dense_weight=s.dense_weight,
@@ -194,7 +194,7 @@ class Collection:
         options = LoadOptions.from_settings(s)
         store = self.store
         # RAGWORKS_INDEX_TYPE applies to ordinary ingest too (it is remembered by the collection)
-        if s.index_type is not None and isinstance(store, EmbeddedStore) and store.index_type() != s.index_type:
+        if s.index_type is not None and isinstance(store, SelectableIndex) and store.index_type() != s.index_type:
             store.set_index_type(s.index_type)
         return IngestPipeline(
             self.store, emb, chunker, options=options, batch_chunks=s.ingest_batch_chunks,
@@ -328,7 +328,7 @@ class Collection:
     def model_switched(self) -> bool:
         """True once `ragworks tune` (another process) switched or rolled back this collection's model after it was
         opened here: searches still use the old model and writes are refused until the collection is reopened."""
-        return isinstance(self._store, EmbeddedStore) and self._store.active_model_changed()
+        return isinstance(self._store, SwitchableModel) and self._store.active_model_changed()
 
     def close(self) -> None:
         if self._store is not None:

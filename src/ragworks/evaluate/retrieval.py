@@ -10,7 +10,6 @@ shortcut against `Collection.search` itself, and latencies are always timed on `
 
 from __future__ import annotations
 
-import sqlite3
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,7 +28,8 @@ from ragworks.ingest.pipeline import IngestReport
 from ragworks.lexical.bm25 import BM25Index
 from ragworks.retrieve.fusion import reciprocal_rank_fusion, weighted_fusion
 from ragworks.store.base import Filter
-from ragworks.store.embedded import DB_NAME, EmbeddedStore
+from ragworks.store.corpus import indexed_bodies
+from ragworks.store.embedded import EmbeddedStore
 
 Ranked = list[tuple[int, float]]
 RECALL_CURVE_KS = (1, 2, 3, 5, 10, 20, 30, 50, 75, 100)
@@ -90,15 +90,8 @@ class InhouseLexicalStore:
 
 
 def chunk_bodies(col: Collection) -> list[tuple[int, str]]:
-    """(chunk id, indexed text) of every chunk: what FTS5 indexes, read from the store's `chunk_bodies` view.
-
-    Prototype only (it reads the store's schema): the proposed `EmbeddedStore` would keep its BM25Index itself.
-    """
-    db = sqlite3.connect(f"file:{col.path / DB_NAME}?mode=ro", uri=True)
-    try:
-        return [(int(r[0]), str(r[1])) for r in db.execute("SELECT id, body FROM chunk_bodies ORDER BY id")]
-    finally:
-        db.close()
+    """(chunk id, indexed text) of every chunk: what FTS5 indexes (prototype only: the store's own view of it)."""
+    return indexed_bodies(col.path)
 
 
 class LegCache:

@@ -169,3 +169,26 @@ class StoredVectors(Protocol):
     def vectors_for(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(the ids found, their vectors) for the active model."""
         ...
+
+
+@runtime_checkable
+class TunableLexical(Protocol):
+    """A store whose BM25 leg can be chosen (embedded: SQLite FTS5 or the in-memory index)."""
+
+    def configure_lexical(self, backend: Any, memory_max_chunks: int = ...) -> None: ...
+
+
+@runtime_checkable
+class SelectableIndex(Protocol):
+    """A store whose vector index kind is a per-collection choice (embedded: flat, HNSW, IVF, IVF-PQ or "auto")."""
+
+    def index_type(self) -> Any: ...
+
+    def set_index_type(self, choice: Any) -> None: ...
+
+
+@runtime_checkable
+class SwitchableModel(Protocol):
+    """A store whose active embedding model another process can switch (`ragworks tune`)."""
+
+    def active_model_changed(self) -> bool: ...

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,8 @@ import numpy as np
 
 from ragworks.embed.base import Embedder
 from ragworks.errors import ConfigError
-from ragworks.store.embedded import DB_NAME, EmbeddedStore
+from ragworks.store.corpus import corpus_rows, model_vectors
+from ragworks.store.embedded import EmbeddedStore
 
 NegativeMining = Literal["bm25", "dense", "both", "none"]
 Progress = Callable[[str, int, int], None]
@@ -72,20 +72,8 @@ class PairSet:
 
 def read_chunks(collection_path: Path) -> list[CorpusChunk]:
     """Every chunk of the collection with its document's source and title (read-only)."""
-    db = sqlite3.connect(f"file:{Path(collection_path) / DB_NAME}?mode=ro", uri=True)
-    try:
-        rows = db.execute(
-            "SELECT c.id, d.source, d.title, c.text, c.context, c.heading_path, c.ordinal FROM chunks c "
-            "JOIN documents d ON d.id = c.doc_id ORDER BY c.id"
-        ).fetchall()
-    finally:
-        db.close()
-    out = []
-    for r in rows:
-        headings = json.loads(r[5]) if r[5] else []
-        out.append(CorpusChunk(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]),
-                               str(headings[-1]) if headings else "", int(r[6])))
-    return out
+    return [CorpusChunk(r.chunk_id, r.source, r.title, r.text, r.context,
+                        r.heading_path[-1] if r.heading_path else "", r.ordinal) for r in corpus_rows(collection_path)]
 
 
 def _tokens(text: str) -> set[str]:
@@ -105,14 +93,7 @@ def near_identical(a: str, b: str, threshold: float = 0.8) -> bool:
 
 def chunk_vectors(collection_path: Path, model_name: str) -> dict[int, np.ndarray]:
     """{chunk id: stored vector} of model `model_name` (read-only; empty if the collection has none of it)."""
-    db = sqlite3.connect(f"file:{Path(collection_path) / DB_NAME}?mode=ro", uri=True)
-    try:
-        rows = db.execute(
-            "SELECT c.id, e.vector FROM chunks c JOIN embeddings e ON e.text_hash = c.text_hash "
-            "JOIN models m ON m.id = e.model WHERE m.name = ?", (model_name,)).fetchall()
-    finally:
-        db.close()
-    return {int(r[0]): np.frombuffer(r[1], dtype=np.float32) for r in rows}
+    return model_vectors(collection_path, model_name)
 
 
 def beir_pairs(root: Path, chunks: Sequence[CorpusChunk], embedder: Embedder, *, split: str = "train",
