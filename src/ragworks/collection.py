@@ -30,19 +30,9 @@ from ragworks.ingest.source import Source
 from ragworks.retrieve.base import Reranker
 from ragworks.retrieve.hybrid import HybridRetriever
 from ragworks.store.base import Filter, SelectableIndex, Store, StoredDocument, SwitchableModel, TunableLexical
-from ragworks.store.embedded import DB_NAME, EmbeddedStore
+from ragworks.store.catalog import Catalog, make_catalog
 
 _UNSET: Any = object()
-
-
-def _postgres_store(settings: Settings, name: str, tenant: str, **kwargs: Any) -> Store:
-    """A PostgresStore for collection `name` of `tenant`, on the process's shared pool."""
-    if settings.postgres_dsn is None:
-        raise ConfigError("store_backend = 'postgres' needs postgres_dsn (RAGWORKS_POSTGRES_DSN)")
-    from ragworks.store.postgres import PostgresStore, shared_pool
-
-    pool = shared_pool(settings.postgres_dsn.get_secret_value(), settings.postgres_schema)
-    return PostgresStore(pool, tenant=tenant, collection=name, schema=settings.postgres_schema, **kwargs)
 
 
 class Collection:
@@ -66,6 +56,7 @@ class Collection:
         self.settings = settings
         self.tenant = tenant or settings.tenant  # postgres backend: the store is scoped to it
         self._store = store
+        self._catalog: Catalog | None = None
         self._embedder = embedder
         self._llm = llm
         self.reranker = reranker
@@ -92,33 +83,25 @@ class Collection:
         `llm=None` forces the extractive answerer.
         """
         settings = settings or Settings()
+        catalog = make_catalog(settings)
+        path = catalog.location(settings, str(name_or_path) if name_or_path is not None else None)
+        tenant = tenant or settings.tenant
         store: Store | None = None
-        if settings.store_backend == "postgres":
-            path = Path(str(name_or_path) if name_or_path is not None else settings.collection)
-            tenant = tenant or settings.tenant
-            try:
-                store = _postgres_store(settings, path.name, tenant, create=False)
-            except CollectionNotFound:
-                if not create:
-                    raise
-            col = cls(path, settings, store, embedder=embedder, llm=llm, reranker=reranker, tenant=tenant)
-            if store is not None and embedder is not None:
-                store.check_model(embedder.name, embedder.dimension)
-            return col
-        path = settings.collection_path(str(name_or_path) if name_or_path is not None else None)
-        if (path / DB_NAME).exists():
-            store = EmbeddedStore(path, create=False)
-            from ragworks.embed.versions import active_model_settings
+        if catalog.exists(path, tenant):
+            store = catalog.open(path, tenant)
+            if isinstance(store, SwitchableModel):
+                from ragworks.embed.versions import active_model_settings
 
-            # after `ragworks tune` switched, the base model's settings open the collection with its tuned model
-            tuned = active_model_settings(path, settings, store.model_name)
-            if tuned is not settings:
-                settings = tuned
-                if embedder is not None and embedder.name != store.model_name:
-                    embedder = None  # a shared base-model embedder (the server's) can't query the tuned vectors
+                # after `ragworks tune` switched, the base model's settings open the collection with its tuned model
+                tuned = active_model_settings(path, settings, store.model_name)
+                if tuned is not settings:
+                    settings = tuned
+                    if embedder is not None and embedder.name != store.model_name:
+                        embedder = None  # a shared base-model embedder (the server's) can't query the tuned vectors
         elif not create:
             raise CollectionNotFound(f"no collection {path.name!r} at {path} (run `ragworks ingest` first)")
-        col = cls(path, settings, store, embedder=embedder, llm=llm, reranker=reranker)
+        col = cls(path, settings, store, embedder=embedder, llm=llm, reranker=reranker, tenant=tenant)
+        col._catalog = catalog
         if store is not None and embedder is not None:
             store.check_model(embedder.name, embedder.dimension)
         return col
@@ -139,27 +122,25 @@ class Collection:
             self._store.check_model(embedder.name, embedder.dimension)
 
     @property
+    def catalog(self) -> Catalog:
+        """Where this collection's backend keeps it (`settings.store_backend`)."""
+        if self._catalog is None:
+            self._catalog = make_catalog(self.settings)
+        return self._catalog
+
+    @property
     def store(self) -> Store:
-        if self._store is None and self.settings.store_backend == "postgres":
-            emb = self.embedder  # creating a collection records its model
-            self._store = _postgres_store(self.settings, self.path.name, self.tenant, model_name=emb.name,
-                                          dimension=emb.dimension, create=True)
         if self._store is None:
-            if not (self.path / DB_NAME).exists():
-                emb = self.embedder  # creating a collection records its model
-                self._store = EmbeddedStore(self.path, model_name=emb.name, dimension=emb.dimension, create=True)
+            if self.catalog.exists(self.path, self.tenant):
+                self._store = self.catalog.open(self.path, self.tenant)
             else:
-                self._store = EmbeddedStore(self.path, create=False)
+                emb = self.embedder  # creating a collection records its model
+                self._store = self.catalog.open(self.path, self.tenant, model_name=emb.name, dimension=emb.dimension)
         return self._store
 
     @property
     def exists(self) -> bool:
-        if self._store is None and self.settings.store_backend == "postgres":
-            try:
-                self._store = _postgres_store(self.settings, self.path.name, self.tenant, create=False)
-            except CollectionNotFound:
-                return False
-        return self._store is not None or (self.path / DB_NAME).exists()
+        return self._store is not None or self.catalog.exists(self.path, self.tenant)
 
     def _require(self) -> Store:
         if not self.exists:

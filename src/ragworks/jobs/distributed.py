@@ -75,13 +75,9 @@ class JobTables:
         self._lock = threading.Lock()
 
     def _pool(self) -> Any:
-        from ragworks.store.postgres import shared_pool
+        from ragworks.store.catalog import postgres_pool
 
-        if self.settings.postgres_dsn is None:
-            from ragworks.errors import ConfigError
-
-            raise ConfigError("store_backend = 'postgres' needs postgres_dsn (RAGWORKS_POSTGRES_DSN)")
-        return shared_pool(self.settings.postgres_dsn.get_secret_value(), self.settings.postgres_schema)
+        return postgres_pool(self.settings)
 
     def get(self, tenant: Tenant, *, create: bool = True) -> JobTableLike | None:
         """The tenant's table; None when it has none yet and `create` is False (SQLite only)."""

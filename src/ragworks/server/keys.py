@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from ragworks.config import Settings
-from ragworks.errors import ConfigError
 from ragworks.server.errors import NotFound
 from ragworks.tenancy import check_tenant_name
 
@@ -198,12 +197,9 @@ def make_key_store(settings: Settings) -> KeyStore:
     `data_dir/auth.sqlite3` are copied in once (so keys issued before keep working)."""
     if settings.store_backend != "postgres":
         return KeyStore(settings.data_dir)
-    from ragworks.store.postgres import shared_pool
+    from ragworks.store.catalog import postgres_pool
 
-    if settings.postgres_dsn is None:
-        raise ConfigError("store_backend = 'postgres' needs postgres_dsn (RAGWORKS_POSTGRES_DSN)")
-    store = PostgresKeyStore(shared_pool(settings.postgres_dsn.get_secret_value(), settings.postgres_schema),
-                             settings.postgres_schema)
+    store = PostgresKeyStore(postgres_pool(settings), settings.postgres_schema)
     legacy = settings.data_dir / AUTH_DB
     if legacy.exists() and not store.tenants() and not store.keys():
         local = KeyStore(settings.data_dir)

@@ -7,7 +7,6 @@ root is `data_dir` itself, so the server serves the collections `ragworks ingest
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from ragworks.config import Settings
 from ragworks.embed.base import Embedder
 from ragworks.errors import CollectionNotFound, InvalidName
 from ragworks.generate.base import LLM
-from ragworks.store.embedded import DB_NAME
+from ragworks.store.catalog import make_catalog
 from ragworks.tenancy import COLLECTION_NAME, Tenant
 
 POSTGRES_RECHECK_S = 5.0
@@ -37,7 +36,7 @@ class CollectionCache:
         self.settings = settings
         self.embedder = embedder
         self.llm = llm
-        self.postgres = settings.store_backend == "postgres"
+        self.catalog = make_catalog(settings)
         self._open: dict[tuple[str, str], Collection] = {}
         self._checked: dict[tuple[str, str], float] = {}  # postgres: when each open collection was last seen
         self._model_checked: dict[tuple[str, str], float] = {}  # embedded: when its active model was last read
@@ -56,8 +55,8 @@ class CollectionCache:
             raise CollectionNotFound(f"no collection {name!r}") from None
 
     def _exists(self, path: Path, tenant: Tenant | None = None) -> bool:
-        if not self.postgres:
-            return (path / DB_NAME).exists()
+        if not self.catalog.shared:
+            return self.catalog.exists(path, tenant.name if tenant else "")
         if tenant is None:
             return True  # Collection.open(create=False) checks
         # another API replica may have deleted it: look again at most every POSTGRES_RECHECK_S
@@ -96,8 +95,6 @@ class CollectionCache:
             return col
 
     def _model_switched(self, key: tuple[str, str], col: Collection) -> bool:
-        if self.postgres:
-            return False  # tuning is embedded-only
         now = time.monotonic()
         if now - self._model_checked.get(key, 0.0) < MODEL_RECHECK_S:
             return False
@@ -117,7 +114,7 @@ class CollectionCache:
     def create(self, tenant: Tenant, name: str) -> tuple[Collection, bool]:
         """Create an empty collection (recording the embedding model); returns it and whether it is new."""
         path = tenant.collection_dir(name)
-        created = name not in self.names(tenant) if self.postgres else not (path / DB_NAME).exists()
+        created = not self.catalog.exists(path, tenant.name)
         if created:
             col = self._open_collection(tenant, path, create=True)
             col.store  # noqa: B018 - materializes the directory and database with the model recorded
@@ -125,17 +122,7 @@ class CollectionCache:
         return self.get(tenant, name), created
 
     def names(self, tenant: Tenant) -> list[str]:
-        if self.postgres:
-            from ragworks.store.postgres import list_collections, shared_pool
-
-            assert self.settings.postgres_dsn is not None
-            pool = shared_pool(self.settings.postgres_dsn.get_secret_value(), self.settings.postgres_schema)
-            return [n for n in list_collections(pool, tenant.name, self.settings.postgres_schema)
-                    if COLLECTION_NAME.match(n)]
-        if not tenant.root.is_dir():
-            return []
-        return sorted(d.name for d in tenant.root.iterdir()
-                      if d.is_dir() and (d / DB_NAME).exists() and COLLECTION_NAME.match(d.name))
+        return [n for n in self.catalog.names(tenant.root, tenant.name) if COLLECTION_NAME.match(n)]
 
     def delete(self, tenant: Tenant, name: str) -> None:
         """Remove a collection and its uploads. Refused (CollectionLocked) while a writer holds it."""
@@ -144,10 +131,7 @@ class CollectionCache:
         with col.store.write_lock(wait_s=0):
             with self._lock:
                 self._open.pop((tenant.name, name), None)
-            if self.postgres:
-                col.store.drop()  # type: ignore[attr-defined]
-            col.close()
-            shutil.rmtree(path, ignore_errors=self.postgres)  # postgres: only uploads live there, if any
+            self.catalog.drop(col.store, path)  # with its directory (a shared backend's holds only uploads)
 
     def close(self) -> None:
         with self._lock:
