@@ -12,6 +12,7 @@ from ragworks.generate.citations import citation_for
 from ragworks.generate.prompt import NO_ANSWER
 from ragworks.ingest.chunker import split_sentences
 from ragworks.ingest.tables import header_line_count
+from ragworks.lexical.analysis import Analyzer
 
 _BLOCK = re.compile(r"[^\n]+(?:\n(?!\s*\n)[^\n]+)*")  # runs of non-blank lines
 _TERMINAL = re.compile(r"[.!?…:;\"'”’)]$")
@@ -20,6 +21,13 @@ _CELL_SPLIT = re.compile(r"(?<!\\)\|")
 _WORD = re.compile(r"\w{3,}")
 # Rows of one table read alike to an embedder: the row holding a word of the question (a name, a code) wins.
 _ROW_WORD_BONUS = 0.2
+# Besides cosine to the question: the share of the question's content words in the sentence and in its passage,
+# and a small penalty per retrieval rank. Chosen on SQuAD v1.1 dev's tuning articles (200 questions): citation
+# precision 0.865 → 0.915 and answer-contains-gold 0.785 → 0.85 (bench/results/extractive-weights.json).
+SENTENCE_OVERLAP_WEIGHT = 0.3
+PASSAGE_OVERLAP_WEIGHT = 0.2
+RANK_PENALTY = 0.01
+_ANALYZER = Analyzer(min_chars=1)
 
 
 def _cells(line: str) -> list[str]:
@@ -58,6 +66,12 @@ def extract_answer(
     candidates: list[tuple[int, int, int, str, str]] = []  # (source number, doc start, doc end, sentence, quote)
     row_bonus: list[float] = []
     question_words = {w.lower() for w in _WORD.findall(question)}
+    q_terms = set(_ANALYZER(question))
+
+    def overlap(text: str) -> float:
+        return len(q_terms & set(_ANALYZER(text))) / len(q_terms) if q_terms else 0.0
+
+    passage_overlap = [overlap(f"{h.title} {h.chunk.text}") for h in sources]
     for n, hit in enumerate(sources, 1):
         c = hit.chunk
         for s, e, row in table_rows(c):  # each row, read with its column names, is a candidate
@@ -79,10 +93,13 @@ def extract_answer(
     q = embedder.embed_queries([question])[0]
     vecs = embedder.embed_documents([c[3] for c in candidates])
     sims = vecs @ q
-    # A small bonus for sentences from higher-ranked sources breaks near-ties toward the retriever's judgement.
+    # Sentences from higher-ranked passages, and sentences and passages that share the question's words, win
+    # near-ties: cosine alone often prefers a look-alike sentence of another passage.
     ranks = np.asarray([c[0] for c in candidates], dtype=np.float32)
     sims = sims + np.asarray(row_bonus, dtype=np.float32)
-    score = sims - 0.01 * ranks
+    lexical = np.asarray([SENTENCE_OVERLAP_WEIGHT * overlap(c[3]) + PASSAGE_OVERLAP_WEIGHT * passage_overlap[c[0] - 1]
+                          for c in candidates], dtype=np.float32)
+    score = sims + lexical - RANK_PENALTY * ranks
     order = [i for i in np.argsort(-score) if sims[i] >= min_similarity]
     if order and row_bonus[order[0]]:  # a row naming what was asked: its look-alike neighbours are no answer
         order = [i for i in order if row_bonus[i]]
