@@ -24,7 +24,7 @@ from ragworks.generate.abstain import AbstentionPolicy
 from ragworks.generate.answer import AnswerOptions, AnswerStream
 from ragworks.generate.base import LLM
 from ragworks.guard.output import PiiMasker
-from ragworks.guard.pii import PiiDetector, require_pii_extra
+from ragworks.guard.pii import PiiDetector, require_pii_extra, shared_detector
 from ragworks.guard.screen import DocumentGuard
 from ragworks.ingest.base import LoadOptions
 from ragworks.ingest.chunker import Chunker
@@ -174,7 +174,7 @@ class Collection:
     @property
     def pii_detector(self) -> PiiDetector:
         if self._pii_detector is None:
-            self._pii_detector = PiiDetector()
+            self._pii_detector = shared_detector()
         return self._pii_detector
 
     def document_guard(self) -> DocumentGuard:
@@ -208,6 +208,7 @@ class Collection:
 
     def _pipeline(self, progress: ProgressCallback | None) -> IngestPipeline:
         s = self.settings
+        guard = self.document_guard()  # a missing extra fails before the collection is created
         emb = self.embedder
 
         def chunker() -> Chunker:
@@ -222,7 +223,7 @@ class Collection:
             store.set_index_type(s.index_type)
         return IngestPipeline(
             self.store, emb, chunker, options=options, batch_chunks=s.ingest_batch_chunks,
-            max_file_bytes=int(s.max_file_mb * 2**20), progress=progress, guard=self.document_guard(),
+            max_file_bytes=int(s.max_file_mb * 2**20), progress=progress, guard=guard,
         )
 
     # --- the verbs

@@ -133,6 +133,18 @@ class PiiDetector:
         return _resolve(raw)
 
 
+_SHARED: list[PiiDetector] = []
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_detector() -> PiiDetector:
+    """One detector per process (the model is ~40 MB and 4-5 s to load): collections share it like an embedder."""
+    with _SHARED_LOCK:
+        if not _SHARED:
+            _SHARED.append(PiiDetector())
+        return _SHARED[0]
+
+
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     """A name span without surrounding punctuation or a possessive ("Ann's" → "Ann")."""
     while end > start and text[end - 1] in " \t\n.,;:!?)'\"":
