@@ -92,7 +92,7 @@ def _build_analyzer() -> Any:
     engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": str(_model_dir())}],
                             ner_model_configuration=ner)
     engine.load()
-    nlp = engine.nlp["en"]
+    nlp = engine.get_nlp("en")
     for pipe in ("parser", "tagger", "attribute_ruler", "lemmatizer"):  # only tokens and entities are used here:
         if pipe in nlp.pipe_names:  # recall unchanged without them, and SSNs then beat look-alike phone numbers
             nlp.disable_pipe(pipe)
