@@ -85,6 +85,12 @@ class AnswerStream:
         self.hold = options.pii_masker is not None or (bool(self.flagged) and policy != "flag")
         self.answer: Answer | None = None
 
+    @property
+    def shown_sources(self) -> list[SearchHit]:
+        """The sources as they may be shown to this caller before the answer (masked when it lacks pii:read)."""
+        masker = self.options.pii_masker
+        return [masker.hit(h) for h in self.sources] if masker is not None else self.sources
+
     def __iter__(self) -> Iterator[str]:
         for piece in self._generate():
             if not self.hold:
