@@ -313,13 +313,17 @@ class Collection:
         sources) under `pii = "redact-answers"`, and then the text arrives in one piece, once masked.
         """
         hits = self.search(question, **search_kwargs)
+        return AnswerStream(question, hits, self.llm, self.embedder, self.answer_options(pii_read=pii_read))
+
+    def answer_options(self, *, pii_read: bool = True, max_tokens: int | None = None,
+                       temperature: float | None = None) -> AnswerOptions:
+        """How this collection answers (settings, abstention policy, the guard): one place for every answer path,
+        the OpenAI-compatible endpoint's included."""
         s = self.settings
-        return AnswerStream(question, hits, self.llm, self.embedder,
-                            AnswerOptions(s.max_answer_tokens, s.temperature, s.context_budget_tokens,
-                                          s.llm_max_sources, grounding=s.grounding,
-                                          support_threshold=s.support_threshold,
-                                          abstention=self.abstention_policy(), injection=s.injection,
-                                          pii_masker=self.pii_masker(pii_read)))
+        return AnswerOptions(max_tokens or s.max_answer_tokens, s.temperature if temperature is None else temperature,
+                             s.context_budget_tokens, s.llm_max_sources, grounding=s.grounding,
+                             support_threshold=s.support_threshold, abstention=self.abstention_policy(),
+                             injection=s.injection, pii_masker=self.pii_masker(pii_read))
 
     def abstention_policy(self) -> AbstentionPolicy | None:
         """The policy deciding when to abstain: `abstention_policy` file > the collection's answering.json > the
