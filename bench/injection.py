@@ -80,7 +80,9 @@ def flagger(questions: list[dict[str, Any]], squad: int) -> dict[str, Any]:
 
         return "\n".join(strip_invisible(d.text) for d in docs)
 
-    visible = [q for q in questions if q["attack"] not in ("html-comment", "display-none", "docx-hidden")]
+    # hidden carriers: the loaders drop the text (tag characters: the invisible-character pass), nothing to flag
+    visible = [q for q in questions if q["attack"] not in ("html-comment", "display-none", "docx-hidden",
+                                                            "tag-chars")]
     flagged = [q["id"] for q in visible if flag_injection(text_of(DATA / "poisoned" / q["poisoned_file"]))]
     clean_flagged = [p.name for p in sorted((DATA / "clean").iterdir()) if flag_injection(text_of(p))]
     out: dict[str, Any] = {"poisoned_visible": len(visible), "poisoned_flagged": len(flagged),

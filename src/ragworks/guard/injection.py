@@ -17,12 +17,18 @@ _I = re.IGNORECASE | re.UNICODE
 
 # (rule, pattern, weight): a passage is flagged when one stretch's weights reach 1
 _RULES: list[tuple[str, str, float]] = [
-    ("override", r"\b(?:ignore|disregard|forget|override|skip|bypass)\b[^.\n]{0,40}?\b(?:previous|prior|above|"
-                 r"earlier|preceding|all|any|your|the|system)\b[^.\n]{0,30}?\b(?:instructions?|prompts?|rules?|"
-                 r"directions?|guidelines?|context|messages?)\b", 1.0),
+    ("override", r"\b(?:ignore|disregard|forget)\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|preceding|all|"
+                 r"any|your|the|system)\b[^.\n]{0,30}?\b(?:instructions?|prompts?|rules?|directions?|guidelines?|"
+                 r"context|messages?)\b", 1.0),
+    ("override", r"\b(?:override|bypass)\b[^.\n]{0,20}?\b(?:your|previous|prior|system|safety)\b[^.\n]{0,20}?"
+                 r"\b(?:instructions?|prompts?|rules?|guidelines?|filters?)\b", 1.0),
+    ("prompt-leak", r"\b(?:repeat|reveal|print|show|output|disclose|leak|tell\s+me)\b[^.\n]{0,30}?\b(?:your|the)\s+"
+                    r"(?:system\s+prompt|initial\s+prompt|hidden\s+instructions|instructions\s+above|"
+                    r"confidential\s+marker|secret)", 1.0),
     ("override", r"\b(?:new|updated|real|actual|secret|hidden)\s+(?:instructions?|directives?|system\s+prompt)\s*:",
      1.0),
-    ("role", r"\byou\s+are\s+(?:now|no\s+longer)\b|\bfrom\s+now\s+on,?\s+(?:you|the\s+assistant)\b|"
+    ("role", r"\byou\s+are\s+(?:now|no\s+longer)\b|\bfrom\s+now\s+on,?\s+(?:you|the\s+assistant)\s+(?:are|will|"
+             r"must|shall|act|answer|respond|reply|speak)\b|"
              r"\b(?:pretend|act)\s+(?:to\s+be|as\s+(?:if|an?|the))\b[^.\n]{0,40}\b(?:assistant|ai|model|bot|"
              r"chatbot|dan|developer)\b|\bdeveloper\s+mode\b|\bjailbr(?:oken|eak)\b|\bdo\s+anything\s+now\b", 1.0),
     ("system-prompt", r"\b(?:system|initial|original|hidden)\s+(?:prompt|instructions|message)\b", 0.6),
