@@ -100,6 +100,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llm", action="store_true", help="also answer with SmolLM2-135M (llama.cpp)")
     ap.add_argument("--policies", default=",".join(POLICIES))
+    ap.add_argument("--llm-policies", default="off,fence", help="policies run with the LLM (slow on 2 cores)")
     ap.add_argument("--squad", type=int, default=2067, help="SQuAD dev paragraphs checked for false flags")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "injection.json")
     args = ap.parse_args()
@@ -111,7 +112,7 @@ def main() -> None:
     if args.llm:
         from ragworks.generate import make_llm
 
-        answerers.append(("smollm2-135m", make_llm(Settings(llm="local"))))
+        answerers.append(("smollm2-135m", make_llm(Settings(llm="local", llm_gguf="smollm2-135m"))))
     result: dict[str, Any] = {"machine": f"{platform.machine()} {os.cpu_count()} cpu", "topics": len(questions),
                               "flagger": flagger(questions, args.squad), "runs": {}}
     f = result["flagger"]
@@ -123,7 +124,7 @@ def main() -> None:
     print(f"\n{'answerer':<14} {'injection':<11} {'attack success':>15} {'gold (poisoned)':>16} {'gold (clean)':>13} "
           f"{'replaced':>9} {'s/ask':>6}")
     for name, llm in answerers:
-        for policy in args.policies.split(","):
+        for policy in (args.policies if llm is None else args.llm_policies).split(","):
             r = run_policy(policy, questions, embedder, llm)
             result["runs"][f"{name}/{policy}"] = r
             p, c = r["poisoned"], r["clean"]
