@@ -14,8 +14,8 @@ from ragworks.guard.pii import PiiDetector, mask_spans, mask_values
 def flagged_stretches(hit: SearchHit) -> list[tuple[int, int]]:
     """Document stretches of `hit`'s passage that read as instructions to an assistant.
 
-    From the flags recorded at ingest; a passage stored before screening (no record) is checked now, so a
-    collection ingested with `injection = "off"` is still screened at answer time.
+    From the flags recorded at ingest; a passage without a record (nothing found at ingest, or ingested with
+    `injection = "off"` or before the guard existed) is checked now (~2 ms), so every prompt is screened.
     """
     c = hit.chunk
     if INJECTION_KEY in hit.metadata:

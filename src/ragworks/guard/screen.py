@@ -64,8 +64,11 @@ class DocumentGuard:
                 edits, findings = placeholder_edits(out.text, findings)
                 out = rewrite_document(out, [Edit(e.start, e.end, e.replacement) for e in edits])
                 out.title = redact(out.title, self.detector.find(out.title)) if out.title else out.title
-            out.metadata[PII_KEY] = [f.to_dict() for f in findings]
+            if findings:  # keys only when there is something to say: a clean document's metadata stays as given
+                out.metadata[PII_KEY] = [f.to_dict() for f in findings]
         if self.injection != "off":
-            out.metadata[INJECTION_KEY] = [f.to_dict() for f in flag_injection(out.text)]
+            flags = flag_injection(out.text)
+            if flags:
+                out.metadata[INJECTION_KEY] = [f.to_dict() for f in flags]
         out.content_hash = change
         return out
