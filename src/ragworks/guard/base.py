@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ragworks.documents import Anchor, Document, Span
+from ragworks.documents import Document, Span
 
 PiiPolicy = Literal["off", "flag", "redact-ingest", "redact-answers"]
 InjectionPolicy = Literal["off", "flag", "fence", "quarantine"]
@@ -96,10 +96,8 @@ def rewrite_document(doc: Document, edits: Sequence[Edit]) -> Document:
     spans = [s for s in spans if s.end > s.start]
     anchors = [dataclasses.replace(a, start=at(a.start), end=at(a.end)) for a in doc.anchors]
     anchors = [a for a in anchors if a.end > a.start]
-    new = Document(source=doc.source, text=text, title=doc.title, metadata=dict(doc.metadata), spans=spans,
-                   page_starts=[at(p) for p in doc.page_starts], source_path=doc.source_path,
-                   anchors=list[Anchor](anchors))
-    return new
+    return Document(source=doc.source, text=text, title=doc.title, metadata=dict(doc.metadata), spans=spans,
+                    page_starts=[at(p) for p in doc.page_starts], source_path=doc.source_path, anchors=anchors)
 
 
 def overlapping(records: Any, start: int, end: int) -> list[dict[str, Any]]:

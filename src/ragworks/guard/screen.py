@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ragworks.documents import Document, content_hash
-from ragworks.guard.base import HIDDEN_KEY, INJECTION_KEY, PII_KEY, Edit, InjectionPolicy, PiiPolicy, rewrite_document
+from ragworks.guard.base import HIDDEN_KEY, INJECTION_KEY, PII_KEY, InjectionPolicy, PiiPolicy, rewrite_document
 from ragworks.guard.hidden import invisible_edits, strip_invisible
 from ragworks.guard.injection import flag_injection
 from ragworks.guard.pii import PiiDetector, placeholder_edits, redact
@@ -62,7 +62,7 @@ class DocumentGuard:
             findings = self.detector.find(out.text)
             if self.pii == "redact-ingest":
                 edits, findings = placeholder_edits(out.text, findings)
-                out = rewrite_document(out, [Edit(e.start, e.end, e.replacement) for e in edits])
+                out = rewrite_document(out, edits)
                 out.title = redact(out.title, self.detector.find(out.title)) if out.title else out.title
             if findings:  # keys only when there is something to say: a clean document's metadata stays as given
                 out.metadata[PII_KEY] = [f.to_dict() for f in findings]
