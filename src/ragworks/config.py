@@ -133,6 +133,17 @@ class Settings(BaseSettings):
     abstention: Literal["on", "off"] = "on"
     abstention_policy: Path | None = None
 
+    # --- the guard stage (src/ragworks/guard/): PII and prompt injection. See README "PII and prompt injection".
+    # pii: off | flag (findings per document: type, span, score, never the value) | redact-ingest (stored and
+    # embedded text carries <EMAIL_1>-style placeholders) | redact-answers (findings recorded as with flag; answers,
+    # quotes and search results are masked for callers without the pii:read grant). Default redact-answers: the
+    # index keeps the text intact (nothing lost) while nothing personal leaves the engine to an ungranted caller.
+    pii: Literal["off", "flag", "redact-ingest", "redact-answers"] = "redact-answers"
+    # injection: off | flag (passages recorded, answers marked) | fence (flagged passages fenced in the prompt and
+    # their instruction-like sentences withheld; an answer that serves an attack is replaced) | quarantine (flagged
+    # passages never reach a prompt). Text a reader never sees is dropped at ingest whatever this says.
+    injection: Literal["off", "flag", "fence", "quarantine"] = "fence"
+
     # --- server (`ragworks serve`, `ragworks admin`): see src/ragworks/server/__init__.py.
     # `request_timeout_s` above also bounds each API request (504 past it).
     host: str = "127.0.0.1"

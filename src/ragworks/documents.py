@@ -375,6 +375,9 @@ class Answer:
     abstention: dict[str, Any] = field(default_factory=dict)  # the decision's evidence and thresholds
     generated_tokens: int = 0  # tokens the LLM produced (0 for extractive answers)
     generation_s: float = 0.0  # seconds spent producing the text (LLM or extractive)
+    # the guard stage's verdicts (guard/): passages flagged as instruction-like, what the output check found,
+    # whether the answer was replaced for it, whether PII was masked
+    guard: dict[str, Any] = field(default_factory=dict)
 
     @property
     def unsupported(self) -> list[SentenceSupport]:
@@ -397,5 +400,6 @@ class Answer:
             **self.verification_dict(),
             "generated_tokens": self.generated_tokens,
             "generation_s": round(self.generation_s, 4),
+            "guard": self.guard,
             "sources": [h.to_dict() for h in self.sources],
         }

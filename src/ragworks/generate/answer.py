@@ -17,12 +17,16 @@ from ragworks.generate.citations import citation_for, resolve_citations, strip_i
 from ragworks.generate.extractive import extract_answer
 from ragworks.generate.prompt import NO_ANSWER, build_messages, pack_sources
 from ragworks.generate.verify import SUPPORT_THRESHOLD, Grounding, Verification, verify_answer
+from ragworks.guard.base import InjectionPolicy
+from ragworks.guard.injection import check_answer, new_canary
+from ragworks.guard.output import PiiMasker, flagged_stretches, trusted_text
 
 EXTRACTIVE_NOTICE = "no LLM configured: the answer is the best-matching source sentences (extractive)"
 DEGENERATE_NOTICE = "the LLM's answer degenerated into repetition and was replaced by the extractive answer"
 DECLINED_NOTICE = ("the model gave no supported answer although the passages match the question well: "
                    "the answer is the best-matching source sentences (extractive)")
 RESCUE_MIN_P = 0.9  # P(answerable) needed to overrule a model's decline
+GUARD_NOTICE = "the answer was withheld: it carried what a prompt injection asks for (see guard.injection)"
 ABSTAIN_NOTICE = ("the retrieved passages do not appear to contain the answer "
                   "(abstained, P(answerable) {p:.2f} < {t:.2f})")
 
@@ -45,6 +49,8 @@ class AnswerOptions:
     grounding: Grounding = "flag"  # off | flag (mark unsupported sentences) | strict (drop them)
     support_threshold: float = SUPPORT_THRESHOLD
     abstention: AbstentionPolicy | None = field(default=None)  # None: never abstain on evidence
+    injection: InjectionPolicy = "off"  # guard/: what flagged passages and attack-serving answers get
+    pii_masker: PiiMasker | None = None  # set: the caller lacks pii:read, so PII in the output is masked
 
 
 class AnswerStream:
@@ -59,15 +65,60 @@ class AnswerStream:
         self.llm = llm
         self.embedder = embedder
         self.options = options
+        policy = options.injection
+        if policy == "quarantine":  # flagged passages never reach a prompt; the next ones take their places
+            hits = [h for h in hits if not flagged_stretches(h)]
         if llm is None:
             self.sources = hits[:5]
         else:
             budget = min(options.context_budget_tokens,
                          llm.context_tokens - options.max_answer_tokens - 300)  # system prompt and question
             self.sources = pack_sources(hits[: options.max_sources], max(budget, 200), llm.count_tokens)
+        self.flagged = {n: f for n, h in enumerate(self.sources, 1) if (f := flagged_stretches(h))} \
+            if policy != "off" else {}
+        # fence: instruction-like stretches are withheld from the answerer (the LLM sees a marker, the extractive
+        # answerer never picks those sentences)
+        self.withheld = self.flagged if policy == "fence" else {}
+        self.canary = new_canary() if policy != "off" and llm is not None else ""
+        # Held back until checked: an answer from a flagged passage (its markdown image would be fetched by a
+        # client rendering the stream) and any answer whose PII must be masked. Clean answers stream as made.
+        self.hold = options.pii_masker is not None or (bool(self.flagged) and policy != "flag")
         self.answer: Answer | None = None
 
+    @property
+    def shown_sources(self) -> list[SearchHit]:
+        """The sources as they may be shown to this caller before the answer (masked when it lacks pii:read)."""
+        masker = self.options.pii_masker
+        return [masker.hit(h) for h in self.sources] if masker is not None else self.sources
+
     def __iter__(self) -> Iterator[str]:
+        for piece in self._generate():
+            if not self.hold:
+                yield piece
+        assert self.answer is not None
+        self.answer = self._guard(self.answer)
+        if self.hold:
+            yield self.answer.text
+
+    def _guard(self, answer: Answer) -> Answer:
+        """The output check (what an attack wants: the canary, images, links and URLs from no trusted passage),
+        then PII masking for callers without pii:read."""
+        policy = self.options.injection
+        if policy != "off":
+            reasons = check_answer(answer.text, trusted_text(self.sources, self.flagged), canary=self.canary)
+            replaced = bool(reasons) and policy != "flag"
+            answer.guard = {"injection": {"policy": policy, "flagged_sources": sorted(self.flagged),
+                                          "output_flags": reasons, "replaced": replaced}}
+            if replaced:
+                answer.abstention = {**answer.abstention, "draft": answer.text}
+                answer.text, answer.citations, answer.sentences = NO_ANSWER, [], []
+                answer.abstained = True
+                answer.notice = "; ".join(n for n in (answer.notice, GUARD_NOTICE) if n)
+        if self.options.pii_masker is not None:
+            answer = self.options.pii_masker.answer(answer)
+        return answer
+
+    def _generate(self) -> Iterator[str]:
         model = self.llm.name if self.llm else "extractive"
         if not self.sources:
             self.answer = Answer(self.question, NO_ANSWER, [], [], model, abstained=True,
@@ -89,12 +140,13 @@ class AnswerStream:
         dropped: list[int] = []
         notices: list[str] = []
         if self.llm is None:
-            text, citations = extract_answer(self.question, self.sources, self.embedder)
+            text, citations = extract_answer(self.question, self.sources, self.embedder, withheld=self.withheld)
             notices.append(EXTRACTIVE_NOTICE)
             yield text
         else:
             pieces: list[str] = []
-            for piece in self.llm.stream(build_messages(self.question, self.sources),
+            messages = build_messages(self.question, self.sources, canary=self.canary, withheld=self.withheld)
+            for piece in self.llm.stream(messages,
                                          max_tokens=self.options.max_answer_tokens,
                                          temperature=self.options.temperature):
                 pieces.append(piece)
@@ -104,7 +156,8 @@ class AnswerStream:
             raw = "".join(pieces).strip()
             tokens = self.llm.count_tokens(raw) if raw else 0
             if is_degenerate(raw):
-                text, citations = extract_answer(self.question, self.sources, self.embedder)
+                text, citations = extract_answer(self.question, self.sources, self.embedder,
+                                                 withheld=self.withheld)
                 yield "\n\n[extractive answer] " + text
                 notices.append(DEGENERATE_NOTICE)
             else:
@@ -161,7 +214,7 @@ class AnswerStream:
                         ) -> tuple[str, Verification] | None:
         """Small models decline questions their top passage answers: when the evidence for an extractive answer is
         confidently above the policy's threshold, answer extractively instead (None: the decline stands)."""
-        text, _ = extract_answer(self.question, self.sources, self.embedder)
+        text, _ = extract_answer(self.question, self.sources, self.embedder, withheld=self.withheld)
         if text == NO_ANSWER:
             return None
         v = verify_answer(text, self.sources, self.embedder, grounding=self.options.grounding,

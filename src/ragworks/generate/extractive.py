@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -58,10 +59,12 @@ def extract_answer(
     *,
     max_sentences: int = 3,
     min_similarity: float = 0.35,
+    withheld: Mapping[int, Sequence[tuple[int, int]]] | None = None,
 ) -> tuple[str, list[Citation]]:
     """Up to `max_sentences` source sentences closest to the question, in source order, with [n] markers.
 
-    Each citation points at the sentence itself (offsets within the document), not the whole chunk.
+    Each citation points at the sentence itself (offsets within the document), not the whole chunk. Sentences
+    overlapping `withheld` (source number → document stretches flagged as instruction-like) are never used.
     """
     candidates: list[tuple[int, int, int, str, str]] = []  # (source number, doc start, doc end, sentence, quote)
     row_bonus: list[float] = []
@@ -88,6 +91,10 @@ def extract_answer(
                 if len(sentence) >= 20:
                     candidates.append((n, c.start + s, c.start + e, sentence, sentence))
                     row_bonus.append(0.0)
+    if withheld:
+        keep = [i for i, (n, s, e, _, _) in enumerate(candidates)
+                if not any(s < we and e > ws for ws, we in withheld.get(n, ()))]
+        candidates, row_bonus = [candidates[i] for i in keep], [row_bonus[i] for i in keep]
     if not candidates:
         return NO_ANSWER, []
     q = embedder.embed_queries([question])[0]

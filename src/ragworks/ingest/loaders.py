@@ -11,6 +11,8 @@ from typing import Any
 
 from ragworks.documents import ContentKind, Document, Span, SpanKind
 from ragworks.errors import BinaryFile, CorruptFile, EmptyDocument, EncryptedFile, UnsupportedFormat
+from ragworks.guard.base import HIDDEN_KEY
+from ragworks.guard.hidden import HIDDEN_SELECTORS, docx_paragraph_text, html_node_hidden
 from ragworks.ingest import ocr, speech
 from ragworks.ingest.base import Loader, LoadOptions, LoadReport
 from ragworks.ingest.decoding import SNIFF_BYTES as _SNIFF_BYTES
@@ -210,8 +212,11 @@ def html_to_blocks(html: str) -> tuple[str, TextBuilder]:
     for tag in _HTML_DROP:
         for node in root.css(tag):
             node.decompose()
-    for node in root.css('[role="navigation"], [aria-hidden="true"], [hidden]'):
+    for node in root.css('[role="navigation"]'):
         node.decompose()
+    for node in root.css(HIDDEN_SELECTORS):  # text a reader never sees: where injected instructions hide
+        if html_node_hidden(node):
+            node.decompose()
 
     buf: list[str] = []
 
@@ -401,6 +406,7 @@ def load_docx(path: Path, source: str, options: LoadOptions, report: LoadReport)
         raise CorruptFile(f"{path.name}: not a readable DOCX ({exc.__class__.__name__}: {exc})") from exc
 
     builder = TextBuilder()
+    hidden = 0
     body = d.element.body
     for child in body.iterchildren():
         tag = child.tag.rsplit("}", 1)[-1]
@@ -408,14 +414,16 @@ def load_docx(path: Path, source: str, options: LoadOptions, report: LoadReport)
             para = Paragraph(child, d)
             style = (para.style.name if para.style is not None else "") or ""
             m = re.match(r"Heading (\d)", style)
+            text, dropped = docx_paragraph_text(para)  # hidden (vanish) and white runs left out
+            hidden += dropped
             if style == "Title":
-                builder.add(para.text, SpanKind.HEADING, 1)
+                builder.add(text, SpanKind.HEADING, 1)
             elif m:
-                builder.add(para.text, SpanKind.HEADING, int(m.group(1)))
+                builder.add(text, SpanKind.HEADING, int(m.group(1)))
             elif style.startswith("List"):
-                builder.add(para.text, SpanKind.LIST_ITEM)
+                builder.add(text, SpanKind.LIST_ITEM)
             else:
-                builder.add(para.text)
+                builder.add(text)
         elif tag == "tbl":
             table = DocxTable(child, d)
             parsed = docx_table(table)
@@ -427,7 +435,8 @@ def load_docx(path: Path, source: str, options: LoadOptions, report: LoadReport)
     text = builder.text
     _require_text(text, path.name)
     title = (d.core_properties.title or "").strip() or _first_heading(text, builder.spans) or path.stem
-    yield Document(source=source, text=text, title=title, spans=builder.spans)
+    yield Document(source=source, text=text, title=title, spans=builder.spans,
+                   metadata={HIDDEN_KEY: hidden} if hidden else {})
 
 
 def _is_ole_encrypted(path: Path) -> bool:

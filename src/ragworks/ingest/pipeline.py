@@ -40,6 +40,7 @@ from ragworks.errors import (
     SourceUnavailable,
     UnreadableFile,
 )
+from ragworks.guard.screen import DocumentGuard
 from ragworks.ingest.base import LoadOptions, LoadReport
 from ragworks.ingest.chunker import Chunker
 from ragworks.ingest.loaders import loader_for
@@ -249,8 +250,10 @@ class IngestPipeline:
         batch_chunks: int = 512,
         max_file_bytes: int = 100 * 2**20,
         progress: ProgressCallback | None = None,
+        guard: DocumentGuard | None = None,
     ) -> None:
         self.store = store
+        self.guard = guard  # None: documents are stored as loaded (no invisible-text removal, PII or injection)
         self.embedder = embedder
         self._chunker = chunker
         self.options = options or LoadOptions()
@@ -264,6 +267,13 @@ class IngestPipeline:
         if not isinstance(self._chunker, Chunker):
             self._chunker = self._chunker()
         return self._chunker
+
+    def _stored_hash(self, doc: Document) -> str:
+        """The content hash `doc` is stored under: the guard's (text + policy) when screening, else the text's."""
+        return self.guard.change_hash(doc) if self.guard is not None else doc.content_hash
+
+    def _screen(self, doc: Document) -> Document:
+        return self.guard.screen(doc) if self.guard is not None else doc
 
     # --- producer side (reader thread)
 
@@ -322,8 +332,9 @@ class IngestPipeline:
                 report.warnings.append(f"duplicate record {doc.source!r}: later one kept")
             seen.add(doc.id)
             result.documents += 1
-            if old.get(doc.id) == doc.content_hash:
+            if old.get(doc.id) == self._stored_hash(doc):
                 continue  # this record did not change
+            doc = self._screen(doc)
             result.kinds.update(counted(doc).counts)
             chunks = self.chunker.chunk(doc)
             result.chunks += len(chunks)
@@ -460,12 +471,13 @@ class IngestPipeline:
         for doc in docs:
             result = FileResult(doc.source, "new")
             existing = self.store.content_hash_of(doc.id)
-            if existing == doc.content_hash:
+            if existing == self._stored_hash(doc):
                 result.status = "unchanged"
                 q.put(_FileDone(result, None, []))
                 continue
             if existing is not None:
                 result.status = "updated"
+            doc = self._screen(doc)
             chunks = self.chunker.chunk(doc)
             result.documents, result.chunks = 1, len(chunks)
             result.kinds.update(counted(doc).counts)

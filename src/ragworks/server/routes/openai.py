@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 
 from ragworks.documents import Answer, Citation
 from ragworks.errors import RagworksError
-from ragworks.generate.answer import AnswerOptions, AnswerStream
+from ragworks.generate.answer import AnswerStream
 from ragworks.server.auth import Context, CurrentTenant
 from ragworks.server.errors import ApiError, error_body, status_for, type_for
 from ragworks.server.limits import run_blocking
@@ -58,7 +58,7 @@ def sources_footer(citations: list[Citation]) -> str:
 
 def _extras(answer: Answer) -> dict[str, Any]:
     return {"citations": [c.to_dict() for c in answer.citations], "sources": numbered_sources(answer.sources),
-            "notice": answer.notice, **answer.verification_dict()}
+            "notice": answer.notice, "guard": answer.guard, **answer.verification_dict()}
 
 
 @router.get("/models", summary="Collections, as OpenAI models")
@@ -71,15 +71,11 @@ async def list_models(ctx: Context, tenant: CurrentTenant) -> dict[str, Any]:
 @router.post("/chat/completions", summary="OpenAI chat completions over a collection (`model` = collection)")
 async def chat_completions(body: ChatCompletionRequest, ctx: Context, tenant: CurrentTenant) -> Any:
     question = question_of(body.messages)
-    s = ctx.settings
 
     def retrieve() -> AnswerStream:
         col = ctx.collections.get(tenant, body.model)
         hits = col.search(question, k=body.k)
-        options = AnswerOptions(body.max_tokens or s.max_answer_tokens,
-                                s.temperature if body.temperature is None else body.temperature,
-                                s.context_budget_tokens, s.llm_max_sources, grounding=s.grounding,
-                                support_threshold=s.support_threshold, abstention=col.abstention_policy())
+        options = col.answer_options(max_tokens=body.max_tokens, temperature=body.temperature)
         return AnswerStream(question, hits, col.llm, col.embedder, options)
 
     deadline = time.monotonic() + ctx.timeout_s

@@ -29,7 +29,8 @@ def numbered_sources(hits: list[SearchHit]) -> list[dict[str, Any]]:
 def answer_summary(answer: Answer) -> dict[str, Any]:
     """What `done` carries: everything but the sources (sent first) and the question."""
     return {"answer": answer.text, "model": answer.model, "citations": [c.to_dict() for c in answer.citations],
-            "dropped_citations": answer.dropped_citations, "notice": answer.notice, "abstained": answer.abstained}
+            "dropped_citations": answer.dropped_citations, "notice": answer.notice, "abstained": answer.abstained,
+            "guard": answer.guard}
 
 
 @router.post("/search", summary="Search: dense, BM25 or hybrid, with metadata filters and a source glob")
@@ -44,7 +45,7 @@ async def search(name: str, body: SearchRequest, ctx: Context, tenant: CurrentTe
 
 
 def answer_events(stream: AnswerStream, deadline: float, timeout_s: float) -> Iterator[bytes]:
-    yield sse_event("sources", {"sources": numbered_sources(stream.sources)})
+    yield sse_event("sources", {"sources": numbered_sources(stream.shown_sources)})
     try:
         for piece in within_deadline(stream, deadline, timeout_s):
             yield sse_event("token", {"text": piece})
