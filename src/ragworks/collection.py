@@ -276,14 +276,26 @@ class Collection:
         return pipeline.search(query, k=k, mode=mode, flt=flt or None)
 
     def ask_stream(self, question: str, **search_kwargs: Any) -> AnswerStream:
-        """Retrieve, then stream a cited answer: iterate for text pieces, then read `.answer`."""
-        hits = self.search(question, **search_kwargs)
+        """Retrieve, then stream a cited answer: iterate for text pieces, then read `.answer`.
+
+        With `retrieval_steps` > 1 a follow-up query may be searched after the first retrieval (see
+        retrieve/multistep.py); the answer's `steps` logs each query and its hits."""
         s = self.settings
+        steps: list[dict[str, Any]] = []
+        if s.retrieval_steps > 1:
+            from ragworks.retrieve.multistep import multi_step_search
+
+            k = search_kwargs.pop("k", None) or s.top_k
+            hits, done = multi_step_search(question, lambda q: self.search(q, k=k, **search_kwargs),
+                                           steps=s.retrieval_steps, k=k, llm=self.llm)
+            steps = [st.to_dict() for st in done]
+        else:
+            hits = self.search(question, **search_kwargs)
         return AnswerStream(question, hits, self.llm, self.embedder,
                             AnswerOptions(s.max_answer_tokens, s.temperature, s.context_budget_tokens,
                                           s.llm_max_sources, grounding=s.grounding,
                                           support_threshold=s.support_threshold,
-                                          abstention=self.abstention_policy()))
+                                          abstention=self.abstention_policy()), steps=steps)
 
     def abstention_policy(self) -> AbstentionPolicy | None:
         """The policy deciding when to abstain: `abstention_policy` file > the collection's answering.json > the

@@ -254,6 +254,10 @@ class SearchHit:
     dense_rank: int | None = None
     lexical_rank: int | None = None
     row_id: int = -1  # the store's integer key of the chunk (FAISS id, FTS rowid)
+    # small-to-big retrieval: the chunk ordinals [first, last] this source spans, and the ones the search matched
+    window: tuple[int, int] | None = None
+    matched: tuple[int, ...] = ()
+    step: int = 1  # multi-step retrieval: the step (1-based) whose query found it
 
     @property
     def page(self) -> int | None:
@@ -280,6 +284,9 @@ class SearchHit:
             "lexical_score": self.lexical_score,
             "dense_rank": self.dense_rank,
             "lexical_rank": self.lexical_rank,
+            "window": list(self.window) if self.window else None,
+            "matched_ordinals": list(self.matched),
+            "step": self.step,
             "metadata": self.metadata,
         }
 
@@ -375,6 +382,8 @@ class Answer:
     abstention: dict[str, Any] = field(default_factory=dict)  # the decision's evidence and thresholds
     generated_tokens: int = 0  # tokens the LLM produced (0 for extractive answers)
     generation_s: float = 0.0  # seconds spent producing the text (LLM or extractive)
+    # multi-step retrieval: each step's query and what it found ({"step", "query", "reason", "hits": [...]})
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def unsupported(self) -> list[SentenceSupport]:
@@ -397,5 +406,6 @@ class Answer:
             **self.verification_dict(),
             "generated_tokens": self.generated_tokens,
             "generation_s": round(self.generation_s, 4),
+            "steps": self.steps,
             "sources": [h.to_dict() for h in self.sources],
         }
