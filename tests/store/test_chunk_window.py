@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from tests.store.chunk_windows import add_long_document, check_chunk_window
+
 from ragworks.ingest.chunker import Chunker
 from ragworks.store.embedded import EmbeddedStore
-from tests.store.chunk_windows import add_long_document, check_chunk_window
 
 
 def test_embedded_store_reads_a_documents_chunks_by_ordinal_and_exact_text_slices(tmp_path, embedder):

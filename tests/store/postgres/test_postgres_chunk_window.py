@@ -3,8 +3,9 @@ scoped to the store's tenant."""
 
 from __future__ import annotations
 
-from ragworks.ingest.chunker import Chunker
 from tests.store.chunk_windows import add_long_document, check_chunk_window
+
+from ragworks.ingest.chunker import Chunker
 
 
 def test_postgres_store_reads_a_documents_chunks_by_ordinal_and_exact_text_slices(make_store, embedder):
