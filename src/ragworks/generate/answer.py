@@ -121,7 +121,8 @@ class AnswerStream:
     def _extract(self) -> tuple[str, list[Citation]]:
         """The extractive answer; after multi-step retrieval, one from each step's passages."""
         if len({h.step for h in self.sources}) > 1:
-            return extract_answer_by_step(self.question, self.sources, self.embedder)
+            queries = {int(st["step"]): str(st["query"]) for st in self.steps}
+            return extract_answer_by_step(self.question, self.sources, self.embedder, queries=queries)
         return extract_answer(self.question, self.sources, self.embedder)
 
     def _finish(self, text: str, citations: list[Citation], model: str, dropped: list[int], notices: list[str],

@@ -102,16 +102,21 @@ def extract_answer(
 
 
 def extract_answer_by_step(question: str, sources: list[SearchHit], embedder: Embedder, *,
-                           per_step: int = 1, min_similarity: float = 0.35) -> tuple[str, list[Citation]]:
+                           queries: dict[int, str] | None = None, per_step: int = 2, min_similarity: float = 0.35
+                           ) -> tuple[str, list[Citation]]:
     """Multi-step retrieval's extractive answer: the best sentence(s) from each step's own passages (a two-fact
-    question needs one from each), in step order, each cited with its number among all `sources`."""
+    question needs one from each), in step order, each cited with its number among all `sources`. A later step's
+    sentences are chosen by that step's query (`queries`: step → query), which names what it went to find."""
     steps = sorted({h.step for h in sources})
+    queries = queries or {}
     parts: list[str] = []
     citations: list[Citation] = []
     for step in steps:
         numbers = [n for n, h in enumerate(sources, 1) if h.step == step]
-        text, cited = extract_answer(question, [sources[n - 1] for n in numbers], embedder,
-                                     max_sentences=per_step, min_similarity=min_similarity)
+        asked = question if step == 1 else queries.get(step, question)
+        # a follow-up's passage often names the bridge in one sentence and states the fact in the next ("Its ...")
+        text, cited = extract_answer(asked, [sources[n - 1] for n in numbers], embedder,
+                                     max_sentences=1 if step == 1 else per_step, min_similarity=min_similarity)
         if text == NO_ANSWER:
             continue
         local = {c.number: numbers[c.number - 1] for c in cited}

@@ -128,15 +128,22 @@ def llm_follow_up(question: str, steps: Sequence[Step], llm: LLM, *, passages: i
 
 
 def interleave(steps: Sequence[Step], k: int) -> list[SearchHit]:
-    """The steps' hits taken in turn (each marked with its step), duplicates dropped, at most `k`."""
+    """The steps' hits taken in turn, at most `k`. A passage several steps found belongs to the step that ranked it
+    best (on a tie, the later one: the follow-up asked for it), so each step keeps the passages it is about."""
+    owner: dict[str, tuple[int, int]] = {}  # chunk id → (rank, -step), the smallest wins
+    for st in steps:
+        for rank, h in enumerate(st.hits):
+            key = (rank, -st.number)
+            if h.chunk.id not in owner or key < owner[h.chunk.id]:
+                owner[h.chunk.id] = key
+    own = [[replace(h, step=st.number) for h in st.hits if owner[h.chunk.id][1] == -st.number] for st in steps]
     out: list[SearchHit] = []
     seen: set[str] = set()
-    depth = max((len(st.hits) for st in steps), default=0)
-    for i in range(depth):
-        for st in steps:
-            if i < len(st.hits) and st.hits[i].chunk.id not in seen:
-                seen.add(st.hits[i].chunk.id)
-                out.append(replace(st.hits[i], step=st.number))
+    for i in range(max((len(o) for o in own), default=0)):
+        for hits in own:
+            if i < len(hits) and hits[i].chunk.id not in seen:
+                seen.add(hits[i].chunk.id)
+                out.append(hits[i])
                 if len(out) >= k:
                     return out
     return out
