@@ -128,9 +128,14 @@ def llm_follow_up(question: str, steps: Sequence[Step], llm: LLM, *, passages: i
 
 
 def interleave(steps: Sequence[Step], k: int) -> list[SearchHit]:
-    """The steps' hits taken in turn, at most `k`. A passage several steps found belongs to the step that ranked it
-    best (on a tie, the later one: the follow-up asked for it), so each step keeps the passages it is about."""
-    owner: dict[str, tuple[int, int]] = {}  # chunk id → (rank, -step), the smallest wins
+    """The steps' hits taken in turn, at most `k`. A passage several steps found belongs to one step: each step
+    first claims its best passage no earlier step claimed, then every other passage goes to the step that ranked
+    it best (on a tie, the later one: the follow-up asked for it). So every step keeps a passage of its own."""
+    owner: dict[str, tuple[int, int]] = {}  # chunk id → (rank, -step), the smallest wins; claims rank -1
+    for st in steps:
+        first = next((h for h in st.hits if h.chunk.id not in owner), None)
+        if first is not None:
+            owner[first.chunk.id] = (-1, -st.number)
     for st in steps:
         for rank, h in enumerate(st.hits):
             key = (rank, -st.number)
