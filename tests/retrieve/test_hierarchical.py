@@ -85,9 +85,12 @@ def test_document_first_ranks_a_document_with_several_good_chunks_above_one_luck
     scores = document_scores(hits, how="sum")
     assert max(scores, key=scores.__getitem__) == "broad"
     assert max(document_scores(hits, how="max"), key=lambda d: document_scores(hits, how="max")[d]) == "lucky"
-    ranked = document_first(hits, k=10, documents=2)
+    ranked = document_first(hits, k=10, documents=2, how="sum")
     assert [(h.chunk.doc_id, h.chunk.ordinal) for h in ranked] == [
         ("broad", 0), ("broad", 1), ("broad", 2), ("other", 0), ("other", 1)]  # passages of the best documents
+    by_best = document_first(hits, k=10, documents=2)  # the default: a document at its best chunk
+    assert [(h.chunk.doc_id, h.chunk.ordinal) for h in by_best] == [("lucky", 0), ("broad", 0), ("broad", 1),
+                                                                     ("broad", 2)]
 
 
 def test_document_first_search_returns_passages_of_the_best_documents_only(harbour):
