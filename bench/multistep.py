@@ -76,6 +76,14 @@ def collection(corpus: str, data: Path, data_dir: Path, embedder: Embedder) -> t
     return "two-hop-sample", settings
 
 
+def single_questions(data: Path, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """`n` ordinary (one-fact) SQuAD questions of the same articles, in the two-hop format."""
+    items, _, _ = qa.select(qa.load_squad(data / "squad-dev" / "dev-v1.1.json", articles="dev"), sample=n,
+                            seed=seed)
+    return [{"id": it.id, "question": it.question, "answers": [it.answers], "supporting": it.gold_sources}
+            for it in items if not it.unanswerable]
+
+
 def run(items: list[dict[str, Any]], name: str, settings: Settings, embedder: Embedder, llm: Any, steps: int
         ) -> list[dict[str, Any]]:
     cfg = settings.model_copy(update={"retrieval_steps": steps})
@@ -123,16 +131,22 @@ def main() -> int:
     ap.add_argument("--data-dir", type=Path, default=Path.home() / ".cache" / "ragworks" / "bench-hier")
     ap.add_argument("--llm", action="append", choices=["extractive", "local"])
     ap.add_argument("--limit", type=int, default=None, help="questions per corpus")
+    ap.add_argument("--single", type=int, default=0,
+                    help="also ask this many one-fact SQuAD questions (does a second step hurt them?)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "multistep.json")
     args = ap.parse_args()
     embedder = make_embedder(Settings())
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared), Python {platform.python_version()}",
         "command": "python " + " ".join(sys.argv), "k": K, "results": []}
+    sets: list[tuple[str, list[dict[str, Any]]]] = []
     for corpus, path in (("squad-dev", TWOHOP / "squad.jsonl"), ("sample", TWOHOP / "sample.jsonl")):
         items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        items = items[: args.limit] if args.limit else items
-        name, settings = collection(corpus, args.data, args.data_dir, embedder)
+        sets.append((corpus, items[: args.limit] if args.limit else items))
+    if args.single:
+        sets.append(("squad-dev one-fact", single_questions(args.data, args.single)))
+    for corpus, items in sets:
+        name, settings = collection(corpus.split()[0], args.data, args.data_dir, embedder)
         for answerer in args.llm or ["extractive"]:
             llm = None if answerer == "extractive" else make_llm(settings.model_copy(update={"llm": "local"}))
             for label, steps in (("one-shot", 1), ("multi-step (2)", 2)):
