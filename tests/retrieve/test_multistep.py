@@ -106,3 +106,11 @@ def test_llm_follow_ups_run_until_the_model_says_done(town):
     assert steps[1].hits[0].source == "places/velmora.txt"
     assert {h.step for h in hits} == {1, 2} and len({h.chunk.id for h in hits}) == len(hits)
     assert llm_follow_up(QUESTION, steps, ScriptedLLM(["DONE."])) is None
+
+
+def test_a_rambling_llm_follow_up_is_replaced_by_the_term_follow_up():
+    first = Step(1, QUESTION, "the question", [_hit(DOCS["people/dubois.txt"])])
+    ramble = "DON'T reply with one short search query for this question, as you cannot find any information " * 2
+    follow = llm_follow_up(QUESTION, [first], ScriptedLLM([ramble]))
+    assert follow is not None and follow[0].split() == ["Velmora", "main", "export", "town"]
+    assert "no search query" in follow[1]

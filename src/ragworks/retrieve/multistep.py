@@ -25,6 +25,9 @@ from ragworks.lexical.analysis import STOPWORDS, Analyzer
 
 COVER_HITS = 2  # a question word counts as found when one of each step's best hits holds it
 MAX_BRIDGES = 2  # names taken from the first hits into the follow-up
+# A follow-up longer than this is not a search query: small models ramble (SmolLM2-135M wrote "DON'T reply, as
+# you cannot ..." for most two-hop questions, bench/results/multistep-local.md); the term follow-up replaces it.
+MAX_QUERY_WORDS = 16
 _QUESTION_WORDS = frozenset("name named called also both whose many much year years kind type".split())
 _WORD = re.compile(r"[^\W_][\w'-]*[^\W_]|[^\W_]", re.UNICODE)
 _NAME = re.compile(r"\b[A-Z][\w'-]*(?:\s+(?:of|the|de|del|von|van|and)\s+[A-Z][\w'-]*|\s+[A-Z][\w'-]*)*")
@@ -124,6 +127,11 @@ def llm_follow_up(question: str, steps: Sequence[Step], llm: LLM, *, passages: i
     line = next((ln.strip().strip('"') for ln in text.splitlines() if ln.strip()), "")
     if not line or "DONE" in line.upper().split() or line.upper().startswith("DONE"):
         return None
+    if len(line.split()) > MAX_QUERY_WORDS:
+        fallback = terms_follow_up(question, steps)
+        if fallback is None:
+            return None
+        return fallback[0], f"the LLM's follow-up was no search query ({len(line.split())} words); " + fallback[1]
     return line, "follow-up written by the LLM"
 
 
