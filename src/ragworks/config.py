@@ -111,7 +111,8 @@ class Settings(BaseSettings):
     retrieval_window: int = Field(default=1, ge=0, le=8)  # small-to-big: neighbouring chunks on each side
     retrieval_documents: int = Field(default=4, ge=1, le=100)  # document-first: documents whose passages are kept
     # multi-step retrieval (retrieve/multistep.py): after the first retrieval the LLM (or, extractive, the
-    # question's terms the hits lack plus the names they bring) asks a follow-up; at most this many retrievals
+    # question's terms the hits lack plus the names they bring) asks a follow-up; at most this many retrievals.
+    # 1 by default: two-fact questions gain, ordinary ones lose a little (bench/results/multistep.md)
     retrieval_steps: int = Field(default=1, ge=1, le=4)
 
     # --- generation
