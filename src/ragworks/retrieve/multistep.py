@@ -169,8 +169,8 @@ def multi_step_search(question: str, search: Callable[[str], list[SearchHit]], *
     asked = {question.strip().lower()}
     while len(done) < steps and done[-1].hits:
         follow = llm_follow_up(question, done, llm) if llm is not None else terms_follow_up(question, done)
-        if follow is None or follow[0].strip().lower() in asked:
-            break
+        if follow is None or not _WORD.search(follow[0]) or follow[0].strip().lower() in asked:
+            break  # done, nothing searchable (a model's reply of quotes or markup), or asked already
         asked.add(follow[0].strip().lower())
         done.append(Step(len(done) + 1, follow[0], follow[1], search(follow[0])))
     if len(done) == 1:
