@@ -292,9 +292,22 @@ class Collection:
 
         The answerer reads the passages as stored; `pii_read=False` masks PII in what comes out (text, quotes,
         sources) under `pii = "redact-answers"`, and then the text arrives in one piece, once masked.
+        With `retrieval_steps` > 1 a follow-up query may be searched after the first retrieval (see
+        retrieve/multistep.py); the answer's `steps` logs each query and its hits.
         """
-        hits = self.search(question, **search_kwargs)
-        return AnswerStream(question, hits, self.llm, self.embedder, self.answer_options(pii_read=pii_read))
+        s = self.settings
+        steps: list[dict[str, Any]] = []
+        if s.retrieval_steps > 1:
+            from ragworks.retrieve.multistep import multi_step_search
+
+            k = search_kwargs.pop("k", None) or s.top_k
+            hits, done = multi_step_search(question, lambda q: self.search(q, k=k, **search_kwargs),
+                                           steps=s.retrieval_steps, k=k, llm=self.llm)
+            steps = [st.to_dict() for st in done]
+        else:
+            hits = self.search(question, **search_kwargs)
+        return AnswerStream(question, hits, self.llm, self.embedder, self.answer_options(pii_read=pii_read),
+                            steps=steps)
 
     def answer_options(self, *, pii_read: bool = True, max_tokens: int | None = None,
                        temperature: float | None = None) -> AnswerOptions:

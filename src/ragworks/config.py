@@ -103,6 +103,18 @@ class Settings(BaseSettings):
     lexical_backend: Literal["auto", "fts5", "memory"] = "auto"
     lexical_memory_max_chunks: int = Field(default=200_000, ge=0)
 
+    # hierarchical retrieval (retrieve/hierarchical.py): chunk = the matched passages; small-to-big = each matched
+    # chunk with ± retrieval_window neighbours, adjacent hits of a document merged into one source (pair it with
+    # smaller chunk_tokens); document-first = documents scored from their chunks, then their passages.
+    # Default chunk: neither variant won on SciFact / NFCorpus / SQuAD (bench/results/hierarchical.md).
+    retrieval_unit: Literal["chunk", "small-to-big", "document-first"] = "chunk"
+    retrieval_window: int = Field(default=1, ge=0, le=8)  # small-to-big: neighbouring chunks on each side
+    retrieval_documents: int = Field(default=4, ge=1, le=100)  # document-first: documents whose passages are kept
+    # multi-step retrieval (retrieve/multistep.py): after the first retrieval the LLM (or, extractive, the
+    # question's terms the hits lack plus the names they bring) asks a follow-up; at most this many retrievals.
+    # 1 by default: two-fact questions gain, ordinary ones lose a little (bench/results/multistep.md)
+    retrieval_steps: int = Field(default=1, ge=1, le=4)
+
     # --- generation
     llm: LLMProvider = "auto"  # auto: local GGUF if installed, else extractive
     llm_model: str = ""  # remote model id; empty = provider default

@@ -254,6 +254,10 @@ class SearchHit:
     dense_rank: int | None = None
     lexical_rank: int | None = None
     row_id: int = -1  # the store's integer key of the chunk (FAISS id, FTS rowid)
+    # small-to-big retrieval: the chunk ordinals [first, last] this source spans, and the ones the search matched
+    window: tuple[int, int] | None = None
+    matched: tuple[int, ...] = ()
+    step: int = 1  # multi-step retrieval: the step (1-based) whose query found it
 
     @property
     def page(self) -> int | None:
@@ -280,6 +284,9 @@ class SearchHit:
             "lexical_score": self.lexical_score,
             "dense_rank": self.dense_rank,
             "lexical_rank": self.lexical_rank,
+            "window": list(self.window) if self.window else None,
+            "matched_ordinals": list(self.matched),
+            "step": self.step,
             "metadata": self.metadata,
         }
 
@@ -378,6 +385,8 @@ class Answer:
     # the guard stage's verdicts (guard/): passages flagged as instruction-like, what the output check found,
     # whether the answer was replaced for it, whether PII was masked
     guard: dict[str, Any] = field(default_factory=dict)
+    # multi-step retrieval: each step's query and what it found ({"step", "query", "reason", "hits": [...]})
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def unsupported(self) -> list[SentenceSupport]:
@@ -401,5 +410,6 @@ class Answer:
             "generated_tokens": self.generated_tokens,
             "generation_s": round(self.generation_s, 4),
             "guard": self.guard,
+            "steps": self.steps,
             "sources": [h.to_dict() for h in self.sources],
         }

@@ -103,3 +103,24 @@ def test_bad_search_requests_are_422_with_a_clear_message(team, body):
 def test_malformed_json_is_422_not_500(team):
     r = team.post("/v1/collections/team/search", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422
+
+
+def test_multi_step_answers_log_their_steps_in_json_and_in_the_done_event(tmp_path, embedder, kit):
+    settings = kit.make_settings(tmp_path / "data", retrieval_steps=2)
+    docs = [{"source": "people/dubois.txt", "text": "Marie Dubois, the glassmaker, was born in Velmora in 1921."},
+            {"source": "places/velmora.txt", "text": "Velmora is a river port. Its main export is blue salt, "
+                                                     "harvested from the tidal flats each autumn."},
+            {"source": "places/kestrel.txt", "text": "Kestrel Bay is a fishing village known for its regatta."}]
+    question = "What is the main export of the town where Marie Dubois was born?"
+    with TestClient(create_app(settings, embedder=embedder, llm=None)) as client:
+        client.post("/v1/collections", json={"name": "towns"})
+        assert client.post("/v1/collections/towns/documents?wait=true",
+                           json={"documents": docs}).json()["state"] == "completed"
+        plain = client.post("/v1/collections/towns/ask", json={"question": question, "k": 4}).json()
+        assert [s["step"] for s in plain["steps"]] == [1, 2] and "Velmora" in plain["steps"][1]["query"]
+        assert {s["step"] for s in plain["sources"]} == {1, 2}
+        events = sse_events(client.post("/v1/collections/towns/ask",
+                                        json={"question": question, "k": 4, "stream": True}).text)
+        done = events[-1][1]
+        assert events[-1][0] == "done" and done["steps"] == plain["steps"]
+        assert {c["source"] for c in done["citations"]} >= {"people/dubois.txt", "places/velmora.txt"}

@@ -14,7 +14,7 @@ from ragworks.embed.base import Embedder
 from ragworks.generate.abstain import AbstentionPolicy, decide, retrieval_evidence
 from ragworks.generate.base import LLM
 from ragworks.generate.citations import citation_for, resolve_citations, strip_invalid_markers
-from ragworks.generate.extractive import extract_answer
+from ragworks.generate.extractive import extract_answer, extract_answer_by_step
 from ragworks.generate.prompt import NO_ANSWER, build_messages, pack_sources
 from ragworks.generate.verify import SUPPORT_THRESHOLD, Grounding, Verification, verify_answer
 from ragworks.guard.base import InjectionPolicy
@@ -60,8 +60,9 @@ class AnswerStream:
     """
 
     def __init__(self, question: str, hits: list[SearchHit], llm: LLM | None, embedder: Embedder,
-                 options: AnswerOptions) -> None:
+                 options: AnswerOptions, *, steps: list[dict[str, Any]] | None = None) -> None:
         self.question = question
+        self.steps = steps or []  # multi-step retrieval's log, carried onto the Answer
         self.llm = llm
         self.embedder = embedder
         self.options = options
@@ -69,7 +70,7 @@ class AnswerStream:
         if policy == "quarantine":  # flagged passages never reach a prompt; the next ones take their places
             hits = [h for h in hits if not flagged_stretches(h)]
         if llm is None:
-            self.sources = hits[:5]
+            self.sources = hits[: max(5, len({h.step for h in hits}))]
         else:
             budget = min(options.context_budget_tokens,
                          llm.context_tokens - options.max_answer_tokens - 300)  # system prompt and question
@@ -121,7 +122,7 @@ class AnswerStream:
     def _generate(self) -> Iterator[str]:
         model = self.llm.name if self.llm else "extractive"
         if not self.sources:
-            self.answer = Answer(self.question, NO_ANSWER, [], [], model, abstained=True,
+            self.answer = Answer(self.question, NO_ANSWER, [], [], model, abstained=True, steps=self.steps,
                                  notice="nothing in the collection matched the question")
             yield NO_ANSWER
             return
@@ -131,6 +132,7 @@ class AnswerStream:
             early = decide(policy, evidence, stage="retrieval")
             if early["abstain"]:  # even a fully supported draft would not clear the threshold: skip generating
                 self.answer = Answer(self.question, NO_ANSWER, [], self.sources, model, abstained=True,
+                                     steps=self.steps,
                                      abstention=early,
                                      notice=ABSTAIN_NOTICE.format(p=early["p_answerable"], t=policy.threshold))
                 yield NO_ANSWER
@@ -140,7 +142,7 @@ class AnswerStream:
         dropped: list[int] = []
         notices: list[str] = []
         if self.llm is None:
-            text, citations = extract_answer(self.question, self.sources, self.embedder, withheld=self.withheld)
+            text, citations = self._extract()
             notices.append(EXTRACTIVE_NOTICE)
             yield text
         else:
@@ -156,8 +158,7 @@ class AnswerStream:
             raw = "".join(pieces).strip()
             tokens = self.llm.count_tokens(raw) if raw else 0
             if is_degenerate(raw):
-                text, citations = extract_answer(self.question, self.sources, self.embedder,
-                                                 withheld=self.withheld)
+                text, citations = self._extract()
                 yield "\n\n[extractive answer] " + text
                 notices.append(DEGENERATE_NOTICE)
             else:
@@ -168,6 +169,14 @@ class AnswerStream:
                                    + ", ".join(f"[{n}]" for n in dropped))
         generation_s = time.perf_counter() - started
         self.answer = self._finish(text, citations, model, dropped, notices, evidence, tokens, generation_s)
+
+    def _extract(self) -> tuple[str, list[Citation]]:
+        """The extractive answer; after multi-step retrieval, one from each step's passages."""
+        if len({h.step for h in self.sources}) > 1:
+            queries = {int(st["step"]): str(st["query"]) for st in self.steps}
+            return extract_answer_by_step(self.question, self.sources, self.embedder, queries=queries,
+                                          withheld=self.withheld)
+        return extract_answer(self.question, self.sources, self.embedder, withheld=self.withheld)
 
     def _finish(self, text: str, citations: list[Citation], model: str, dropped: list[int], notices: list[str],
                 evidence: dict[str, float | None], tokens: int, generation_s: float) -> Answer:
@@ -208,13 +217,13 @@ class AnswerStream:
                 text, citations, sentences, abstained = NO_ANSWER, [], [], True
         return Answer(self.question, text, citations, self.sources, model, dropped, "; ".join(notices),
                       sentences=sentences, abstained=abstained, abstention=decision,
-                      generated_tokens=tokens, generation_s=generation_s)
+                      generated_tokens=tokens, generation_s=generation_s, steps=self.steps)
 
     def _rescue_decline(self, policy: AbstentionPolicy, evidence: dict[str, float | None]
                         ) -> tuple[str, Verification] | None:
         """Small models decline questions their top passage answers: when the evidence for an extractive answer is
         confidently above the policy's threshold, answer extractively instead (None: the decline stands)."""
-        text, _ = extract_answer(self.question, self.sources, self.embedder, withheld=self.withheld)
+        text, _ = self._extract()
         if text == NO_ANSWER:
             return None
         v = verify_answer(text, self.sources, self.embedder, grounding=self.options.grounding,

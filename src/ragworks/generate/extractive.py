@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -122,3 +123,37 @@ def extract_answer(
         parts.append(f"{sentence} [{n}]")
         citations.append(citation_for(n, sources[n - 1], start=start, end=end, quote=quote))
     return " ".join(parts), citations
+
+
+def extract_answer_by_step(question: str, sources: list[SearchHit], embedder: Embedder, *,
+                           queries: dict[int, str] | None = None, per_step: int = 2, min_similarity: float = 0.35,
+                           withheld: Mapping[int, Sequence[tuple[int, int]]] | None = None
+                           ) -> tuple[str, list[Citation]]:
+    """Multi-step retrieval's extractive answer: the best sentence(s) from each step's own passages (a two-fact
+    question needs one from each), in step order, each cited with its number among all `sources`. A later step's
+    sentences are chosen by that step's query (`queries`: step → query), which names what it went to find."""
+    steps = sorted({h.step for h in sources})
+    queries = queries or {}
+    parts: list[str] = []
+    citations: list[Citation] = []
+    for step in steps:
+        numbers = [n for n, h in enumerate(sources, 1) if h.step == step]
+        asked = question if step == 1 else queries.get(step, question)
+        # a follow-up's passage often names the bridge in one sentence and states the fact in the next ("Its ...")
+        held = {i: withheld[n] for i, n in enumerate(numbers, 1) if n in withheld} if withheld else None
+        text, cited = extract_answer(asked, [sources[n - 1] for n in numbers], embedder,
+                                     max_sentences=1 if step == 1 else per_step, min_similarity=min_similarity,
+                                     withheld=held)
+        if text == NO_ANSWER:
+            continue
+        local = {c.number: numbers[c.number - 1] for c in cited}
+        parts.append(_renumber(text, local))
+        citations += [replace(c, number=local[c.number]) for c in cited]
+    if not parts:
+        return NO_ANSWER, []
+    return " ".join(parts), citations
+
+
+def _renumber(text: str, table: dict[int, int]) -> str:
+    """[n] markers of `text` mapped through `table` (a subset's numbers → the numbers among all sources)."""
+    return re.sub(r"\[(\d+)\]", lambda m: f"[{table.get(int(m.group(1)), int(m.group(1)))}]", text)

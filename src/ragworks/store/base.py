@@ -192,3 +192,17 @@ class SwitchableModel(Protocol):
     """A store whose active embedding model another process can switch (`ragworks tune`)."""
 
     def active_model_changed(self) -> bool: ...
+
+
+@runtime_checkable
+class ChunkWindows(Protocol):
+    """A store that reads a document's chunks by position and slices of its text: hierarchical retrieval hands the
+    LLM a matched chunk's neighbours (small-to-big) as one exact slice of the document, so offsets stay true."""
+
+    def chunk_window(self, doc_id: str, ordinal_from: int, ordinal_to: int) -> list[Chunk]:
+        """The document's chunks with `ordinal_from <= ordinal <= ordinal_to`, by ordinal ([] for no document)."""
+        ...
+
+    def document_text(self, doc_id: str, start: int, end: int) -> str:
+        """Characters [start, end) of the stored document's text ("" for no document)."""
+        ...

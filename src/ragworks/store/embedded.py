@@ -440,6 +440,18 @@ class EmbeddedStore:
         )
         return doc, r[7], [_chunk_from_row(cr) for cr in chunk_rows]
 
+    def chunk_window(self, doc_id: str, ordinal_from: int, ordinal_to: int) -> list[Chunk]:
+        rows = self._read(
+            f"SELECT {_CHUNK_COLUMNS} FROM chunks c WHERE c.doc_id = ? AND c.ordinal BETWEEN ? AND ? "
+            "ORDER BY c.ordinal", (doc_id, ordinal_from, ordinal_to))
+        return [_chunk_from_row(r) for r in rows]
+
+    def document_text(self, doc_id: str, start: int, end: int) -> str:
+        if end <= start:
+            return ""
+        rows = self._read("SELECT substr(text, ?, ?) FROM documents WHERE id = ?", (start + 1, end - start, doc_id))
+        return str(rows[0][0]) if rows else ""
+
     def list_documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None
                        ) -> list[StoredDocument]:
         rows = self._query(

@@ -740,6 +740,21 @@ class PostgresStore:
             "c.collection = %(collection)s AND c.doc_id = %(id)s ORDER BY c.ordinal", {"id": r[0]})
         return StoredDocument(*r[:7]), r[7], [_chunk_from_row(cr) for cr in chunk_rows]
 
+    def chunk_window(self, doc_id: str, ordinal_from: int, ordinal_to: int) -> list[Chunk]:
+        rows = self._query(
+            f"SELECT {_CHUNK_COLUMNS} FROM {{s}}.chunks c WHERE c.tenant = %(tenant)s AND "
+            "c.collection = %(collection)s AND c.doc_id = %(id)s AND c.ordinal BETWEEN %(lo)s AND %(hi)s "
+            "ORDER BY c.ordinal", {"id": doc_id, "lo": ordinal_from, "hi": ordinal_to})
+        return [_chunk_from_row(r) for r in rows]
+
+    def document_text(self, doc_id: str, start: int, end: int) -> str:
+        if end <= start:
+            return ""
+        rows = self._query(
+            "SELECT substr(text, %(start)s, %(n)s) FROM {s}.documents WHERE tenant = %(tenant)s AND "
+            "collection = %(collection)s AND id = %(id)s", {"id": doc_id, "start": start + 1, "n": end - start})
+        return str(rows[0][0]) if rows else ""
+
     def list_documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None
                        ) -> list[StoredDocument]:
         rows = self._query(

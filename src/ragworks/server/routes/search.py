@@ -30,7 +30,7 @@ def answer_summary(answer: Answer) -> dict[str, Any]:
     """What `done` carries: everything but the sources (sent first) and the question."""
     return {"answer": answer.text, "model": answer.model, "citations": [c.to_dict() for c in answer.citations],
             "dropped_citations": answer.dropped_citations, "notice": answer.notice, "abstained": answer.abstained,
-            "guard": answer.guard}
+            "guard": answer.guard, "steps": answer.steps}
 
 
 @router.post("/search", summary="Search: dense, BM25 or hybrid, with metadata filters and a source glob")
