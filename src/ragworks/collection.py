@@ -35,8 +35,16 @@ from ragworks.store.embedded import DB_NAME, EmbeddedStore
 _UNSET: Any = object()
 
 
-def _postgres_store(settings: Settings, name: str, tenant: str, **kwargs: Any) -> Store:
-    """A PostgresStore for collection `name` of `tenant`, on the process's shared pool."""
+SCOPED_BACKENDS = ("postgres", "qdrant")  # collections are names scoped to a tenant, not directories
+
+
+def _scoped_store(settings: Settings, name: str, tenant: str, **kwargs: Any) -> Store:
+    """A PostgresStore or QdrantStore for collection `name` of `tenant`, on the process's shared pool / client."""
+    if settings.store_backend == "qdrant":
+        from ragworks.store.qdrant import QdrantStore, client_for
+
+        return QdrantStore(client_for(settings), tenant=tenant, collection=name, prefix=settings.qdrant_prefix,
+                           lexical=settings.qdrant_lexical, **kwargs)
     if settings.postgres_dsn is None:
         raise ConfigError("store_backend = 'postgres' needs postgres_dsn (RAGWORKS_POSTGRES_DSN)")
     from ragworks.store.postgres import PostgresStore, shared_pool
@@ -85,19 +93,20 @@ class Collection:
     ) -> Collection:
         """Open a collection by name (under `settings.data_dir`) or path; create it on first ingest if allowed.
 
-        With `store_backend = "postgres"` the collection is a name in `settings.postgres_dsn`'s database, scoped to
-        `tenant` (default `settings.tenant`); a path's last component is taken as the name.
+        With `store_backend = "postgres"` (or "qdrant") the collection is a name in `postgres_dsn`'s database
+        (the Qdrant server or directory), scoped to `tenant` (default `settings.tenant`); a path's last component
+        is taken as the name.
 
         Pass `embedder` / `llm` to share already-loaded models between collections (the server does).
         `llm=None` forces the extractive answerer.
         """
         settings = settings or Settings()
         store: Store | None = None
-        if settings.store_backend == "postgres":
+        if settings.store_backend in SCOPED_BACKENDS:
             path = Path(str(name_or_path) if name_or_path is not None else settings.collection)
             tenant = tenant or settings.tenant
             try:
-                store = _postgres_store(settings, path.name, tenant, create=False)
+                store = _scoped_store(settings, path.name, tenant, create=False)
             except CollectionNotFound:
                 if not create:
                     raise
@@ -140,9 +149,9 @@ class Collection:
 
     @property
     def store(self) -> Store:
-        if self._store is None and self.settings.store_backend == "postgres":
+        if self._store is None and self.settings.store_backend in SCOPED_BACKENDS:
             emb = self.embedder  # creating a collection records its model
-            self._store = _postgres_store(self.settings, self.path.name, self.tenant, model_name=emb.name,
+            self._store = _scoped_store(self.settings, self.path.name, self.tenant, model_name=emb.name,
                                           dimension=emb.dimension, create=True)
         if self._store is None:
             if not (self.path / DB_NAME).exists():
@@ -154,9 +163,9 @@ class Collection:
 
     @property
     def exists(self) -> bool:
-        if self._store is None and self.settings.store_backend == "postgres":
+        if self._store is None and self.settings.store_backend in SCOPED_BACKENDS:
             try:
-                self._store = _postgres_store(self.settings, self.path.name, self.tenant, create=False)
+                self._store = _scoped_store(self.settings, self.path.name, self.tenant, create=False)
             except CollectionNotFound:
                 return False
         return self._store is not None or (self.path / DB_NAME).exists()

@@ -21,7 +21,7 @@ SearchMode = Literal["dense", "bm25", "hybrid"]
 FusionMethod = Literal["rrf", "weighted"]
 LLMProvider = Literal["auto", "local", "openai", "fireworks", "extractive"]
 EmbedProvider = Literal["local", "openai"]
-StoreBackend = Literal["embedded", "postgres"]
+StoreBackend = Literal["embedded", "postgres", "qdrant"]
 
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
 # The tenant of the CLI, and of the server and MCP with auth off: one name, so on PostgreSQL both see the same
@@ -55,7 +55,18 @@ class Settings(BaseSettings):
     store_backend: StoreBackend = "embedded"  # embedded: SQLite + FAISS under data_dir; postgres: pgvector
     postgres_dsn: SecretStr | None = None  # libpq URI or key=value string (store_backend = "postgres")
     postgres_schema: str = "ragworks"
-    tenant: str = DEFAULT_TENANT  # postgres: every store query is scoped to (tenant, collection)
+    tenant: str = DEFAULT_TENANT  # postgres, qdrant: every store query is scoped to (tenant, collection)
+    # store_backend = "qdrant": a Qdrant server (qdrant_url, + qdrant_api_key) or qdrant-client's local mode in a
+    # directory (qdrant_path; default data_dir/qdrant when neither is set). One Qdrant collection per ragworks
+    # collection, named <qdrant_prefix>_<name>_<hash of tenant and name>.
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
+    qdrant_path: Path | None = None
+    qdrant_prefix: str = "ragworks"
+    # the BM25 leg on Qdrant: memory = the project's BM25 in process, built from the chunk payloads (SciFact
+    # nDCG@10 equal to the embedded store's); sparse = BM25-weighted sparse vectors with Qdrant's IDF modifier
+    # (bench/qdrant.py measures both)
+    qdrant_lexical: Literal["memory", "sparse"] = "memory"
 
     # --- embedding
     embed_provider: EmbedProvider = "local"

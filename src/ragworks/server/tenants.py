@@ -37,7 +37,7 @@ class CollectionCache:
         self.settings = settings
         self.embedder = embedder
         self.llm = llm
-        self.postgres = settings.store_backend == "postgres"
+        self.postgres = settings.store_backend in ("postgres", "qdrant")  # collections are names, not directories
         self._open: dict[tuple[str, str], Collection] = {}
         self._checked: dict[tuple[str, str], float] = {}  # postgres: when each open collection was last seen
         self._model_checked: dict[tuple[str, str], float] = {}  # embedded: when its active model was last read
@@ -125,6 +125,11 @@ class CollectionCache:
         return self.get(tenant, name), created
 
     def names(self, tenant: Tenant) -> list[str]:
+        if self.settings.store_backend == "qdrant":
+            from ragworks.store import qdrant
+
+            return [n for n in qdrant.list_collections(qdrant.client_for(self.settings), tenant.name,
+                                                       self.settings.qdrant_prefix) if COLLECTION_NAME.match(n)]
         if self.postgres:
             from ragworks.store.postgres import list_collections, shared_pool
 
