@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ragworks.cache import digest, filter_key, shared_cache
 from ragworks.config import SearchMode, Settings
 from ragworks.documents import Answer, Document, SearchHit
 from ragworks.embed import LazyEmbedder, passage_tokenizer
@@ -78,6 +81,7 @@ class Collection:
         self._llm = llm
         self.reranker = reranker
         self._reranker_lock = threading.Lock()  # concurrent first searches must not each load a reranker model
+        self._settings_digest: str | None = None  # the result cache's hash of `settings`
 
     @classmethod
     def open(
@@ -127,7 +131,7 @@ class Collection:
                     embedder = None  # a shared base-model embedder (the server's) can't query the tuned vectors
         elif not create:
             raise CollectionNotFound(f"no collection {path.name!r} at {path} (run `ragworks ingest` first)")
-        col = cls(path, settings, store, embedder=embedder, llm=llm, reranker=reranker)
+        col = cls(path, settings, store, embedder=embedder, llm=llm, reranker=reranker, tenant=tenant)
         if store is not None and embedder is not None:
             store.check_model(embedder.name, embedder.dimension)
         return col
@@ -264,12 +268,27 @@ class Collection:
         source: str | None = None,
         rerank: bool = True,
     ) -> list[SearchHit]:
-        """Top-k hits for `query`. `filters` is a Filter or {metadata key: value}; `source` a glob on sources."""
+        """Top-k hits for `query`. `filters` is a Filter or {metadata key: value}; `source` a glob on sources.
+
+        Served from the result cache (`cache_backend`) when the same search ran since the collection's last write.
+        """
         flt = filters if isinstance(filters, Filter) else Filter(metadata=dict(filters or {}))
         if source:
             flt = dataclasses.replace(flt, source_glob=source)
         k = k or self.settings.top_k
         mode = mode or self.settings.search_mode
+        cache = shared_cache(self.settings)
+        if cache is None:
+            return self._search(query, k, mode, flt, rerank)
+        scope = self._cache_scope("search", flt, k=k, mode=mode, rerank=rerank)
+        vec = self._query_vector(query)
+        hits: list[SearchHit] | None = cache.get(scope, query, vec)
+        if hits is None:
+            hits = self._search(query, k, mode, flt, rerank)
+            cache.put(scope, query, hits, vec)
+        return hits
+
+    def _search(self, query: str, k: int, mode: SearchMode, flt: Filter, rerank: bool) -> list[SearchHit]:
         from ragworks.retrieve.pipeline import SearchPipeline
         from ragworks.retrieve.rerank import make_reranker
 
@@ -284,15 +303,54 @@ class Collection:
         )
         return pipeline.search(query, k=k, mode=mode, flt=flt or None)
 
+    def _cache_scope(self, op: str, flt: Filter, **args: Any) -> dict[str, Any]:
+        """Everything but the query that a cached result depends on (cache/results.py): read per lookup, the
+        store's write version makes any committed write, in any process, a miss."""
+        store = self._require()
+        if self._settings_digest is None:
+            self._settings_digest = digest(self.settings.model_dump(mode="json"))
+        return {"op": op, "tenant": self.tenant, "collection": str(self.path), "backend": self.settings.store_backend,
+                "version": store.write_version(), "model": store.model_name, "settings": self._settings_digest,
+                "filter": filter_key(flt), **args}
+
+    def _query_vector(self, query: str) -> Callable[[], np.ndarray] | None:
+        """The query's embedding, computed at most once and only if the semantic cache asks for it."""
+        if not self.settings.cache_semantic:
+            return None
+        memo: list[np.ndarray] = []
+
+        def vec() -> np.ndarray:
+            if not memo:
+                memo.append(self.embedder.embed_queries([query])[0])
+            return memo[0]
+
+        return vec
+
     def ask_stream(self, question: str, **search_kwargs: Any) -> AnswerStream:
-        """Retrieve, then stream a cited answer: iterate for text pieces, then read `.answer`."""
+        """Retrieve, then stream a cited answer: iterate for text pieces, then read `.answer`.
+
+        A question answered since the collection's last write is replayed from the result cache (one piece).
+        """
+        cache = shared_cache(self.settings)
+        if cache is not None:
+            flt = search_kwargs.get("filters")
+            flt = flt if isinstance(flt, Filter) else Filter(metadata=dict(flt or {}))
+            args = {k: v for k, v in search_kwargs.items() if k != "filters"}
+            scope = self._cache_scope("ask", flt, policy=self._policy_stamp(), **args)  # before retrieving
+            vec = self._query_vector(question)
+            cached: Answer | None = cache.get(scope, question, vec)
+            if cached is not None:
+                return AnswerStream.replay(cached)
         hits = self.search(question, **search_kwargs)
         s = self.settings
-        return AnswerStream(question, hits, self.llm, self.embedder,
-                            AnswerOptions(s.max_answer_tokens, s.temperature, s.context_budget_tokens,
-                                          s.llm_max_sources, grounding=s.grounding,
-                                          support_threshold=s.support_threshold,
-                                          abstention=self.abstention_policy()))
+        stream = AnswerStream(question, hits, self.llm, self.embedder,
+                              AnswerOptions(s.max_answer_tokens, s.temperature, s.context_budget_tokens,
+                                            s.llm_max_sources, grounding=s.grounding,
+                                            support_threshold=s.support_threshold,
+                                            abstention=self.abstention_policy()))
+        if cache is not None:
+            stream.on_complete = lambda answer: cache.put(scope, question, answer, vec)
+        return stream
 
     def abstention_policy(self) -> AbstentionPolicy | None:
         """The policy deciding when to abstain: `abstention_policy` file > the collection's answering.json > the
@@ -312,6 +370,14 @@ class Collection:
     def ask(self, question: str, **search_kwargs: Any) -> Answer:
         """Retrieve and answer with citations (extractively when no LLM is available)."""
         return self.ask_stream(question, **search_kwargs).result()
+
+    def _policy_stamp(self) -> list[int]:
+        """When the abstention policy files last changed (a re-tuned policy applies at once, cache or not)."""
+        from ragworks.generate.abstain import policy_path
+
+        paths = [policy_path(self.path), *([self.settings.abstention_policy] if self.settings.abstention_policy
+                                           else [])]
+        return [p.stat().st_mtime_ns if p.exists() else 0 for p in map(Path, paths)]
 
     def delete(self, ref: str) -> int:
         """Delete documents by id, exact source, source glob or file path; returns how many were removed."""

@@ -204,6 +204,19 @@ class Settings(BaseSettings):
     speech_threads: int = Field(default=0, ge=0)  # 0 = every core
     speech_beam_size: int = Field(default=5, ge=1, le=10)
 
+    # --- result cache (issue 15; ragworks/cache/): search results and answers, keyed by tenant, collection, the
+    # store's write version (any write invalidates), the filter with the caller's readers, and every setting.
+    # memory: an LRU per process; redis: shared by --workers processes and replicas (cache_redis_url, else
+    # redis_url); off: no caching
+    cache_backend: Literal["off", "memory", "redis"] = "memory"
+    cache_redis_url: str | None = None
+    cache_max_entries: int = Field(default=2048, ge=0)  # memory: entries kept (least recently used out first)
+    cache_max_mb: float = Field(default=64.0, ge=0)  # memory: JSON megabytes kept
+    cache_ttl_s: float | None = Field(default=3600.0, gt=0)  # an entry's lifetime; None = until evicted
+    # semantic cache: also serve a query whose embedding is within this cosine of a cached one (same key otherwise)
+    cache_semantic: bool = False
+    cache_semantic_threshold: float = Field(default=0.95, gt=0.0, le=1.0)
+
     # --- sources (issue 16): the server submits a sync job for each configured source (`ragworks source add`)
     # every `interval_s` of that source; off: syncs run only when asked (`ragworks sync`, POST …/sync)
     sync_schedule: bool = True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,8 +66,29 @@ class AnswerStream:
                          llm.context_tokens - options.max_answer_tokens - 300)  # system prompt and question
             self.sources = pack_sources(hits[: options.max_sources], max(budget, 200), llm.count_tokens)
         self.answer: Answer | None = None
+        self.on_complete: Callable[[Answer], None] | None = None  # called once the answer is complete (the cache)
+        self._replayed = False
+
+    @classmethod
+    def replay(cls, answer: Answer) -> AnswerStream:
+        """A finished stream that yields `answer`'s text as one piece (what a result-cache hit returns), with the
+        same `sources`, `answer` and `result()` as the stream that produced it."""
+        stream = cls.__new__(cls)
+        stream.question, stream.llm, stream.sources, stream.answer = answer.question, None, answer.sources, answer
+        stream.embedder = None  # type: ignore[assignment]  # nothing left to embed
+        stream.options = None  # type: ignore[assignment]
+        stream.on_complete, stream._replayed = None, True
+        return stream
 
     def __iter__(self) -> Iterator[str]:
+        if self._replayed and self.answer is not None:
+            yield self.answer.text
+            return
+        yield from self._generate()
+        if self.answer is not None and self.on_complete is not None:  # not when the reader stopped early
+            self.on_complete(self.answer)
+
+    def _generate(self) -> Iterator[str]:
         model = self.llm.name if self.llm else "extractive"
         if not self.sources:
             self.answer = Answer(self.question, NO_ANSWER, [], [], model, abstained=True,
