@@ -383,49 +383,67 @@ class QdrantStore:
         """Apply a batch; idempotent (re-applying it upserts the same points). Order: see the module docstring."""
         docs = list({dw.document.id: dw for dw in batch.documents}.values())  # a repeated document: last wins
         if batch.vectors:
-            self.client.upsert(self.qname, [
-                qm.PointStruct(id=self._pid("vec", self.model_name, h), vector={}, payload=self._payload(
-                    "vec", model=self.model_name, text_hash=h, vector=np.asarray(v, dtype=np.float32).tolist()))
-                for h, v in batch.vectors.items()], wait=True)
+            self._upsert([qm.PointStruct(id=self._pid("vec", self.model_name, h), vector={}, payload=self._payload(
+                "vec", model=self.model_name, text_hash=h, vector=np.asarray(v, dtype=np.float32).tolist()))
+                for h, v in batch.vectors.items()])
         if batch.delete_doc_ids:
             self._forget(batch.delete_doc_ids)
-        self._calibrate(batch)
-        for dw in docs:
-            self._write_document(dw.document, dw.chunks, batch.vectors)
+        if docs:
+            self._calibrate(batch)
+            self._write_documents(docs, batch.vectors)
         for path in batch.delete_files:
             self.client.delete(self.qname, [self._pid("file", path)], wait=True)
         if batch.files:
-            self.client.upsert(self.qname, [
-                qm.PointStruct(id=self._pid("file", f.path), vector={}, payload=self._payload(
-                    "file", **{k: getattr(f, k) for k in _FILE_FIELDS})) for f in batch.files], wait=True)
+            self._upsert([qm.PointStruct(id=self._pid("file", f.path), vector={}, payload=self._payload(
+                "file", **{k: getattr(f, k) for k in _FILE_FIELDS})) for f in batch.files])
         self._bump()
 
-    def _write_document(self, doc: Any, chunks: list[Chunk], fresh: dict[str, np.ndarray]) -> None:
-        vectors = self._vectors([c.text_hash for c in chunks], fresh)
-        lacking = [c.text_hash for c in chunks if c.text_hash not in vectors]
-        if lacking:
-            raise ValueError(f"no vector for {len(lacking)} chunk(s) of {doc.source!r} (not in the batch, not cached)")
-        readers = [str(r) for r in doc.metadata.get("readers") or []]
-        points = [self._chunk_point(doc, c, vectors[c.text_hash], readers) for c in chunks]
+    def _upsert(self, points: list[qm.PointStruct]) -> None:
         for i in range(0, len(points), 256):
             self.client.upsert(self.qname, points[i:i + 256], wait=True)
-        stale = self._scope("chunk", qm.FieldCondition(key="doc_id", match=qm.MatchValue(value=doc.id)))
-        stale.must_not = [qm.HasIdCondition(has_id=[p.id for p in points])]
-        self.client.delete(self.qname, qm.FilterSelector(filter=stale), wait=True)
-        record = self._payload("document", id=doc.id, source=doc.source, source_path=doc.source_path,
-                               title=doc.title, content_hash=doc.content_hash,
-                               metadata=json.loads(json.dumps(doc.metadata, default=str)),
-                               page_starts=list(doc.page_starts), text=doc.text, chunks=len(chunks))
-        self.client.upsert(self.qname, [qm.PointStruct(id=self._pid("document", doc.id), vector={}, payload=record)],
-                           wait=True)
+
+    def _write_documents(self, docs: list[Any], fresh: dict[str, np.ndarray]) -> None:
+        """Documents' chunk points and records. Each record lists its chunk point ids, so stale points are deleted
+        by id (no scan); a pending record (empty content hash, old and new ids) goes first, so a crash in between
+        leaves the document looking changed, with every point it may have left behind listed."""
+        vectors = self._vectors([c.text_hash for dw in docs for c in dw.chunks], fresh)
+        lacking = {c.text_hash for dw in docs for c in dw.chunks if c.text_hash not in vectors}
+        if lacking:
+            raise ValueError(f"no vector for {len(lacking)} chunk text(s) (not in the batch, not cached)")
+        old = {str((r.payload or {})["id"]): [int(i) for i in (r.payload or {}).get("chunk_ids") or []]
+               for r in self._records([self._pid("document", dw.document.id) for dw in docs])}
+        points: list[qm.PointStruct] = []
+        records: list[tuple[Any, list[int], dict[str, Any]]] = []
+        for dw in docs:
+            doc = dw.document
+            readers = [str(r) for r in doc.metadata.get("readers") or []]
+            mine = [self._chunk_point(doc, c, vectors[c.text_hash], readers) for c in dw.chunks]
+            points += mine
+            ids = [int(p.id) for p in mine]
+            record = self._payload("document", id=doc.id, source=doc.source, source_path=doc.source_path,
+                                   title=doc.title, content_hash="",
+                                   metadata=json.loads(json.dumps(doc.metadata, default=str)),
+                                   page_starts=list(doc.page_starts), text=doc.text, chunks=len(dw.chunks),
+                                   chunk_ids=sorted({*ids, *old.get(doc.id, [])}))
+            records.append((doc, ids, record))
+        self._upsert([qm.PointStruct(id=self._pid("document", d.id), vector={}, payload=r) for d, _, r in records])
+        self._upsert(points)
+        new_ids = {int(p.id) for p in points}
+        stale: list[qm.ExtendedPointId] = sorted({i for ids in old.values() for i in ids} - new_ids)
+        if stale:
+            self.client.delete(self.qname, stale, wait=True)
+        self._upsert([qm.PointStruct(id=self._pid("document", d.id), vector={},
+                                     payload={**r, "content_hash": d.content_hash, "chunk_ids": ids})
+                      for d, ids, r in records])
 
     def _forget(self, doc_ids: Sequence[str]) -> list[str]:
         """Delete documents' chunk points and records; → the source paths of those that existed."""
         found = self._records([self._pid("document", d) for d in doc_ids])
-        ids = list(dict.fromkeys(doc_ids))
-        self.client.delete(self.qname, qm.FilterSelector(filter=self._scope(
-            "chunk", qm.FieldCondition(key="doc_id", match=qm.MatchAny(any=ids)))), wait=True)
-        self.client.delete(self.qname, [self._pid("document", d) for d in ids], wait=True)
+        ids: list[qm.ExtendedPointId] = sorted({int(i) for r in found
+                                                for i in (r.payload or {}).get("chunk_ids") or []})
+        if ids:
+            self.client.delete(self.qname, ids, wait=True)
+        self.client.delete(self.qname, [self._pid("document", d) for d in dict.fromkeys(doc_ids)], wait=True)
         if found:
             self._deleted_since_gc = True
         return [str((r.payload or {}).get("source_path", "")) for r in found]
@@ -456,9 +474,8 @@ class QdrantStore:
         if not found:
             raise DocumentNotFound(f"no document {doc_id_or_source!r} in collection {self.collection!r}")
         p = found[0].payload or {}
-        chunks = sorted((r for r in self._scroll(self._scope("chunk", qm.FieldCondition(
-            key="doc_id", match=qm.MatchValue(value=p["id"]))), _CHUNK_FIELDS)),
-            key=lambda r: int((r.payload or {})["ordinal"]))
+        chunks = sorted((r for r in self._records([int(i) for i in p.get("chunk_ids") or []])
+                         if (r.payload or {}).get("kind") == "chunk"), key=lambda r: int((r.payload or {})["ordinal"]))
         return _stored(p), str(p["text"]), [_chunk(r.payload or {}) for r in chunks]
 
     def list_documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None
