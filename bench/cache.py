@@ -102,7 +102,8 @@ def main() -> int:
         if redis_ctx is not None:
             redis_ctx.__exit__(None, None, None)
     report = {"corpus": "examples/sample-corpus", "queries": len(queries), "repeats": args.repeats,
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)", "command": "python bench/cache.py",
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)",
+              "load_average": [round(x, 2) for x in os.getloadavg()], "command": "python bench/cache.py",
               "results": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -151,7 +151,8 @@ def main() -> int:
         "dataset": "BEIR SciFact test (300 queries, 5,183 abstracts)", "chunks": src.stats()["chunks"],
         "model": embedder.name, "hybrid": {"fusion": settings.fusion, "dense_weight": settings.dense_weight,
                                            "candidates": settings.candidates},
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)", "copy_seconds": copies,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)",
+        "load_average": [round(x, 2) for x in os.getloadavg()], "copy_seconds": copies,
         "command": "python bench/qdrant.py", "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
