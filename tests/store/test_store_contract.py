@@ -63,8 +63,9 @@ def make_store(request, tmp_path: Path, embedder) -> Iterator[Callable[..., Stor
             from ragworks.store.qdrant import QdrantStore, shared_client
 
             client = shared_client(path=tmp_path / "qdrant")
-            store = QdrantStore(client, tenant="tenant-a", collection=name,
-                                lexical="sparse" if backend == "qdrant-sparse" else "memory", **kw)
+            sparse = backend == "qdrant-sparse"  # also scopes unfiltered searches by payload, as on a server
+            store = QdrantStore(client, tenant="tenant-a", collection=name, lexical="sparse" if sparse else "memory",
+                                scope_unfiltered=sparse, **kw)
         made.append(store)
         return store
 
