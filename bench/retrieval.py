@@ -235,7 +235,7 @@ def main() -> int:
     args = ap.parse_args()
 
     set_threads(args.threads)
-    settings = Settings(data_dir=args.data_dir, llm="extractive")
+    settings = Settings(data_dir=args.data_dir, llm="extractive", cache_backend="off")  # latency of real searches
     log(f"collections under {args.data_dir}; embedding model {settings.embed_model}")
     embedder = make_embedder(settings)
     benches = [b for b in BENCHES if b.name in args.datasets]

@@ -262,6 +262,8 @@ class Server:
             **os.environ,
             "RAGWORKS_LLM": "extractive",
             "RAGWORKS_RATE_LIMIT_PER_MINUTE": "0",
+            # the load repeats queries: measure searches, not result-cache hits (RAGWORKS_CACHE_BACKEND overrides)
+            "RAGWORKS_CACHE_BACKEND": os.environ.get("RAGWORKS_CACHE_BACKEND", "off"),
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
             **(extra_env or {}),

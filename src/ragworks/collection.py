@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ragworks.cache import digest, filter_key, shared_cache
 from ragworks.config import SearchMode, Settings
 from ragworks.documents import Answer, Document, SearchHit
 from ragworks.embed import LazyEmbedder, passage_tokenizer
@@ -66,6 +69,7 @@ class Collection:
         self.reranker = reranker
         self._reranker_lock = threading.Lock()  # concurrent first searches must not each load a reranker model
         self._pii_detector = pii_detector  # Presidio + spaCy, loaded on first use; the server shares one
+        self._settings_digest: str | None = None  # the result cache's hash of `settings`
 
     @classmethod
     def open(
@@ -81,8 +85,9 @@ class Collection:
     ) -> Collection:
         """Open a collection by name (under `settings.data_dir`) or path; create it on first ingest if allowed.
 
-        With `store_backend = "postgres"` the collection is a name in `settings.postgres_dsn`'s database, scoped to
-        `tenant` (default `settings.tenant`); a path's last component is taken as the name.
+        With `store_backend = "postgres"` (or "qdrant") the collection is a name in `postgres_dsn`'s database
+        (the Qdrant server or directory), scoped to `tenant` (default `settings.tenant`); a path's last component
+        is taken as the name.
 
         Pass `embedder` / `llm` to share already-loaded models between collections (the server does).
         `llm=None` forces the extractive answerer.
@@ -265,12 +270,29 @@ class Collection:
         """Top-k hits for `query`. `filters` is a Filter or {metadata key: value}; `source` a glob on sources.
 
         `pii_read=False` (a caller without the pii:read grant) masks PII in the hits under `pii = "redact-answers"`.
+        Served from the result cache (`cache_backend`) when the same search ran since the collection's last write
+        (the cache holds what the store returned; masking applies per caller after it).
         """
         flt = filters if isinstance(filters, Filter) else Filter(metadata=dict(filters or {}))
         if source:
             flt = dataclasses.replace(flt, source_glob=source)
         k = k or self.settings.top_k
         mode = mode or self.settings.search_mode
+        cache = shared_cache(self.settings)
+        if cache is None:
+            hits = self._search(query, k, mode, flt, rerank)
+        else:
+            scope = self._cache_scope("search", flt, k=k, mode=mode, rerank=rerank)
+            vec = self._query_vector(query)
+            cached: list[SearchHit] | None = cache.get(scope, query, vec)
+            if cached is None:
+                cached = self._search(query, k, mode, flt, rerank)
+                cache.put(scope, query, cached, vec)
+            hits = cached
+        masker = self.pii_masker(pii_read)
+        return [masker.hit(h) for h in hits] if masker is not None else hits
+
+    def _search(self, query: str, k: int, mode: SearchMode, flt: Filter, rerank: bool) -> list[SearchHit]:
         from ragworks.retrieve.pipeline import SearchPipeline
         from ragworks.retrieve.rerank import make_reranker
 
@@ -283,9 +305,30 @@ class Collection:
             self.settings, self.retriever(), store=self._require(), embedder=self.embedder,
             reranker=self.reranker if rerank else None, llm=lambda: self.llm,
         )
-        hits = pipeline.search(query, k=k, mode=mode, flt=flt or None)
-        masker = self.pii_masker(pii_read)
-        return [masker.hit(h) for h in hits] if masker is not None else hits
+        return pipeline.search(query, k=k, mode=mode, flt=flt or None)
+
+    def _cache_scope(self, op: str, flt: Filter, **args: Any) -> dict[str, Any]:
+        """Everything but the query that a cached result depends on (cache/results.py): read per lookup, the
+        store's write version makes any committed write, in any process, a miss."""
+        store = self._require()
+        if self._settings_digest is None:
+            self._settings_digest = digest(self.settings.model_dump(mode="json"))
+        return {"op": op, "tenant": self.tenant, "collection": str(self.path), "backend": self.settings.store_backend,
+                "version": store.write_version(), "model": store.model_name, "settings": self._settings_digest,
+                "filter": filter_key(flt), **args}
+
+    def _query_vector(self, query: str) -> Callable[[], np.ndarray] | None:
+        """The query's embedding, computed at most once and only if the semantic cache asks for it."""
+        if not self.settings.cache_semantic:
+            return None
+        memo: list[np.ndarray] = []
+
+        def vec() -> np.ndarray:
+            if not memo:
+                memo.append(self.embedder.embed_queries([query])[0])
+            return memo[0]
+
+        return vec
 
     def ask_stream(self, question: str, *, pii_read: bool = True, **search_kwargs: Any) -> AnswerStream:
         """Retrieve, then stream a cited answer: iterate for text pieces, then read `.answer`.
@@ -294,7 +337,20 @@ class Collection:
         sources) under `pii = "redact-answers"`, and then the text arrives in one piece, once masked.
         With `retrieval_steps` > 1 a follow-up query may be searched after the first retrieval (see
         retrieve/multistep.py); the answer's `steps` logs each query and its hits.
+        A question answered since the collection's last write is replayed from the result cache (one piece).
         """
+        cache = shared_cache(self.settings)
+        if cache is not None:
+            flt = search_kwargs.get("filters")
+            flt = flt if isinstance(flt, Filter) else Filter(metadata=dict(flt or {}))
+            args = {k: v for k, v in search_kwargs.items() if k != "filters"}
+            # the cached answer is what this caller was shown: masked or not, so pii_read is part of the key
+            scope = self._cache_scope("ask", flt, policy=self._policy_stamp(), pii_read=pii_read,
+                                      **args)  # before retrieving
+            vec = self._query_vector(question)
+            cached: Answer | None = cache.get(scope, question, vec)
+            if cached is not None:
+                return AnswerStream.replay(cached)
         s = self.settings
         steps: list[dict[str, Any]] = []
         if s.retrieval_steps > 1:
@@ -306,8 +362,11 @@ class Collection:
             steps = [st.to_dict() for st in done]
         else:
             hits = self.search(question, **search_kwargs)
-        return AnswerStream(question, hits, self.llm, self.embedder, self.answer_options(pii_read=pii_read),
-                            steps=steps)
+        stream = AnswerStream(question, hits, self.llm, self.embedder, self.answer_options(pii_read=pii_read),
+                              steps=steps)
+        if cache is not None:
+            stream.on_complete = lambda answer: cache.put(scope, question, answer, vec)
+        return stream
 
     def answer_options(self, *, pii_read: bool = True, max_tokens: int | None = None,
                        temperature: float | None = None) -> AnswerOptions:
@@ -337,6 +396,14 @@ class Collection:
     def ask(self, question: str, *, pii_read: bool = True, **search_kwargs: Any) -> Answer:
         """Retrieve and answer with citations (extractively when no LLM is available)."""
         return self.ask_stream(question, pii_read=pii_read, **search_kwargs).result()
+
+    def _policy_stamp(self) -> list[int]:
+        """When the abstention policy files last changed (a re-tuned policy applies at once, cache or not)."""
+        from ragworks.generate.abstain import policy_path
+
+        paths = [policy_path(self.path), *([self.settings.abstention_policy] if self.settings.abstention_policy
+                                           else [])]
+        return [p.stat().st_mtime_ns if p.exists() else 0 for p in map(Path, paths)]
 
     def delete(self, ref: str) -> int:
         """Delete documents by id, exact source, source glob or file path; returns how many were removed."""

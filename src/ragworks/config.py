@@ -21,7 +21,7 @@ SearchMode = Literal["dense", "bm25", "hybrid"]
 FusionMethod = Literal["rrf", "weighted"]
 LLMProvider = Literal["auto", "local", "openai", "fireworks", "extractive"]
 EmbedProvider = Literal["local", "openai"]
-StoreBackend = Literal["embedded", "postgres"]
+StoreBackend = Literal["embedded", "postgres", "qdrant"]
 
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
 # The tenant of the CLI, and of the server and MCP with auth off: one name, so on PostgreSQL both see the same
@@ -55,7 +55,18 @@ class Settings(BaseSettings):
     store_backend: StoreBackend = "embedded"  # embedded: SQLite + FAISS under data_dir; postgres: pgvector
     postgres_dsn: SecretStr | None = None  # libpq URI or key=value string (store_backend = "postgres")
     postgres_schema: str = "ragworks"
-    tenant: str = DEFAULT_TENANT  # postgres: every store query is scoped to (tenant, collection)
+    tenant: str = DEFAULT_TENANT  # postgres, qdrant: every store query is scoped to (tenant, collection)
+    # store_backend = "qdrant": a Qdrant server (qdrant_url, + qdrant_api_key) or qdrant-client's local mode in a
+    # directory (qdrant_path; default data_dir/qdrant when neither is set). One Qdrant collection per ragworks
+    # collection, named <qdrant_prefix>_<name>_<hash of tenant and name>.
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
+    qdrant_path: Path | None = None
+    qdrant_prefix: str = "ragworks"
+    # the BM25 leg on Qdrant: memory = the project's BM25 in process, built from the chunk payloads (SciFact
+    # nDCG@10 equal to the embedded store's); sparse = BM25-weighted sparse vectors with Qdrant's IDF modifier
+    # (bench/qdrant.py measures both)
+    qdrant_lexical: Literal["memory", "sparse"] = "memory"
 
     # --- embedding
     embed_provider: EmbedProvider = "local"
@@ -215,6 +226,19 @@ class Settings(BaseSettings):
     speech_language: str | None = None  # e.g. "en", "vi"; None = detected per recording
     speech_threads: int = Field(default=0, ge=0)  # 0 = every core
     speech_beam_size: int = Field(default=5, ge=1, le=10)
+
+    # --- result cache (issue 15; ragworks/cache/): search results and answers, keyed by tenant, collection, the
+    # store's write version (any write invalidates), the filter with the caller's readers, and every setting.
+    # memory: an LRU per process; redis: shared by --workers processes and replicas (cache_redis_url, else
+    # redis_url); off: no caching
+    cache_backend: Literal["off", "memory", "redis"] = "memory"
+    cache_redis_url: str | None = None
+    cache_max_entries: int = Field(default=2048, ge=0)  # memory: entries kept (least recently used out first)
+    cache_max_mb: float = Field(default=64.0, ge=0)  # memory: JSON megabytes kept
+    cache_ttl_s: float | None = Field(default=3600.0, gt=0)  # an entry's lifetime; None = until evicted
+    # semantic cache: also serve a query whose embedding is within this cosine of a cached one (same key otherwise)
+    cache_semantic: bool = False
+    cache_semantic_threshold: float = Field(default=0.95, gt=0.0, le=1.0)
 
     # --- sources (issue 16): the server submits a sync job for each configured source (`ragworks source add`)
     # every `interval_s` of that source; off: syncs run only when asked (`ragworks sync`, POST …/sync)

@@ -62,7 +62,8 @@ def test_compose_runs_api_replicas_workers_redis_and_pgvector() -> None:
     assert services["worker"]["command"][:2] == ["ragworks", "worker"]
     for name in ("api", "worker"):
         env = services[name]["environment"]
-        assert env["RAGWORKS_QUEUE_BACKEND"] == "celery" and env["RAGWORKS_STORE_BACKEND"] == "postgres"
+        assert env["RAGWORKS_QUEUE_BACKEND"] == "celery"
+        assert _compose_default(env["RAGWORKS_STORE_BACKEND"]) == "postgres"
         assert "redis://redis:" in env["RAGWORKS_REDIS_URL"] and "@postgres:" in env["RAGWORKS_POSTGRES_DSN"]
         assert "ragworks-data:/data" in services[name]["volumes"], "API and workers share uploads"
         Settings(**{k.removeprefix("RAGWORKS_").lower(): _compose_default(v) for k, v in env.items()
@@ -101,6 +102,25 @@ def test_k8s_deployments_probe_the_real_health_routes() -> None:
     claims = {v["persistentVolumeClaim"]["claimName"] for spec in (api, worker) for v in spec["volumes"]}
     assert claims == {"ragworks-data"}
     assert _kind("PersistentVolumeClaim", "ragworks-data")["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_qdrant_is_a_compose_profile_and_a_k8s_overlay() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    qdrant = compose["services"]["qdrant"]
+    assert qdrant["image"].startswith("qdrant/qdrant:") and qdrant["profiles"] == ["qdrant"]
+    env = compose["services"]["api"]["environment"]
+    assert env["RAGWORKS_QDRANT_URL"] == "http://qdrant:6333" and "qdrantdata:/qdrant/storage" in qdrant["volumes"]
+    Settings(store_backend="qdrant", qdrant_url=env["RAGWORKS_QDRANT_URL"])
+    overlay = yaml.safe_load((K8S / "qdrant" / "kustomization.yaml").read_text())
+    assert overlay["resources"] == ["../", "qdrant.yaml"]
+    ops = yaml.safe_load(overlay["patches"][0]["patch"])
+    assert {o["path"]: o["value"] for o in ops} == {"/data/RAGWORKS_STORE_BACKEND": "qdrant",
+                                                    "/data/RAGWORKS_QDRANT_URL": "http://ragworks-qdrant:6333"}
+    docs = [d for d in yaml.safe_load_all((K8S / "qdrant" / "qdrant.yaml").read_text()) if d]
+    service = next(d for d in docs if d["kind"] == "Service")
+    assert service["metadata"]["name"] == "ragworks-qdrant" and service["spec"]["ports"][0]["port"] == 6333
+    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    assert sts["spec"]["template"]["metadata"]["labels"] == service["spec"]["selector"]
 
 
 @pytest.mark.parametrize("path", sorted(p.name for p in K8S.glob("*.yaml")))

@@ -71,6 +71,20 @@ def test_metrics_count_requests_per_route_and_ingestion(client, kit):
     assert m[("ragworks_job_queue_depth", ())] == 0
 
 
+def test_metrics_count_result_cache_hits_and_misses(client, kit):
+    client.post("/v1/collections", json={"name": "team"})
+    kit.add_text(client, "team", "a.md", kit.KEY_ROTATION)
+    before = _samples(client.get("/metrics").text)
+    for _ in range(3):
+        assert client.post("/v1/collections/team/search", json={"query": "keys"}).json()["hits"]
+    kit.add_text(client, "team", "b.md", kit.LIGHTHOUSE)  # a write: the next identical search is a miss again
+    client.post("/v1/collections/team/search", json={"query": "keys"})
+    m = _samples(client.get("/metrics").text)
+    hit, miss = (("result", "hit"),), (("result", "miss"),)
+    assert m[("ragworks_cache_lookups_total", hit)] - before[("ragworks_cache_lookups_total", hit)] == 2
+    assert m[("ragworks_cache_lookups_total", miss)] - before[("ragworks_cache_lookups_total", miss)] == 2
+
+
 def test_queue_depth_gauge_counts_waiting_jobs(tmp_path, app_factory, kit):
     with app_factory(kit.make_settings(tmp_path / "data"), start_jobs=False) as client:
         client.post("/v1/collections", json={"name": "team"})

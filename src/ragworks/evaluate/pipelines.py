@@ -58,7 +58,7 @@ def run_pipeline(col: Collection, dataset: BeirDataset, cfg: PipelineConfig, *, 
                  ) -> PipelineResult:
     """Search every (or the first `cfg.queries`) query through `Collection.search` with `cfg`'s settings."""
     subset = dataset.limited(cfg.queries)
-    settings = col.settings.model_copy(update=cfg.update)
+    settings = col.settings.model_copy(update={**cfg.update, "cache_backend": "off"})  # measured, not replayed
     view = Collection(col.path, settings, col.store, embedder=cfg.embedder or col.embedder, llm=cfg.llm,
                       reranker=cfg.reranker)
     items = list(subset.queries.items())

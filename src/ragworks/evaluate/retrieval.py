@@ -276,7 +276,7 @@ def time_search(search: Callable[[str], object], texts: Sequence[str], *, warmup
 def collection_for(cache: LegCache, cfg: RunConfig, *, collapse_duplicates: bool | None = None) -> Collection:
     """The collection searching with `cfg`'s settings and lexical leg (same store and embedder, no LLM)."""
     base = cache.view(cfg.lexical_leg)
-    settings = cfg.settings_for(base.settings)
+    settings = cfg.settings_for(base.settings).model_copy(update={"cache_backend": "off"})  # measure retrieval
     if collapse_duplicates is not None:
         settings = settings.model_copy(update={"collapse_duplicates": collapse_duplicates})
     return Collection(base.path, settings, base.store, embedder=base.embedder, llm=None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,14 +85,30 @@ class AnswerStream:
         # client rendering the stream) and any answer whose PII must be masked. Clean answers stream as made.
         self.hold = options.pii_masker is not None or (bool(self.flagged) and policy != "flag")
         self.answer: Answer | None = None
+        self.on_complete: Callable[[Answer], None] | None = None  # called once the answer is complete (the cache)
+        self._replayed = False
+
+    @classmethod
+    def replay(cls, answer: Answer) -> AnswerStream:
+        """A finished stream that yields `answer`'s text as one piece (what a result-cache hit returns), with the
+        same `sources`, `answer` and `result()` as the stream that produced it."""
+        stream = cls.__new__(cls)
+        stream.question, stream.llm, stream.sources, stream.answer = answer.question, None, answer.sources, answer
+        stream.embedder = None  # type: ignore[assignment]  # nothing left to embed
+        stream.options = None  # type: ignore[assignment]
+        stream.on_complete, stream._replayed = None, True
+        return stream
 
     @property
     def shown_sources(self) -> list[SearchHit]:
         """The sources as they may be shown to this caller before the answer (masked when it lacks pii:read)."""
-        masker = self.options.pii_masker
+        masker = self.options.pii_masker if self.options is not None else None  # a replay's sources are as shown
         return [masker.hit(h) for h in self.sources] if masker is not None else self.sources
 
     def __iter__(self) -> Iterator[str]:
+        if self._replayed and self.answer is not None:
+            yield self.answer.text
+            return
         for piece in self._generate():
             if not self.hold:
                 yield piece
@@ -100,6 +116,8 @@ class AnswerStream:
         self.answer = self._guard(self.answer)
         if self.hold:
             yield self.answer.text
+        if self.on_complete is not None:  # not when the reader stopped early
+            self.on_complete(self.answer)
 
     def _guard(self, answer: Answer) -> Answer:
         """The output check (what an attack wants: the canary, images, links and URLs from no trusted passage),

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import ragworks
+from ragworks.cache import observe as observe_cache
 from ragworks.config import Settings
 from ragworks.embed import embedder_name, make_embedder
 from ragworks.embed.base import Embedder
@@ -54,6 +55,7 @@ def create_app(
         shared = SharedEmbedder(embedder, name=embedder_name(settings), query_threads=settings.embed_query_threads)
     keys = make_key_store(settings)
     metrics = ServerMetrics()
+    stop_counting = observe_cache(metrics.cache_lookup)  # result-cache hits and misses → /metrics
     cache = CollectionCache(settings, shared, None)
     job_queue = make_job_queue(settings, cache.get, lambda: existing_tenants(settings), metrics)
     metrics.watch_queue(job_queue.depth)
@@ -87,6 +89,7 @@ def create_app(
             await anyio.to_thread.run_sync(job_queue.stop)
             cache.close()
             keys.close()
+            stop_counting()
             await ctx.limiter.aclose()
 
     app = FastAPI(

@@ -104,6 +104,14 @@ class ServerMetrics(JobObserver):
                                   "(seen, changed, deleted, failed)", ["outcome"], registry=r)
         self.rate_limited = Counter("ragworks_rate_limited_total", "Requests refused by the rate limit",
                                     registry=r)
+        self.cache_lookups = Counter("ragworks_cache_lookups_total", "Result cache lookups (search results and "
+                                     "answers), by result", ["result"], registry=r)
+        for result in ("hit", "miss"):
+            self.cache_lookups.labels(result)  # both series exist from the start
+
+    def cache_lookup(self, result: str) -> None:
+        """A result-cache lookup (ragworks.cache.observe calls this)."""
+        self.cache_lookups.labels(result).inc()
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
         self.registry.register(_QueueDepth(depth))

@@ -1,1 +1,1 @@
-"""Stores: the Store protocol and the embedded SQLite + FTS5 + FAISS implementation."""
+"""Stores: the Store protocol (base.py) and its implementations: embedded (SQLite + FTS5 + FAISS), postgres, qdrant."""

@@ -60,9 +60,12 @@ class Filter:
     source_glob: str | None = None  # shell-style glob on the document's source ("docs/*.pdf")
     metadata: dict[str, Any] = field(default_factory=dict)  # equality on metadata keys
     doc_ids: tuple[str, ...] | None = None
+    # the caller's principal tokens ("user:ann", "group:finance"); None = unrestricted (local CLI, admin). A chunk
+    # is returned only if its document's readers are empty (public within the tenant) or share one of these.
+    readers: tuple[str, ...] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.source_glob or self.metadata or self.doc_ids is not None)
+        return bool(self.source_glob or self.metadata or self.doc_ids is not None or self.readers is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +80,8 @@ class StoredDocument:
 
 
 class Store(Protocol):
-    """Persistence and the two retrieval legs. Implementations: `EmbeddedStore` (SQLite + FTS5 + FAISS) and
-    `PostgresStore` (pgvector HNSW + tsvector, scoped to one tenant)."""
+    """Persistence and the two retrieval legs. Implementations: `EmbeddedStore` (SQLite + FTS5 + FAISS),
+    `PostgresStore` (pgvector HNSW + tsvector) and `QdrantStore` (qdrant-client), the last two scoped to a tenant."""
 
     model_name: str
     dimension: int
@@ -108,6 +111,11 @@ class Store(Protocol):
         ...
 
     def write(self, batch: WriteBatch) -> None: ...
+
+    def write_version(self) -> int:
+        """A number that changes on every committed write or deletion (seen by every process that shares the
+        collection): result caches key on it, so a write invalidates what they hold."""
+        ...
 
     def dense_search(self, query: np.ndarray, k: int, flt: Filter | None = None) -> list[tuple[int, float]]: ...
 
@@ -169,6 +177,14 @@ class StoredVectors(Protocol):
     def vectors_for(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(the ids found, their vectors) for the active model."""
         ...
+
+
+@runtime_checkable
+class Droppable(Protocol):
+    """A store in a shared service that deletes its whole collection itself (PostgreSQL rows, a Qdrant collection);
+    an embedded collection is dropped with its directory."""
+
+    def drop(self) -> None: ...
 
 
 @runtime_checkable

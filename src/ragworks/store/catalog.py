@@ -1,12 +1,12 @@
 """Where a backend keeps its collections: the one place that turns `store_backend` into stores.
 
-`Collection.open`, the server's per-tenant collection cache and the CLI all go through `make_catalog(settings)`;
+`Collection.open` and the server's per-tenant collection cache go through `make_catalog(settings)`;
 nothing else decides between backends. A catalog opens and creates stores, says whether a collection exists,
 lists a tenant's collections and drops one.
 
 A collection is addressed by `where` (its directory) and its tenant. The embedded catalog keeps each collection
-in `where` itself, so tenants are apart by directory; a shared catalog (PostgreSQL) keeps rows scoped to
-(tenant, `where.name`) in one database, and `where` only holds the collection's uploads. Shared catalogs are
+in `where` itself, so tenants are apart by directory; a shared catalog (PostgreSQL, Qdrant) keeps the collection
+scoped to (tenant, `where.name`) in one service, and `where` only holds the collection's uploads. Shared catalogs are
 seen by other processes too (API replicas, workers): a cached "it exists" must be checked again now and then.
 """
 
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ragworks.config import Settings
 from ragworks.errors import CollectionNotFound, ConfigError
-from ragworks.store.base import Store
+from ragworks.store.base import Droppable, Store
 from ragworks.store.embedded import DB_NAME, EmbeddedStore
 
 if TYPE_CHECKING:
@@ -80,15 +80,10 @@ class EmbeddedCatalog:
         shutil.rmtree(where)
 
 
-class PostgresCatalog:
-    """pgvector + tsvector: every tenant's collections as rows of one database (shared by replicas and workers)."""
+class _ScopedCatalog:
+    """Collections as names scoped to a tenant in a shared service (rows, or one Qdrant collection each)."""
 
-    backend = "postgres"
     shared = True
-
-    def __init__(self, settings: Settings) -> None:
-        self.pool = postgres_pool(settings)
-        self.schema = settings.postgres_schema
 
     def location(self, settings: Settings, name_or_path: str | None) -> Path:
         return Path(name_or_path if name_or_path is not None else settings.collection)  # its last part names it
@@ -96,26 +91,62 @@ class PostgresCatalog:
     def exists(self, where: Path, tenant: str) -> bool:
         return where.name in self.names(where.parent, tenant)
 
+    def names(self, root: Path, tenant: str) -> list[str]:
+        raise NotImplementedError
+
+    def drop(self, store: Store, where: Path) -> None:
+        assert isinstance(store, Droppable), f"{type(store).__name__} cannot drop its collection"
+        store.drop()
+        store.close()
+        shutil.rmtree(where, ignore_errors=True)  # only uploads live there, if any
+
+
+class PostgresCatalog(_ScopedCatalog):
+    """pgvector + tsvector: every tenant's collections as rows of one database (shared by replicas and workers)."""
+
+    backend = "postgres"
+
+    def __init__(self, settings: Settings) -> None:
+        self.pool = postgres_pool(settings)
+        self.schema = settings.postgres_schema
+
     def open(self, where: Path, tenant: str, *, model_name: str | None = None, dimension: int | None = None
              ) -> Store:
         from ragworks.store.postgres import PostgresStore
 
-        create = model_name is not None
         return PostgresStore(self.pool, tenant=tenant, collection=where.name, schema=self.schema,
-                             model_name=model_name, dimension=dimension, create=create)
+                             model_name=model_name, dimension=dimension, create=model_name is not None)
 
     def names(self, root: Path, tenant: str) -> list[str]:
         from ragworks.store.postgres import list_collections
 
         return list_collections(self.pool, tenant, self.schema)
 
-    def drop(self, store: Store, where: Path) -> None:
-        from ragworks.store.postgres import PostgresStore
 
-        assert isinstance(store, PostgresStore)
-        store.drop()
-        store.close()
-        shutil.rmtree(where, ignore_errors=True)  # only uploads live there, if any
+class QdrantCatalog(_ScopedCatalog):
+    """Qdrant (a server, or qdrant-client's local mode under `qdrant_path`): one Qdrant collection per collection."""
+
+    backend = "qdrant"
+
+    def __init__(self, settings: Settings) -> None:
+        from ragworks.store.qdrant import client_for
+
+        self.client = client_for(settings)
+        self.prefix = settings.qdrant_prefix
+        self.lexical = settings.qdrant_lexical
+
+    def open(self, where: Path, tenant: str, *, model_name: str | None = None, dimension: int | None = None
+             ) -> Store:
+        from ragworks.store.qdrant import QdrantStore
+
+        return QdrantStore(self.client, tenant=tenant, collection=where.name, prefix=self.prefix,
+                           lexical=self.lexical, model_name=model_name, dimension=dimension,
+                           create=model_name is not None)
+
+    def names(self, root: Path, tenant: str) -> list[str]:
+        from ragworks.store.qdrant import list_collections
+
+        return list_collections(self.client, tenant, self.prefix)
 
 
 def postgres_pool(settings: Settings) -> ConnectionPool:
@@ -131,4 +162,6 @@ def make_catalog(settings: Settings) -> Catalog:
     """The catalog of `settings.store_backend`."""
     if settings.store_backend == "postgres":
         return PostgresCatalog(settings)
+    if settings.store_backend == "qdrant":
+        return QdrantCatalog(settings)
     return EmbeddedCatalog()

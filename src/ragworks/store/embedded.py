@@ -393,6 +393,7 @@ class EmbeddedStore:
                     conn.execute("INSERT INTO chunks_fts(rowid, body) VALUES(?, ?)",
                                  (cid, self._fts_body(c.index_text)))
                     conn.execute("INSERT INTO vector_log(chunk_id, op) VALUES(?, 1)", (cid,))
+            _bump_version(conn)
             for path in batch.delete_files:
                 conn.execute("DELETE FROM files WHERE path = ?", (path,))
             conn.executemany(
@@ -416,7 +417,15 @@ class EmbeddedStore:
                 removed += 1
                 if row[0]:
                     conn.execute("DELETE FROM files WHERE path = ?", (row[0],))
+            if removed:
+                _bump_version(conn)
         return removed
+
+    def write_version(self) -> int:
+        """Changes with every committed write or deletion (and model switch), in any process: result caches key
+        on it. A counter in `meta`, bumped inside the writing transaction."""
+        rows = self._read("SELECT value FROM meta WHERE key = 'write_version'")
+        return int(rows[0][0]) if rows else 0
 
     def resolve_documents(self, ref: str) -> list[str]:
         """Doc ids for a document id, an exact source, or a source glob."""
@@ -729,6 +738,7 @@ class EmbeddedStore:
             conn.execute("UPDATE models SET active = (id = ?)", (model_id,))
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (f"index_seq_m{model_id}", str(seq)))
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('model_history', ?)", (json.dumps(history),))
+            _bump_version(conn)
         self.select_model(model_id)
 
     def select_model(self, model_id: int) -> None:
@@ -939,6 +949,12 @@ class EmbeddedStore:
         bm25.add([b[0] for b in bodies], [b[1] for b in bodies])
         self._bm25_seq = head
         return True
+
+
+def _bump_version(conn: sqlite3.Connection) -> None:
+    """Advance the collection's write version inside the caller's transaction (see `write_version`)."""
+    conn.execute("INSERT INTO meta(key, value) VALUES('write_version', '1') ON CONFLICT(key) DO UPDATE "
+                 "SET value = CAST(value AS INTEGER) + 1")
 
 
 def _head_of(conn: sqlite3.Connection) -> int:

@@ -114,6 +114,8 @@ def _schema_sql(s: str) -> list[str]:
         f"ALTER TABLE {s}.chunks ALTER COLUMN tsv SET STORAGE MAIN",
         # a chunk's time range (speech) and page box (OCR); added in place to schemas made before them
         f"ALTER TABLE {s}.chunks ADD COLUMN IF NOT EXISTS locator jsonb",
+        # bumped in every write transaction: result caches in any process key on it (PostgresStore.write_version)
+        f"ALTER TABLE {s}.collections ADD COLUMN IF NOT EXISTS write_version bigint NOT NULL DEFAULT 0",
         f"CREATE INDEX IF NOT EXISTS chunks_tsv ON {s}.chunks USING gin (tsv)",
         # BM25 statistics: document frequency per lexeme (n_chunks and total_len live on `collections`).
         f"""CREATE TABLE IF NOT EXISTS {s}.lexicon(
@@ -242,6 +244,11 @@ def _ensure_schema_on(conn: psycopg.Connection[Any], schema: str) -> None:
         if has is None:  # a constant default: no table rewrite
             conn.execute(f"ALTER TABLE {schema}.chunks ADD COLUMN IF NOT EXISTS ts_config regconfig NOT NULL "
                          "DEFAULT 'english'")
+        versioned = conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND "
+                                 "table_name = 'collections' AND column_name = 'write_version'", (schema,)).fetchone()
+        if versioned is None:  # a database made before result caching
+            conn.execute(f"ALTER TABLE {schema}.collections ADD COLUMN IF NOT EXISTS write_version bigint NOT NULL "
+                         "DEFAULT 0")
         conn.commit()
         return
     with conn.transaction():
@@ -688,6 +695,7 @@ class PostgresStore:
                         for dw in docs for c in dw.chunks])
             if docs:
                 self._count_in(conn, [dw.document.id for dw in docs])
+            self._bump_version(conn)
             if batch.delete_files:
                 self._run(conn,
                           "DELETE FROM {s}.files WHERE tenant = %(tenant)s AND collection = %(collection)s "
@@ -710,11 +718,24 @@ class PostgresStore:
         with self._tx() as conn:
             self._lock_collection(conn)
             paths = self._forget(conn, list(dict.fromkeys(doc_ids)))
+            if paths:
+                self._bump_version(conn)
             if any(paths):
                 self._run(conn,
                           "DELETE FROM {s}.files WHERE tenant = %(tenant)s AND collection = %(collection)s "
                           "AND path = ANY(%(paths)s)", {"paths": sorted({p for p in paths if p})})
         return len(paths)
+
+    def _bump_version(self, conn: psycopg.Connection[Any]) -> None:
+        self._run(conn, "UPDATE {s}.collections SET write_version = write_version + 1 WHERE tenant = %(tenant)s "
+                        "AND collection = %(collection)s")
+
+    def write_version(self) -> int:
+        """Changes with every committed write or deletion, seen by every process (a counter on the collection's
+        row, updated in the write transaction): result caches key on it."""
+        rows = self._query("SELECT write_version FROM {s}.collections WHERE tenant = %(tenant)s "
+                           "AND collection = %(collection)s")
+        return int(rows[0][0]) if rows else 0
 
     def resolve_documents(self, ref: str) -> list[str]:
         """Doc ids for a document id, an exact source, or a source glob / file path."""
