@@ -193,6 +193,13 @@ class Settings(BaseSettings):
     speech_threads: int = Field(default=0, ge=0)  # 0 = every core
     speech_beam_size: int = Field(default=5, ge=1, le=10)
 
+    # --- permissions, audit and erasure (issue 14; ragworks.access, ragworks.audit)
+    # readers of documents that name none (no record field, sidecar or folder rule): principal tokens such as
+    # "group:staff"; empty = public within the tenant
+    default_readers: list[str] = Field(default_factory=list)
+    audit: bool = True  # record who asked what and which documents answered (ids only, never text)
+    audit_retention_days: float = Field(default=90.0, gt=0)  # older audit entries are pruned on write
+
     # --- sources (issue 16): the server submits a sync job for each configured source (`ragworks source add`)
     # every `interval_s` of that source; off: syncs run only when asked (`ragworks sync`, POST …/sync)
     sync_schedule: bool = True

@@ -60,9 +60,12 @@ class Filter:
     source_glob: str | None = None  # shell-style glob on the document's source ("docs/*.pdf")
     metadata: dict[str, Any] = field(default_factory=dict)  # equality on metadata keys
     doc_ids: tuple[str, ...] | None = None
+    # the caller's principal tokens (ragworks.access): a chunk is returned only if its document's readers are
+    # empty (public within the tenant) or share a token with these; None = unrestricted (local CLI, admin)
+    readers: tuple[str, ...] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.source_glob or self.metadata or self.doc_ids is not None)
+        return bool(self.source_glob or self.metadata or self.doc_ids is not None or self.readers is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,7 @@ class StoredDocument:
     metadata: dict[str, Any]
     chunks: int
     content_hash: str
+    readers: tuple[str, ...] = ()  # allowed principal tokens; () = public within the tenant
 
 
 class Store(Protocol):
@@ -121,11 +125,23 @@ class Store(Protocol):
         """Doc ids for a document id, an exact source, or a source glob / file path."""
         ...
 
-    def get_document(self, doc_id_or_source: str) -> tuple[StoredDocument, str, list[Chunk]]: ...
+    def get_document(self, doc_id_or_source: str, readers: tuple[str, ...] | None = None
+                     ) -> tuple[StoredDocument, str, list[Chunk]]:
+        """A document, its text and chunks; DocumentNotFound also when `readers` may not read it."""
+        ...
 
-    def list_documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None
-                       ) -> list[StoredDocument]:
-        """Documents by source; `after` (the last source of the previous page) pages without OFFSET's rescans."""
+    def list_documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None,
+                       readers: tuple[str, ...] | None = None) -> list[StoredDocument]:
+        """Documents by source; `after` (the last source of the previous page) pages without OFFSET's rescans;
+        with `readers`, only the documents those principals may read."""
+        ...
+
+    def set_readers(self, doc_ids: Sequence[str], readers: Sequence[str]) -> int:
+        """Replace the readers of documents (no chunk or vector is touched); returns how many exist."""
+        ...
+
+    def readers_of(self, doc_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """doc id → its readers, for the documents that exist."""
         ...
 
     def delete_documents(self, doc_ids: Sequence[str]) -> int: ...
