@@ -304,10 +304,16 @@ class Collection:
         """Retrieve and answer with citations (extractively when no LLM is available)."""
         return self.ask_stream(question, **search_kwargs).result()
 
-    def delete(self, ref: str) -> int:
-        """Delete documents by id, exact source, source glob or file path; returns how many were removed."""
+    def delete(self, ref: str, *, readers: tuple[str, ...] | None = None) -> int:
+        """Delete documents by id, exact source, source glob or file path; returns how many were removed.
+        With `readers` (a caller's tokens), only documents it may read are matched."""
+        from ragworks.access import may_read
+
         store = self._require()
         ids = store.resolve_documents(ref)
+        if readers is not None:
+            current = store.readers_of(ids)
+            ids = [i for i in ids if may_read(current.get(i, ()), readers)]
         if not ids:
             raise DocumentNotFound(f"no document matches {ref!r} in collection {self.path.name!r}")
         with store.write_lock(wait_s=30):
