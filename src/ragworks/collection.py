@@ -29,7 +29,7 @@ from ragworks.ingest.pipeline import IngestPipeline, IngestReport, ProgressCallb
 from ragworks.ingest.source import Source
 from ragworks.retrieve.base import Reranker
 from ragworks.retrieve.hybrid import HybridRetriever
-from ragworks.store.base import Filter, Store, StoredDocument
+from ragworks.store.base import ErasesDeleted, Filter, Store, StoredDocument
 from ragworks.store.embedded import DB_NAME, EmbeddedStore
 
 _UNSET: Any = object()
@@ -319,6 +319,8 @@ class Collection:
         with store.write_lock(wait_s=30):
             n = store.delete_documents(ids)
             store.flush()
+            if self.settings.erase_on_delete and isinstance(store, ErasesDeleted):
+                store.purge_deleted()
         return n
 
     def documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None,

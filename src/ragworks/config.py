@@ -199,6 +199,9 @@ class Settings(BaseSettings):
     default_readers: list[str] = Field(default_factory=list)
     audit: bool = True  # record who asked what and which documents answered (ids only, never text)
     audit_retention_days: float = Field(default=90.0, gt=0)  # older audit entries are pruned on write
+    # deleting documents also rewrites what keeps deleted text on disk (embedded: the FTS5 index segments and
+    # the WAL; see EmbeddedStore.purge_deleted), so no file holds a copy; off = faster deletes on huge collections
+    erase_on_delete: bool = True
 
     # --- sources (issue 16): the server submits a sync job for each configured source (`ragworks source add`)
     # every `interval_s` of that source; off: syncs run only when asked (`ragworks sync`, POST …/sync)

@@ -185,3 +185,12 @@ class StoredVectors(Protocol):
     def vectors_for(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(the ids found, their vectors) for the active model."""
         ...
+
+
+@runtime_checkable
+class ErasesDeleted(Protocol):
+    """A store whose files can keep bytes of deleted rows (index segments, a write-ahead log) until compacted."""
+
+    def purge_deleted(self) -> None:
+        """Rewrite whatever still holds deleted text, so no file under the store has a copy."""
+        ...

@@ -159,6 +159,8 @@ class EmbeddedStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=OFF")
         self._conn.execute("PRAGMA cache_size=-65536")
+        # erasure (issue 14): freed pages are zeroed, so a deleted passage leaves no bytes in the file
+        self._conn.execute("PRAGMA secure_delete=ON")
         with self._tx():
             for stmt in _split_sql(_SCHEMA):
                 self._conn.execute(stmt)
@@ -442,6 +444,15 @@ class EmbeddedStore:
                 if row[0]:
                     conn.execute("DELETE FROM files WHERE path = ?", (row[0],))
         return removed
+
+    def purge_deleted(self) -> None:
+        """Leave no copy of deleted text in any file: FTS5 keeps a deleted passage's terms in its index segments
+        until they are merged, so merge them all ('optimize'); then move the WAL into the database (whose freed
+        pages `secure_delete` zeroed) and truncate it. Costs a rewrite of the keyword index."""
+        with self._tx() as conn:
+            conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES('optimize')")
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def resolve_documents(self, ref: str) -> list[str]:
         """Doc ids for a document id, an exact source, or a source glob."""
