@@ -84,3 +84,26 @@ def test_api_deletes_leave_no_copy_in_uploads_jobs_audit_or_index(tmp_path: Path
         assert c.delete("/v1/collections/gone").status_code == 204
         assert _copies(data, PLANT, PLANT_FILE) == []
         assert "soup" in c.post("/v1/collections/docs/search", json={"query": "canteen soup"}).text
+
+
+def test_postgres_job_table_drops_finished_payload_texts(pg_dsn: str):
+    import uuid
+
+    from ragworks.jobs.base import JobKind, JobProgress, JobState
+    from ragworks.jobs.pgtable import PostgresJobTable
+    from ragworks.store.postgres import make_pool
+
+    pool = make_pool(pg_dsn, max_size=2)
+    try:
+        table = PostgresJobTable(pool, f"t{uuid.uuid4().hex[:8]}")
+        done = table.insert("docs", JobKind.DOCUMENTS, {"documents": [{"source": "v.md", "text": _secret(PLANT)}]},
+                            JobProgress())
+        queued = table.insert("docs", JobKind.DOCUMENTS, {"documents": [{"source": "w.md", "text": PLANT}]},
+                              JobProgress())
+        table.finish(done.id, JobState.COMPLETED)
+        assert table.get(done.id).payload["documents"] == [{"source": "v.md", "text": ""}]
+        assert table.get(queued.id).payload["documents"][0]["text"] == PLANT  # still needed to run
+        table.cancel_collection("docs")
+        assert table.get(queued.id).payload["documents"][0]["text"] == ""
+    finally:
+        pool.close()
