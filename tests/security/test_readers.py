@@ -122,3 +122,26 @@ def test_malformed_readers_fail_their_item_only(open_collection, tmp_path: Path)
     assert sources == {"ok.txt": (), "records.jsonl#a": ("group:all",),
                        "records.jsonl#c": ("group:cooks", "user:ann")}
     assert all("secret" not in h.source for h in col.search("vault code", k=5))
+
+
+def test_a_permission_change_by_another_process_reaches_a_warm_search(tmp_path: Path, embedder):
+    """The embedded store keeps each filter's allowed chunk ids between searches: a change made through another
+    store object (another process: the CLI while a server runs) must still apply to the next search."""
+    from ragworks.collection import Collection
+    from ragworks.config import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", collection="warm", llm="extractive")
+    with Collection.open(settings=settings, embedder=embedder, llm=None) as server:
+        _corpus(server)
+        for mode in ("dense", "bm25", "hybrid"):  # warm: the allowed ids of ANN's filter are cached
+            assert all("#pub" in h.source for h in server.search(QUESTION, k=5, mode=mode,
+                                                                 filters=Filter(readers=ANN)))
+        fin3 = next(d.source for d in server.documents(limit=100) if d.source.endswith("#fin3"))
+        with Collection.open(settings=settings, embedder=embedder, llm=None) as cli:
+            assert cli.set_readers(fin3, ["user:ann"]) == 1
+        for mode in ("dense", "bm25", "hybrid"):
+            hits = server.search(QUESTION, k=5, mode=mode, filters=Filter(readers=ANN))
+            assert hits[0].source == fin3, mode
+        with Collection.open(settings=settings, embedder=embedder, llm=None) as cli:
+            cli.set_readers(fin3, ["group:finance"])
+        assert all("#pub" in h.source for h in server.search(QUESTION, k=5, filters=Filter(readers=ANN)))

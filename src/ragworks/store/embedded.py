@@ -89,6 +89,7 @@ LEXICAL_SYNC_BUILD_CHUNKS = 20_000  # build the in-memory BM25 inline up to this
 READ_CACHE_KIB = 2048  # private page cache per pooled reader; reads go through the shared mmap below instead
 READ_MMAP_BYTES = 1 << 30  # readers map the database file: one copy in the OS page cache for all connections
 READ_POOL_IDLE = 8  # idle readers kept; more are opened under a burst and closed when handed back
+ALLOWED_CACHE_FILTERS = 32  # filters (principal sets) whose allowed chunk ids are kept between searches
 
 _TERM = re.compile(r"\w+", re.UNICODE)
 
@@ -184,6 +185,7 @@ class EmbeddedStore:
         self._db = db
         self._readers: list[sqlite3.Connection] = []  # idle pooled read connections
         self._readers_lock = threading.Lock()
+        self._allowed_cache: dict[tuple[Any, ...], tuple[tuple[int, int], np.ndarray]] = {}
         self._closed = False
         self.lexical_backend: LexicalBackend = "auto"
         self.lexical_memory_max_chunks = LEXICAL_MEMORY_MAX_CHUNKS
@@ -501,6 +503,8 @@ class EmbeddedStore:
         with self._tx() as conn:
             for doc_id in dict.fromkeys(doc_ids):
                 changed += conn.execute("UPDATE documents SET readers = ? WHERE id = ?", (value, doc_id)).rowcount
+            conn.execute("INSERT INTO meta(key, value) VALUES('acl_version', '1') ON CONFLICT(key) DO UPDATE SET "
+                         "value = CAST(value AS INTEGER) + 1")
         return changed
 
     def readers_of(self, doc_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
@@ -795,9 +799,27 @@ class EmbeddedStore:
     # --- retrieval legs
 
     def _allowed_ids(self, flt: Filter) -> np.ndarray:
-        where, args = _filter_sql(flt)
-        rows = self._read(f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", args)
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        """Chunk ids a filter lets through, cached per filter until the next write or permission change (both
+        legs of a search, and every search of the same principals, share one pass over the collection)."""
+        key = (flt.source_glob, json.dumps(flt.metadata, sort_keys=True, default=str), flt.doc_ids, flt.readers)
+        with self._reader() as conn:
+            conn.execute("BEGIN")  # the version and the ids come from one snapshot
+            try:
+                version = (_head_of(conn), _acl_version(conn))
+                cached = self._allowed_cache.get(key)
+                if cached is not None and cached[0] == version:
+                    return cached[1]
+                where, args = _filter_sql(flt)
+                rows = conn.execute(f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}",
+                                    args).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        with self._readers_lock:
+            self._allowed_cache[key] = (version, ids)
+            while len(self._allowed_cache) > ALLOWED_CACHE_FILTERS:
+                self._allowed_cache.pop(next(iter(self._allowed_cache)))
+        return ids
 
     def dense_search(self, query: np.ndarray, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
         self.sync_index()
@@ -1003,6 +1025,12 @@ class EmbeddedStore:
         bm25.add([b[0] for b in bodies], [b[1] for b in bodies])
         self._bm25_seq = head
         return True
+
+
+def _acl_version(conn: sqlite3.Connection) -> int:
+    """Bumped by every `set_readers`: the chunks a readers filter lets through change without a vector log entry."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'acl_version'").fetchone()
+    return int(row[0]) if row else 0
 
 
 def _head_of(conn: sqlite3.Connection) -> int:
