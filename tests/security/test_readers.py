@@ -15,7 +15,7 @@ FINANCE = ("group:finance", "user:fay")
 QUESTION = "What is the quarterly revenue forecast for the northern region?"
 
 
-def _corpus(col) -> None:
+def _corpus(col, where: Path) -> None:
     """40 finance-only passages that match the question best, 12 public ones that match it less."""
     docs = []
     for i in range(40):
@@ -24,17 +24,16 @@ def _corpus(col) -> None:
     for i in range(12):
         docs.append({"_id": f"pub{i}", "text": f"Regional office {i} publishes its opening hours and a revenue "
                      "summary once a year.", "readers": []})
-    path = col.path.parent / f"{col.path.name}-corpus.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = where / f"{col.path.name}-corpus.jsonl"
     path.write_text("\n".join(json.dumps(d) for d in docs))
     report = col.ingest(path)
     assert report.ok, report.to_dict()
 
 
 @pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
-def test_search_returns_k_permitted_hits_when_forbidden_ones_rank_higher(open_collection, mode):
+def test_search_returns_k_permitted_hits_when_forbidden_ones_rank_higher(open_collection, mode, tmp_path: Path):
     col = open_collection()
-    _corpus(col)
+    _corpus(col, tmp_path)
     unrestricted = col.search(QUESTION, k=5, mode=mode)
     assert all("#fin" in h.source for h in unrestricted)  # the forbidden passages really do rank first
     hits = col.search(QUESTION, k=5, mode=mode, filters=Filter(readers=ANN))
@@ -46,9 +45,9 @@ def test_search_returns_k_permitted_hits_when_forbidden_ones_rank_higher(open_co
     assert len(nobody) == 5 and all("#pub" in h.source for h in nobody)
 
 
-def test_answers_list_and_get_see_only_permitted_documents(open_collection):
+def test_answers_list_and_get_see_only_permitted_documents(open_collection, tmp_path: Path):
     col = open_collection()
-    _corpus(col)
+    _corpus(col, tmp_path)
     answer = col.ask(QUESTION, filters=Filter(readers=ANN))
     assert all("#pub" in c.source for c in answer.citations)
     assert "million euros" not in answer.text
@@ -62,9 +61,9 @@ def test_answers_list_and_get_see_only_permitted_documents(open_collection):
     assert doc.readers == ("group:finance",) and "million euros" in text
 
 
-def test_set_readers_applies_at_once_without_reembedding(open_collection):
+def test_set_readers_applies_at_once_without_reembedding(open_collection, tmp_path: Path):
     col = open_collection()
-    _corpus(col)
+    _corpus(col, tmp_path)
     fin0 = next(d.source for d in col.documents(limit=100) if d.source.endswith("#fin0"))
     assert col.set_readers(fin0, ["group:legal"]) == 1
     hits = col.search(QUESTION, k=3, mode="hybrid", filters=Filter(readers=ANN))
@@ -132,7 +131,7 @@ def test_a_permission_change_by_another_process_reaches_a_warm_search(tmp_path: 
 
     settings = Settings(data_dir=tmp_path / "data", collection="warm", llm="extractive")
     with Collection.open(settings=settings, embedder=embedder, llm=None) as server:
-        _corpus(server)
+        _corpus(server, tmp_path)
         for mode in ("dense", "bm25", "hybrid"):  # warm: the allowed ids of ANN's filter are cached
             assert all("#pub" in h.source for h in server.search(QUESTION, k=5, mode=mode,
                                                                  filters=Filter(readers=ANN)))
