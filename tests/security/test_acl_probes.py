@@ -215,3 +215,22 @@ def test_audit_log_records_who_read_what_by_id(world: World):
     assert len(ask["retrieved"]) == 3 and ask["cited"]
     assert all(ref.split(":")[0] in world.ids["LEGALSECRET"] + world.ids["ANNPRIVATE"] for ref in ask["retrieved"])
     assert "million" not in r.text  # ids only: no passage text in the log
+
+
+def test_uploads_take_readers_from_the_form_field_and_jsonl_records(world: World):
+    c, h, col = world.client, world.heads, world.col
+    records = "\n".join(json.dumps(r) for r in (
+        {"_id": "r1", "text": "RECORDOPEN the lift is serviced on Tuesdays.", "readers": []},
+        {"_id": "r2", "text": "RECORDBOB the lift contract renews in May."}))  # no field: the form's readers
+    r = c.post(f"/v1/collections/{col}/files?wait=true", headers=h["bob"], data={"readers": "user:bob"},
+               files=[("files", ("lift.jsonl", records.encode(), "application/jsonl")),
+                      ("files", ("memo.md", b"# Memo\n\nMEMOBOB the lift budget is tight.", "text/markdown"))])
+    assert r.status_code == 200 and r.json()["state"] == "completed", r.text
+    for who, sees, hidden in (("bob", {"RECORDOPEN", "RECORDBOB", "MEMOBOB"}, set()),
+                              ("ann", {"RECORDOPEN"}, {"RECORDBOB", "MEMOBOB"})):
+        found = c.post(f"/v1/collections/{col}/search", headers=h[who],
+                       json={"query": "lift serviced contract budget", "k": 30}).text
+        assert all(m in found for m in sees) and not any(m in found for m in hidden), who
+    bad = c.post(f"/v1/collections/{col}/files", headers=h["bob"], data={"readers": "bob"},
+                 files=[("files", ("x.md", b"x", "text/markdown"))])
+    assert bad.status_code == 422 and "user:<name>" in bad.text
