@@ -33,7 +33,7 @@ class AuditEntry:
     `<doc id>@<start>-<end>` (character offsets of the cited passage)."""
 
     tenant: str
-    action: str  # search | ask | chat | document | documents | set-readers | delete
+    action: str  # search | ask | chat | document | set-readers | delete
     collection: str
     query: str = ""
     key_id: str | None = None
