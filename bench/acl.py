@@ -62,6 +62,21 @@ def latencies(col: Collection, qs: list[str], flt: Filter | None, k: int) -> tup
     return times, short
 
 
+def leg_latencies(col: Collection, qs: list[str], flt: Filter | None, n: int) -> list[float]:
+    """Per-query seconds of the two retrieval legs alone (dense + BM25, `n` candidates each), queries embedded
+    beforehand: what the readers filter itself costs, without the query embedding that dominates a search."""
+    store, vecs = col.store, col.embedder.embed_queries(qs)
+    store.dense_search(vecs[0], n, flt)
+    store.lexical_search(qs[0], n, flt)
+    times = []
+    for q, v in zip(qs, vecs, strict=True):
+        started = time.perf_counter()
+        store.dense_search(v, n, flt)
+        store.lexical_search(q, n, flt)
+        times.append(time.perf_counter() - started)
+    return times
+
+
 def delete_times(col: Collection, sources: list[str]) -> list[float]:
     out = []
     for src in sources:
@@ -100,6 +115,10 @@ def main() -> None:
                 times, short = latencies(col, qs, flt, args.k)
                 rows.append({"case": f"hybrid search k={args.k}, {label}", "p50_ms": ms(times, 50),
                              "p95_ms": ms(times, 95), "queries_under_k": short})
+            for label, flt in (("unrestricted", None), ("readers filter", Filter(readers=CALLER))):
+                times = leg_latencies(col, qs, flt, 100)
+                rows.append({"case": f"retrieval legs only (dense + BM25, 100 each), {label}",
+                             "p50_ms": ms(times, 50), "p95_ms": ms(times, 95), "queries_under_k": None})
             sources = [d.source for d in col.documents(limit=2 * args.deletes)]
             for erase, part in ((False, sources[: args.deletes]), (True, sources[args.deletes:])):
                 col.settings = settings.model_copy(update={"erase_on_delete": erase})
