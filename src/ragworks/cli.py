@@ -422,6 +422,11 @@ from ragworks.pii_scan import pii_app  # noqa: E402 - `ragworks pii scan` (issue
 
 app.add_typer(pii_app, name="pii")
 
+from ragworks.access_cli import audit as _audit_command  # noqa: E402 - permissions and audit (issue 14)
+from ragworks.access_cli import docs_app  # noqa: E402
+
+app.add_typer(docs_app, name="docs")
+
 
 # --- the HTTP server and its tenants (ragworks.server) ----------------------------------------------------------
 
@@ -481,6 +486,7 @@ def serve(
 
 admin_app = typer.Typer(help="Tenants and API keys for `ragworks serve`.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
+admin_app.command("audit")(_audit_command)
 
 from ragworks.worker.cli import worker as _worker_command  # noqa: E402 - Celery worker (queue_backend=celery)
 
@@ -506,11 +512,17 @@ def admin_create_tenant(name: Annotated[str, typer.Argument(help="Tenant name (l
 @admin_app.command("create-key")
 def admin_create_key(tenant: Annotated[str, typer.Argument(help="The tenant the key acts for.")],
                      label: Annotated[str, typer.Option(help="A note on what the key is for.")] = "",
+                     user: Annotated[str | None, typer.Option(help="The user the key reads as (documents' "
+                                                              "readers apply); none = the whole tenant.")] = None,
+                     groups: Annotated[str, typer.Option(help="The user's groups, comma-separated.")] = "",
                      data_dir: DataDirOpt = None) -> None:
     """Create an API key for TENANT and print it (once: only its hash is stored). Turns auth on (auth=auto)."""
     keys = _key_store(data_dir)
-    key, record = keys.create_key(tenant, label)
-    keys.close()
+    try:
+        key, record = keys.create_key(tenant, label, user=user,
+                                      groups=tuple(g.strip() for g in groups.split(",") if g.strip()))
+    finally:
+        keys.close()
     err.print(f"key {record.id} for tenant {tenant!r} (store it now; it cannot be shown again):", highlight=False)
     print(key)
 

@@ -35,7 +35,15 @@ from ragworks.ingest.pipeline import IngestPipeline, IngestReport, ProgressCallb
 from ragworks.ingest.source import Source
 from ragworks.retrieve.base import Reranker
 from ragworks.retrieve.hybrid import HybridRetriever
-from ragworks.store.base import Filter, SelectableIndex, Store, StoredDocument, SwitchableModel, TunableLexical
+from ragworks.store.base import (
+    ErasesDeleted,
+    Filter,
+    SelectableIndex,
+    Store,
+    StoredDocument,
+    SwitchableModel,
+    TunableLexical,
+)
 from ragworks.store.catalog import Catalog, make_catalog
 
 _UNSET: Any = object()
@@ -210,6 +218,7 @@ class Collection:
         return IngestPipeline(
             self.store, emb, chunker, options=options, batch_chunks=s.ingest_batch_chunks,
             max_file_bytes=int(s.max_file_mb * 2**20), progress=progress, guard=guard,
+            default_readers=s.default_readers,
         )
 
     # --- the verbs
@@ -405,23 +414,53 @@ class Collection:
                                            else [])]
         return [p.stat().st_mtime_ns if p.exists() else 0 for p in map(Path, paths)]
 
-    def delete(self, ref: str) -> int:
-        """Delete documents by id, exact source, source glob or file path; returns how many were removed."""
+    def delete(self, ref: str, *, readers: tuple[str, ...] | None = None) -> int:
+        """Delete documents by id, exact source, source glob or file path; returns how many were removed.
+        With `readers` (a caller's tokens), only documents it may read are matched."""
+        from ragworks.access import may_read
+
         store = self._require()
         ids = store.resolve_documents(ref)
+        if readers is not None:
+            current = store.readers_of(ids)
+            ids = [i for i in ids if may_read(current.get(i, ()), readers)]
         if not ids:
             raise DocumentNotFound(f"no document matches {ref!r} in collection {self.path.name!r}")
         with store.write_lock(wait_s=30):
             n = store.delete_documents(ids)
             store.flush()
+            if self.settings.erase_on_delete and isinstance(store, ErasesDeleted):
+                store.purge_deleted()
         return n
 
-    def documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None) -> list[StoredDocument]:
-        """Documents ordered by source; pass the last source of a page as `after` to get the next one."""
-        return self._require().list_documents(limit=limit, offset=offset, after=after)
+    def documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None,
+                  readers: tuple[str, ...] | None = None) -> list[StoredDocument]:
+        """Documents ordered by source; pass the last source of a page as `after` to get the next one. With
+        `readers` (a caller's principal tokens), only those it may read."""
+        return self._require().list_documents(limit=limit, offset=offset, after=after, readers=readers)
 
-    def document(self, ref: str) -> tuple[StoredDocument, str, list[Any]]:
-        return self._require().get_document(ref)
+    def document(self, ref: str, *, readers: tuple[str, ...] | None = None) -> tuple[StoredDocument, str, list[Any]]:
+        """A document, its text and chunks; DocumentNotFound for one `readers` may not read (never "forbidden")."""
+        return self._require().get_document(ref, readers)
+
+    def set_readers(self, ref: str, readers: Sequence[str], *, as_readers: tuple[str, ...] | None = None) -> int:
+        """Replace who may read the documents `ref` names (id, source, glob or file path); nothing is re-embedded.
+
+        `as_readers`: the caller's own tokens, who may only change documents it can read. Returns how many
+        documents changed; raises DocumentNotFound when none matches and InvalidReaders for a malformed token.
+        """
+        from ragworks.access import may_read, normalize_readers
+
+        tokens = normalize_readers(list(readers))
+        store = self._require()
+        ids = store.resolve_documents(ref)
+        if as_readers is not None:
+            current = store.readers_of(ids)
+            ids = [i for i in ids if may_read(current.get(i, ()), as_readers)]
+        if not ids:
+            raise DocumentNotFound(f"no document matches {ref!r} in collection {self.path.name!r}")
+        with store.write_lock(wait_s=30):
+            return store.set_readers(ids, tokens)
 
     def stats(self) -> dict[str, Any]:
         return self._require().stats()

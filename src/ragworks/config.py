@@ -240,6 +240,16 @@ class Settings(BaseSettings):
     cache_semantic: bool = False
     cache_semantic_threshold: float = Field(default=0.95, gt=0.0, le=1.0)
 
+    # --- permissions, audit and erasure (issue 14; ragworks.access, ragworks.audit)
+    # readers of documents that name none (no record field, sidecar or folder rule): principal tokens such as
+    # "group:staff"; empty = public within the tenant
+    default_readers: list[str] = Field(default_factory=list)
+    audit: bool = True  # record who asked what and which documents answered (ids only, never text)
+    audit_retention_days: float = Field(default=90.0, gt=0)  # older audit entries are pruned on write
+    # deleting documents also rewrites what keeps deleted text on disk (embedded: the FTS5 index segments and
+    # the WAL; see EmbeddedStore.purge_deleted), so no file holds a copy; off = faster deletes on huge collections
+    erase_on_delete: bool = True
+
     # --- sources (issue 16): the server submits a sync job for each configured source (`ragworks source add`)
     # every `interval_s` of that source; off: syncs run only when asked (`ragworks sync`, POST …/sync)
     sync_schedule: bool = True

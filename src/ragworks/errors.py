@@ -138,3 +138,7 @@ class SourceItemError(LoadError):
     """One item of a source could not be fetched (the rest of the sync goes on)."""
 
     reason = "fetch-failed"
+
+
+class InvalidReaders(RagworksError):
+    """A document's readers (its allowed principals) are not a list of `user:<name>` / `group:<name>` tokens."""

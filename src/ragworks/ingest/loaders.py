@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ragworks.access import READERS_KEY, normalize_readers
 from ragworks.documents import ContentKind, Document, Span, SpanKind
-from ragworks.errors import BinaryFile, CorruptFile, EmptyDocument, EncryptedFile, UnsupportedFormat
+from ragworks.errors import BinaryFile, CorruptFile, EmptyDocument, EncryptedFile, InvalidReaders, UnsupportedFormat
 from ragworks.guard.base import HIDDEN_KEY
 from ragworks.guard.hidden import HIDDEN_SELECTORS, docx_paragraph_text, html_node_hidden
 from ragworks.ingest import ocr, speech
@@ -477,9 +478,17 @@ def record_fields(
     nested = rec.get("metadata")
     if isinstance(nested, dict):
         meta.update({k: v for k, v in nested.items() if isinstance(v, str | int | float | bool)})
+    raw_readers = rec.get(READERS_KEY, rec.get("acl"))
+    if raw_readers is not None:
+        try:  # a malformed list skips the record: it is never ingested readable by everyone
+            meta[READERS_KEY] = list(normalize_readers(raw_readers))
+        except InvalidReaders as exc:
+            report.skipped += 1
+            report.warnings.append(f"{where}: {exc}")
+            return None
     keep = options.metadata_fields
     for k, v in rec.items():
-        if k in (options.text_field, options.title_field, "metadata"):
+        if k in (options.text_field, options.title_field, "metadata", READERS_KEY, "acl"):
             continue
         if (not keep or k in keep) and isinstance(v, str | int | float | bool) and len(str(v)) < 512:
             meta[k] = v

@@ -30,10 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from ragworks.access import READERS_KEY, normalize_readers
 from ragworks.documents import Chunk, ContentKind, Document, SpanKind
 from ragworks.embed.base import Embedder, TokenIdEmbedder
 from ragworks.errors import (
     FileTooLarge,
+    InvalidReaders,
     LoadError,
     MissingFile,
     NotRegularFile,
@@ -44,6 +46,7 @@ from ragworks.guard.screen import DocumentGuard
 from ragworks.ingest.base import LoadOptions, LoadReport
 from ragworks.ingest.chunker import Chunker
 from ragworks.ingest.loaders import loader_for
+from ragworks.ingest.readers import FileReaders, fingerprint, is_sidecar, readers_mark
 from ragworks.ingest.source import Source, SourceItem
 from ragworks.store.base import DocumentWrite, FileRecord, Store, WriteBatch
 
@@ -172,7 +175,7 @@ def discover(paths: Sequence[str | Path], include: Sequence[str] = (), exclude: 
         for dirpath, dirnames, filenames in os.walk(root, onerror=unlisted):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
-                if name.startswith("."):
+                if name.startswith(".") or is_sidecar(name):
                     continue
                 full = Path(dirpath) / name
                 rel = full.relative_to(root).as_posix()
@@ -251,6 +254,7 @@ class IngestPipeline:
         max_file_bytes: int = 100 * 2**20,
         progress: ProgressCallback | None = None,
         guard: DocumentGuard | None = None,
+        default_readers: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.guard = guard  # None: documents are stored as loaded (no invisible-text removal, PII or injection)
@@ -260,6 +264,7 @@ class IngestPipeline:
         self.batch_chunks = batch_chunks
         self.max_file_bytes = max_file_bytes
         self.progress = progress or (lambda p: None)
+        self.file_readers = FileReaders(default_readers)
 
     @property
     def chunker(self) -> Chunker:
@@ -287,7 +292,15 @@ class IngestPipeline:
             return
         prev = self.store.file_record(key)
         unchanged = FileResult(key, "unchanged")
-        if prev and prev.status == "ok" and prev.size == st.st_size and prev.mtime_ns == st.st_mtime_ns:
+        try:
+            readers = self.file_readers.of(path)
+        except (InvalidReaders, OSError) as exc:  # a private file is never ingested public by mistake
+            yield self._failed(key, st.st_size, st.st_mtime_ns, "", FileResult(key, "new"), "invalid-readers",
+                               str(exc))
+            return
+        mark = readers_mark(fingerprint("", readers))
+        if (prev and prev.status == "ok" and prev.size == st.st_size and prev.mtime_ns == st.st_mtime_ns
+                and readers_mark(prev.sha256) == mark):
             unchanged.documents, unchanged.chunks = prev.documents, prev.chunks
             yield _FileDone(unchanged, None, [])
             return
@@ -300,13 +313,14 @@ class IngestPipeline:
                     f"{path.name}: {st.st_size / 2**20:.0f} MiB is over the {self.max_file_bytes / 2**20:.0f} MiB "
                     "limit (raise max_file_mb to ingest it)"
                 )
-            sha = _sha256_file(path)
+            sha = fingerprint(_sha256_file(path), readers)
             if prev and prev.status == "ok" and prev.sha256 == sha:  # touched, not changed
                 unchanged.documents, unchanged.chunks = prev.documents, prev.chunks
                 record = FileRecord(key, st.st_size, st.st_mtime_ns, sha, "ok", "", prev.documents, prev.chunks)
                 yield _FileDone(unchanged, record, [])
                 return
-            yield from self._load(path, key, result, FileRecord(key, st.st_size, st.st_mtime_ns, sha))
+            yield from self._load(path, key, result, FileRecord(key, st.st_size, st.st_mtime_ns, sha),
+                                  readers=readers)
         except LoadError as exc:
             yield self._failed(key, st.st_size, st.st_mtime_ns, sha, result, exc.reason, str(exc))
         except OSError as exc:  # vanished, or unreadable, between listing and reading
@@ -318,27 +332,39 @@ class IngestPipeline:
                                f"{path.name}: {exc.__class__.__name__}: {exc}")
 
     def _load(self, path: Path, key: str, result: FileResult, record: FileRecord,
-              metadata: dict[str, Any] | None = None) -> Iterator[_Doc | _FileDone]:
+              metadata: dict[str, Any] | None = None, readers: Sequence[str] | None = None
+              ) -> Iterator[_Doc | _FileDone]:
         """Load `path` as the documents of `key`: yield the changed ones, then the record and the ids it lost."""
         loader = loader_for(path)
         old = self.store.documents_from(key)
         seen: set[str] = set()
+        same_text: dict[str, tuple[str, ...]] = {}  # unchanged documents → their readers now
         report = LoadReport(on_progress=lambda unit, n: self.progress(Progress("units", unit=unit, units=n)))
         for doc in loader(path, key, self.options, report):
             doc.source_path = key
             if metadata:
                 doc.metadata = {**metadata, **doc.metadata}
+            if READERS_KEY not in doc.metadata:  # a record's own readers win over the file's and the default
+                doc.metadata[READERS_KEY] = list(self.file_readers.default if readers is None else readers)
             if doc.id in seen:
                 report.warnings.append(f"duplicate record {doc.source!r}: later one kept")
             seen.add(doc.id)
+            try:
+                doc.metadata[READERS_KEY] = list(normalize_readers(doc.metadata[READERS_KEY]))
+            except InvalidReaders as exc:  # skipped, and a stored earlier version is kept as it was
+                report.skipped += 1
+                report.warnings.append(f"{doc.source}: {exc}")
+                continue
             result.documents += 1
             if old.get(doc.id) == self._stored_hash(doc):
+                same_text[doc.id] = normalize_readers(doc.metadata[READERS_KEY])
                 continue  # this record did not change
             doc = self._screen(doc)
             result.kinds.update(counted(doc).counts)
             chunks = self.chunker.chunk(doc)
             result.chunks += len(chunks)
             yield _Doc(DocumentWrite(doc, chunks), result)
+        self._update_readers(same_text)
         result.warnings = report.warnings
         result.low_confidence_pages = report.low_confidence_pages
         if report.skipped:
@@ -382,6 +408,18 @@ class IngestPipeline:
         except Exception as exc:
             yield self._failed(item.key, size, 0, "", result, "error",
                                f"{item.key}: {exc.__class__.__name__}: {exc}")
+
+    def _update_readers(self, wanted: dict[str, tuple[str, ...]]) -> None:
+        """Give unchanged documents their new readers: a permission change rewrites one column, embeds nothing."""
+        if not wanted:
+            return
+        stored = self.store.readers_of(list(wanted))
+        by_readers: dict[tuple[str, ...], list[str]] = {}
+        for doc_id, readers in wanted.items():
+            if stored.get(doc_id, readers) != readers:
+                by_readers.setdefault(readers, []).append(doc_id)
+        for readers, ids in by_readers.items():
+            self.store.set_readers(ids, readers)
 
     def _failed(self, key: str, size: int, mtime_ns: int, sha: str, result: FileResult, reason: str,
                 msg: str) -> _FileDone:
@@ -470,9 +508,17 @@ class IngestPipeline:
         q: queue.Queue[Any] = queue.Queue()
         for doc in docs:
             result = FileResult(doc.source, "new")
+            try:
+                readers = normalize_readers(doc.metadata.get(READERS_KEY, list(self.file_readers.default)))
+            except InvalidReaders as exc:  # this document only: the others of the call go in
+                result.status, result.reason, result.error = "failed", "invalid-readers", f"{doc.source}: {exc}"
+                q.put(_FileDone(result, None, []))
+                continue
+            doc.metadata[READERS_KEY] = list(readers)
             existing = self.store.content_hash_of(doc.id)
             if existing == self._stored_hash(doc):
                 result.status = "unchanged"
+                self._update_readers({doc.id: readers})
                 q.put(_FileDone(result, None, []))
                 continue
             if existing is not None:

@@ -121,7 +121,9 @@ def run_ingest_job(
         docs_in = job.payload["documents"]
         progress.files_total = len(docs_in)
         built = (Document(source=d["source"], text=d["text"], title=d.get("title") or "",
-                          metadata=dict(d.get("metadata") or {}), spans=markdown_spans(d["text"]))
+                          metadata={**(d.get("metadata") or {}),
+                                    **({"readers": d["readers"]} if d.get("readers") is not None else {})},
+                          spans=markdown_spans(d["text"]))
                  for d in docs_in)
         for docs in _groups(built, DOCUMENTS_PER_COMMIT):
             result, statuses = FileResult(docs[0].source, "new"), list[str]()

@@ -230,7 +230,19 @@ class PostgresJobTable:
         if report is not None:
             sets += ", report = %s"
             args.append(Jsonb(json.loads(json.dumps(report))))
-        return self._set(job_id, sets, tuple(args), owner) == 1
+        done = self._set(job_id, sets, tuple(args), owner) == 1
+        self._scrub_finished()
+        return done
+
+    def _scrub_finished(self) -> None:
+        """See JobTable._scrub_finished: finished document jobs keep their sources, not their texts."""
+        with self._pool.connection() as conn:
+            conn.execute(
+                f"UPDATE {self.schema}.jobs SET payload = jsonb_set(payload, '{{documents}}', (SELECT "
+                "coalesce(jsonb_agg(d || '{\"text\": \"\"}'::jsonb), '[]'::jsonb) FROM "
+                "jsonb_array_elements(coalesce(payload -> 'documents', '[]'::jsonb)) d)) "
+                "|| '{\"texts_erased\": true}'::jsonb WHERE tenant = %s AND kind = %s AND state IN ('completed', "
+                "'failed', 'cancelled') AND payload -> 'texts_erased' IS NULL", (self.tenant, JobKind.DOCUMENTS.value))
 
     def request_cancel(self, job_id: str) -> Job:
         self.get(job_id)  # JobNotFound
@@ -240,6 +252,7 @@ class PostgresJobTable:
                          (time.time(), self.tenant, job_id))
             conn.execute(f"UPDATE {self.schema}.jobs SET cancel_requested = true WHERE tenant = %s AND id = %s "
                          "AND state = 'running'", (self.tenant, job_id))
+        self._scrub_finished()
         return self.get(job_id)
 
     def cancel_requested(self, job_id: str) -> bool:
@@ -253,6 +266,7 @@ class PostgresJobTable:
                          "AND state = 'queued'", (time.time(), self.tenant, collection))
             conn.execute(f"UPDATE {self.schema}.jobs SET cancel_requested = true WHERE tenant = %s AND "
                          "collection = %s AND state = 'running'", (self.tenant, collection))
+        self._scrub_finished()
 
     def close(self) -> None:
         """The pool is shared (not closed here)."""

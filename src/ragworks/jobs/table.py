@@ -55,6 +55,7 @@ class JobTable:
         self._conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA secure_delete=ON")  # a scrubbed payload's old bytes are zeroed, not left
         self._lock = threading.Lock()
         with self._lock:
             for stmt in _SCHEMA:
@@ -174,7 +175,24 @@ class JobTable:
             sets += ", report = ?"
             args.append(json.dumps(report))
         where, where_args = _owned(job_id, owner)
-        return self._exec(f"UPDATE jobs SET {sets} WHERE {where}", (*args, *where_args)) == 1
+        done = self._exec(f"UPDATE jobs SET {sets} WHERE {where}", (*args, *where_args)) == 1
+        self._scrub_finished()
+        return done
+
+    def _scrub_finished(self) -> None:
+        """Drop the document texts of finished jobs' payloads: once written (or given up), the text lives in the
+        collection alone, so deleting a document there leaves no copy here (the sources stay, for the record)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, payload FROM jobs WHERE kind = ? AND state IN ('completed', 'failed', 'cancelled') "
+                "AND json_extract(payload, '$.texts_erased') IS NULL", (JobKind.DOCUMENTS.value,)).fetchall()
+            for job_id, raw in rows:
+                payload = json.loads(raw)
+                payload["documents"] = [{**d, "text": ""} for d in payload.get("documents", [])]
+                payload["texts_erased"] = True
+                self._conn.execute("UPDATE jobs SET payload = ? WHERE id = ?", (json.dumps(payload), job_id))
+            if rows:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def request_cancel(self, job_id: str) -> Job:
         """Cancel a queued job at once; flag a running one (the worker stops at its next file)."""
@@ -183,6 +201,7 @@ class JobTable:
             self._conn.execute("UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished = ? "
                                "WHERE id = ? AND state = 'queued'", (time.time(), job_id))
             self._conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running'", (job_id,))
+        self._scrub_finished()
         return self.get(job_id)
 
     def cancel_requested(self, job_id: str) -> bool:
@@ -197,6 +216,7 @@ class JobTable:
                                (time.time(), collection))
             self._conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE collection = ? AND state = 'running'",
                                (collection,))
+        self._scrub_finished()
 
     def close(self) -> None:
         with self._lock:

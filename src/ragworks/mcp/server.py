@@ -36,6 +36,7 @@ from ragworks.server.keys import make_key_store
 from ragworks.server.models import SerializedLLM
 from ragworks.server.ratelimit import TokenBucketLimiter, make_limiter
 from ragworks.server.tenants import CollectionCache
+from ragworks.store.base import Filter
 from ragworks.tenancy import LOCAL_TENANT, Tenant, tenant_for
 
 _UNSET: Any = object()
@@ -77,14 +78,18 @@ class McpBackend:
 
     def tenant(self, key: str | None) -> Tenant:
         """The tenant a call acts for: the local one with auth off, else the key's (401/403/429 as in /v1)."""
+        return self.caller(key)[0]
+
+    def caller(self, key: str | None) -> tuple[Tenant, Filter]:
+        """The tenant a call acts for and the Filter of what it may read (its key's user and groups)."""
         if not auth_enabled(self.settings, self.keys):
-            return tenant_for(self.settings, LOCAL_TENANT)
+            return tenant_for(self.settings, LOCAL_TENANT), Filter()
         record = verified_key(self.settings, self.keys, key)
         wait = self.limiter.take(record.id)
         if wait > 0:
             raise RateLimited(f"rate limit of {self.settings.rate_limit_per_minute} requests per minute exceeded; "
                               f"retry in {wait:.1f} s")
-        return tenant_for(self.settings, record.tenant)
+        return tenant_for(self.settings, record.tenant), Filter(readers=record.readers)
 
     def close(self) -> None:
         self.collections.close()
@@ -143,9 +148,9 @@ def build_server(backend: McpBackend) -> MCPServer[Any]:
     def search(collection: str, query: str, ctx: Context[Any, Any], k: int = 8, mode: SearchMode | None = None,
                source: str | None = None) -> dict[str, Any]:
         """Search a collection (hybrid dense + BM25 by default); `source` is a glob on document sources."""
-        tenant = backend.tenant(_presented_key(ctx, backend))
+        tenant, flt = backend.caller(_presented_key(ctx, backend))
         col = backend.collections.get(tenant, collection)
-        hits = col.search(query, k=max(1, min(k, 50)), mode=mode, source=source)
+        hits = col.search(query, k=max(1, min(k, 50)), mode=mode, source=source, filters=flt)
         return {"hits": [{"rank": i, "doc_id": h.chunk.doc_id, "chunk_id": h.chunk.id, "source": h.source,
                           "title": h.title, "text": _excerpt(h.chunk.text), "start": h.chunk.start,
                           "end": h.chunk.end, "page": h.page, "score": round(h.score, 6), "metadata": h.metadata}
@@ -155,9 +160,9 @@ def build_server(backend: McpBackend) -> MCPServer[Any]:
     @_reported
     def ask(collection: str, question: str, ctx: Context[Any, Any], k: int | None = None) -> dict[str, Any]:
         """Answer a question from a collection, with numbered citations (fetch_passage opens one)."""
-        tenant = backend.tenant(_presented_key(ctx, backend))
+        tenant, flt = backend.caller(_presented_key(ctx, backend))
         col = backend.collections.get(tenant, collection)
-        answer = col.ask(question, k=k)
+        answer = col.ask(question, k=k, filters=flt)
         meta = {h.chunk.doc_id: h.metadata for h in answer.sources}
         out = answer.to_dict()  # everything the HTTP API's answer carries (verification too, where there is one)
         out["citations"] = [{**c.to_dict(), "metadata": meta.get(c.doc_id, {})} for c in answer.citations]
@@ -171,10 +176,10 @@ def build_server(backend: McpBackend) -> MCPServer[Any]:
     def fetch_passage(collection: str, doc_id: str, ctx: Context[Any, Any], start: int = 0, end: int | None = None,
                       context_chars: int = 200) -> dict[str, Any]:
         """The text of a cited passage (characters start..end of a document), with `context_chars` around it."""
-        tenant = backend.tenant(_presented_key(ctx, backend))
+        tenant, flt = backend.caller(_presented_key(ctx, backend))
         col = backend.collections.get(tenant, collection)
         try:
-            doc, text, _ = col.document(doc_id)
+            doc, text, _ = col.document(doc_id, readers=flt.readers)
         except DocumentNotFound:
             raise DocumentNotFound(f"no document {doc_id!r} in collection {collection!r}") from None
         end = len(text) if end is None else max(0, min(end, len(text)))

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import ragworks
+from ragworks.audit import make_audit_log
 from ragworks.cache import observe as observe_cache
 from ragworks.config import Settings
 from ragworks.embed import embedder_name, make_embedder
@@ -30,7 +31,7 @@ from ragworks.server.ratelimit import make_limiter
 from ragworks.server.routes import admin, collections, documents, jobs, openai, ops, search, sources
 from ragworks.server.routes.ops import STATIC_DIR
 from ragworks.server.tenants import CollectionCache
-from ragworks.tenancy import existing_tenants
+from ragworks.tenancy import existing_tenants, tenant_for
 
 log = logging.getLogger("ragworks.server")
 
@@ -63,6 +64,7 @@ def create_app(
         settings=settings, embedder=shared, llm=None, collections=cache, keys=keys,
         limiter=make_limiter(settings),
         jobs=job_queue, metrics=metrics,
+        audit=make_audit_log(settings, lambda name: tenant_for(settings, name).root),
     )
 
     @contextlib.asynccontextmanager
@@ -90,6 +92,8 @@ def create_app(
             cache.close()
             keys.close()
             stop_counting()
+            if ctx.audit is not None:
+                ctx.audit.close()
             await ctx.limiter.aclose()
 
     app = FastAPI(

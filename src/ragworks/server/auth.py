@@ -2,6 +2,9 @@
 
 Keys come as `Authorization: Bearer <key>` (what OpenAI clients send) or `X-API-Key: <key>`. With auth off,
 every request acts for the one local tenant.
+
+A key that belongs to a user reads only what that user and its groups may read: `current_readers` gives every read
+route the `Filter.readers` of the request (None — unrestricted — with auth off or for a key without a user).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ async def current_tenant(request: Request, ctx: Context) -> Tenant:
         record = verified_key(ctx.settings, ctx.keys, key)
     else:
         record = await run_in_threadpool(verified_key, ctx.settings, ctx.keys, key)
+    request.state.api_key = record  # for current_readers and the audit log
     wait = await ctx.limiter.atake(record.id)
     if wait > 0:
         ctx.metrics.rate_limited.inc()
@@ -70,6 +74,21 @@ async def current_tenant(request: Request, ctx: Context) -> Tenant:
 
 
 CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
+
+
+def request_key(request: Request) -> ApiKey | None:
+    """The verified key of this request (None with auth off)."""
+    return getattr(request.state, "api_key", None)
+
+
+async def current_readers(request: Request, tenant: CurrentTenant) -> tuple[str, ...] | None:
+    """The principal tokens this request reads as (`Filter.readers`); None = unrestricted. Depends on the tenant
+    check, so it never answers for an unauthenticated request."""
+    record = request_key(request)
+    return record.readers if record is not None else None
+
+
+CurrentReaders = Annotated[tuple[str, ...] | None, Depends(current_readers)]
 
 
 async def require_admin(request: Request, ctx: Context) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ragworks.audit import AuditLog
 from ragworks.config import Settings
 from ragworks.generate.base import LLM
 from ragworks.jobs import JobQueue
@@ -47,6 +48,7 @@ class ServerContext:
     limiter: TokenBucketLimiter
     jobs: JobQueue
     metrics: ServerMetrics
+    audit: AuditLog | None = None  # who read what (ids only); None when `audit` is off
     started: float = field(default_factory=time.time)
     _auth: tuple[float, bool] = (0.0, False)  # (checked at, enabled)
 

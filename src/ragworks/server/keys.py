@@ -3,6 +3,10 @@
 
 A key reads `rwk_<id>_<secret>`: the id finds the row, the secret is stored only as its SHA-256 and compared
 in constant time. A key is shown once, when created.
+
+A key may belong to a user with groups (`ragworks admin create-key acme --user ann --groups finance,legal`): the
+server then reads documents as `user:ann`, `group:finance`, `group:legal` (ragworks.access). A key without a
+user (every key made before permissions) reads every document of its tenant.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ragworks.access import caller_readers
 from ragworks.config import Settings
+from ragworks.errors import InvalidReaders
 from ragworks.server.errors import NotFound
 from ragworks.tenancy import check_tenant_name
 
@@ -36,6 +42,11 @@ def _schema(tenants: str, keys: str) -> tuple[str, ...]:
     )
 
 
+# columns added for document permissions (keys made before have none: unrestricted within their tenant)
+_PRINCIPAL_COLUMNS = (("principal_user", "TEXT"), ("principal_groups", "TEXT NOT NULL DEFAULT ''"))
+_KEY_COLUMNS = "id, tenant, label, created, revoked, principal_user, principal_groups"
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -47,10 +58,22 @@ class ApiKey:
     label: str
     created: float
     revoked: float | None
+    user: str | None = None  # the principal the key reads as; None = unrestricted within the tenant
+    groups: tuple[str, ...] = ()
+
+    @classmethod
+    def from_row(cls, r: Any) -> ApiKey:
+        groups = tuple(g for g in (r[6] or "").split(",") if g)
+        return cls(r[0], r[1], r[2], r[3], r[4], r[5] or None, groups)
+
+    @property
+    def readers(self) -> tuple[str, ...] | None:
+        """The key's principal tokens (`Filter.readers`); None when it has no user."""
+        return caller_readers(self.user, self.groups)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "tenant": self.tenant, "label": self.label, "created": self.created,
-                "revoked": self.revoked}
+                "revoked": self.revoked, "user": self.user, "groups": list(self.groups)}
 
 
 class KeyStore:
@@ -70,6 +93,10 @@ class KeyStore:
         with self._lock:
             for stmt in _schema(self._tenants, self._keys):
                 self._conn.execute(stmt)
+            have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({self._keys})")}
+            for column, kind in _PRINCIPAL_COLUMNS:
+                if column not in have:
+                    self._conn.execute(f"ALTER TABLE {self._keys} ADD COLUMN {column} {kind}")
 
     def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock:
@@ -98,29 +125,38 @@ class KeyStore:
 
     # --- keys
 
-    def create_key(self, tenant: str, label: str = "") -> tuple[str, ApiKey]:
-        """A new key for `tenant`: returns the key itself (shown once, never stored) and its record."""
+    def create_key(self, tenant: str, label: str = "", *, user: str | None = None, groups: tuple[str, ...] = ()
+                   ) -> tuple[str, ApiKey]:
+        """A new key for `tenant`: returns the key itself (shown once, never stored) and its record.
+
+        With `user` (and `groups`) the key reads only the documents those principals may read; without, all of
+        the tenant's. Raises InvalidReaders for a malformed name, or groups without a user."""
         if not self.tenant_exists(tenant):
             raise NotFound(f"no tenant {tenant!r} (create it first)")
+        if groups and not user:
+            raise InvalidReaders("groups need a user: pass --user too (a key without a user reads everything)")
+        caller_readers(user, groups)  # validates the names
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         now = time.time()
-        self._x(f"INSERT INTO {self._keys}(id, tenant, secret_sha256, label, created) VALUES(?, ?, ?, ?, ?)",
-                (key_id, tenant, _digest(secret), label, now))
-        return f"{KEY_PREFIX}_{key_id}_{secret}", ApiKey(key_id, tenant, label, now, None)
+        groups = tuple(dict.fromkeys(groups))
+        self._x(f"INSERT INTO {self._keys}(id, tenant, secret_sha256, label, created, principal_user, "
+                "principal_groups) VALUES(?, ?, ?, ?, ?, ?, ?)",
+                (key_id, tenant, _digest(secret), label, now, user or None, ",".join(groups)))
+        return f"{KEY_PREFIX}_{key_id}_{secret}", ApiKey(key_id, tenant, label, now, None, user or None, groups)
 
     def keys(self, tenant: str | None = None) -> list[ApiKey]:
-        sql = f"SELECT id, tenant, label, created, revoked FROM {self._keys}"
+        sql = f"SELECT {_KEY_COLUMNS} FROM {self._keys}"
         rows = self._q(sql + " WHERE tenant = ? ORDER BY created", (tenant,)) if tenant else self._q(
             sql + " ORDER BY tenant, created")
-        return [ApiKey(*r) for r in rows]
+        return [ApiKey.from_row(r) for r in rows]
 
     def revoke_key(self, key_id: str) -> ApiKey:
         self._x(f"UPDATE {self._keys} SET revoked = ? WHERE id = ? AND revoked IS NULL", (time.time(), key_id))
-        rows = self._q(f"SELECT id, tenant, label, created, revoked FROM {self._keys} WHERE id = ?", (key_id,))
+        rows = self._q(f"SELECT {_KEY_COLUMNS} FROM {self._keys} WHERE id = ?", (key_id,))
         if not rows:
             raise NotFound(f"no API key {key_id!r}")
-        return ApiKey(*rows[0])
+        return ApiKey.from_row(rows[0])
 
     def has_keys(self) -> bool:
         return bool(self._q(f"SELECT 1 FROM {self._keys} WHERE revoked IS NULL LIMIT 1"))
@@ -131,20 +167,20 @@ class KeyStore:
         key_id, _, secret = rest.partition("_")
         if prefix != KEY_PREFIX or not key_id or not secret:
             return None
-        rows = self._q(f"SELECT id, tenant, label, created, revoked, secret_sha256 FROM {self._keys} WHERE id = ?",
-                       (key_id,))
+        rows = self._q(f"SELECT {_KEY_COLUMNS}, secret_sha256 FROM {self._keys} WHERE id = ?", (key_id,))
         if not rows:
             hmac.compare_digest(_digest(secret), _digest(""))  # same work whether or not the id exists
             return None
         *fields, stored = rows[0]
         if not hmac.compare_digest(_digest(secret), stored) or fields[4] is not None:
             return None
-        return ApiKey(*fields)
+        return ApiKey.from_row(fields)
 
     def export_rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """Every tenant row and key row (hashes only), to move them to another store."""
         return (self._q(f"SELECT name, created FROM {self._tenants}"),
-                self._q(f"SELECT id, tenant, secret_sha256, label, created, revoked FROM {self._keys}"))
+                self._q(f"SELECT id, tenant, secret_sha256, label, created, revoked, principal_user, "
+                        f"principal_groups FROM {self._keys}"))
 
     def close(self) -> None:
         with self._lock:
@@ -166,6 +202,8 @@ class PostgresKeyStore(KeyStore):
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('ragworks-keys-schema'))")
             for stmt in _schema(self._tenants, self._keys):
                 conn.execute(stmt)
+            for column, kind in _PRINCIPAL_COLUMNS:
+                conn.execute(f"ALTER TABLE {self._keys} ADD COLUMN IF NOT EXISTS {column} {kind}")
 
     def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         with self._pool.connection() as conn:
@@ -181,8 +219,9 @@ class PostgresKeyStore(KeyStore):
         with self._pool.connection() as conn:
             added_t = sum(conn.execute(f"INSERT INTO {self._tenants}(name, created) VALUES(%s, %s) "
                                        "ON CONFLICT DO NOTHING", row).rowcount for row in tenants)
-            added_k = sum(conn.execute(f"INSERT INTO {self._keys}(id, tenant, secret_sha256, label, created, revoked) "
-                                       "VALUES(%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", row).rowcount
+            added_k = sum(conn.execute(f"INSERT INTO {self._keys}(id, tenant, secret_sha256, label, created, revoked, "
+                                       "principal_user, principal_groups) VALUES(%s, %s, %s, %s, %s, %s, %s, %s) "
+                                       "ON CONFLICT DO NOTHING", row).rowcount
                           for row in keys)
         return added_t, added_k
 

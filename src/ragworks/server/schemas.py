@@ -23,6 +23,9 @@ class TextDocument(BaseModel):
     text: str = Field(min_length=1, examples=["# Key rotation\n\nRotate API keys every 90 days."])
     title: str = Field(default="", max_length=1024)
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    readers: list[str] | None = Field(default=None, max_length=1000, examples=[["group:finance", "user:ann"]],
+                                      description="who may read it (user:/group: tokens); [] = everyone in the "
+                                      "tenant; omitted = the collection's default_readers")
 
 
 class TextDocuments(BaseModel):
@@ -87,3 +90,11 @@ class CreateTenant(BaseModel):
 class CreateKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: str = Field(default="", max_length=200)
+    user: str | None = Field(default=None, max_length=128, description="the user the key reads as; none = the "
+                             "whole tenant")
+    groups: list[str] = Field(default_factory=list, max_length=200)
+
+
+class SetReaders(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    readers: list[str] = Field(max_length=1000, description="user:/group: tokens; [] = everyone in the tenant")

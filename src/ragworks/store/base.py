@@ -60,8 +60,8 @@ class Filter:
     source_glob: str | None = None  # shell-style glob on the document's source ("docs/*.pdf")
     metadata: dict[str, Any] = field(default_factory=dict)  # equality on metadata keys
     doc_ids: tuple[str, ...] | None = None
-    # the caller's principal tokens ("user:ann", "group:finance"); None = unrestricted (local CLI, admin). A chunk
-    # is returned only if its document's readers are empty (public within the tenant) or share one of these.
+    # the caller's principal tokens (ragworks.access): a chunk is returned only if its document's readers are
+    # empty (public within the tenant) or share a token with these; None = unrestricted (local CLI, admin)
     readers: tuple[str, ...] | None = None
 
     def __bool__(self) -> bool:
@@ -77,6 +77,7 @@ class StoredDocument:
     metadata: dict[str, Any]
     chunks: int
     content_hash: str
+    readers: tuple[str, ...] = ()  # allowed principal tokens; () = public within the tenant
 
 
 class Store(Protocol):
@@ -129,11 +130,23 @@ class Store(Protocol):
         """Doc ids for a document id, an exact source, or a source glob / file path."""
         ...
 
-    def get_document(self, doc_id_or_source: str) -> tuple[StoredDocument, str, list[Chunk]]: ...
+    def get_document(self, doc_id_or_source: str, readers: tuple[str, ...] | None = None
+                     ) -> tuple[StoredDocument, str, list[Chunk]]:
+        """A document, its text and chunks; DocumentNotFound also when `readers` may not read it."""
+        ...
 
-    def list_documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None
-                       ) -> list[StoredDocument]:
-        """Documents by source; `after` (the last source of the previous page) pages without OFFSET's rescans."""
+    def list_documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None,
+                       readers: tuple[str, ...] | None = None) -> list[StoredDocument]:
+        """Documents by source; `after` (the last source of the previous page) pages without OFFSET's rescans;
+        with `readers`, only the documents those principals may read."""
+        ...
+
+    def set_readers(self, doc_ids: Sequence[str], readers: Sequence[str]) -> int:
+        """Replace the readers of documents (no chunk or vector is touched); returns how many exist."""
+        ...
+
+    def readers_of(self, doc_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """doc id → its readers, for the documents that exist."""
         ...
 
     def delete_documents(self, doc_ids: Sequence[str]) -> int: ...
@@ -221,4 +234,12 @@ class ChunkWindows(Protocol):
 
     def document_text(self, doc_id: str, start: int, end: int) -> str:
         """Characters [start, end) of the stored document's text ("" for no document)."""
+
+
+@runtime_checkable
+class ErasesDeleted(Protocol):
+    """A store whose files can keep bytes of deleted rows (index segments, a write-ahead log) until compacted."""
+
+    def purge_deleted(self) -> None:
+        """Rewrite whatever still holds deleted text, so no file under the store has a copy."""
         ...

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ragworks.access import READERS_KEY, normalize_readers
 from ragworks.documents import COUNTS_KEY, PRIMARY_KINDS, Chunk, SearchHit, kind_totals
 from ragworks.errors import CollectionLocked, CollectionNotFound, DocumentNotFound, EmbedderMismatch
 from ragworks.lexical.analysis import STOPWORDS, fts5_like_analyzer
@@ -54,7 +55,7 @@ CREATE TABLE IF NOT EXISTS files(
 CREATE TABLE IF NOT EXISTS documents(
     id TEXT PRIMARY KEY, source TEXT NOT NULL UNIQUE, source_path TEXT NOT NULL, title TEXT NOT NULL,
     content_hash TEXT NOT NULL, metadata TEXT NOT NULL, page_starts TEXT NOT NULL, text TEXT NOT NULL,
-    chunks INTEGER NOT NULL, updated REAL NOT NULL);
+    chunks INTEGER NOT NULL, updated REAL NOT NULL, readers TEXT NOT NULL DEFAULT '[]');
 CREATE INDEX IF NOT EXISTS documents_path ON documents(source_path);
 CREATE TABLE IF NOT EXISTS chunks(
     id INTEGER PRIMARY KEY AUTOINCREMENT, doc_id TEXT NOT NULL, ordinal INTEGER NOT NULL, text TEXT NOT NULL,
@@ -88,6 +89,7 @@ LEXICAL_SYNC_BUILD_CHUNKS = 20_000  # build the in-memory BM25 inline up to this
 READ_CACHE_KIB = 2048  # private page cache per pooled reader; reads go through the shared mmap below instead
 READ_MMAP_BYTES = 1 << 30  # readers map the database file: one copy in the OS page cache for all connections
 READ_POOL_IDLE = 8  # idle readers kept; more are opened under a burst and closed when handed back
+ALLOWED_CACHE_FILTERS = 32  # filters (principal sets) whose allowed chunk ids are kept between searches
 
 _TERM = re.compile(r"\w+", re.UNICODE)
 
@@ -116,7 +118,26 @@ def _filter_sql(flt: Filter | None) -> tuple[str, list[Any]]:
     if flt.doc_ids is not None:
         conds.append(f"d.id IN ({','.join('?' * len(flt.doc_ids))})" if flt.doc_ids else "0")
         args.extend(flt.doc_ids)
+    if flt.readers is not None:
+        cond, rargs = _readers_sql(flt.readers)
+        conds.append(cond)
+        args.extend(rargs)
     return " AND ".join(conds), args
+
+
+def _readers_sql(readers: Sequence[str]) -> tuple[str, list[Any]]:
+    """The permission rule over `documents d`: public (no readers) or one of the caller's tokens is a reader."""
+    if not readers:
+        return "d.readers = '[]'", []
+    marks = ",".join("?" * len(readers))
+    return (f"(d.readers = '[]' OR EXISTS (SELECT 1 FROM json_each(d.readers) r WHERE r.value IN ({marks})))",
+            list(readers))
+
+
+def _split_readers(metadata: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A document's metadata without its readers, and the readers as the column stores them (sorted JSON)."""
+    meta = {k: v for k, v in metadata.items() if k != READERS_KEY}
+    return meta, json.dumps(list(normalize_readers(metadata.get(READERS_KEY))))
 
 
 class EmbeddedStore:
@@ -139,6 +160,8 @@ class EmbeddedStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=OFF")
         self._conn.execute("PRAGMA cache_size=-65536")
+        # erasure (issue 14): freed pages are zeroed, so a deleted passage leaves no bytes in the file
+        self._conn.execute("PRAGMA secure_delete=ON")
         with self._tx():
             for stmt in _split_sql(_SCHEMA):
                 self._conn.execute(stmt)
@@ -148,6 +171,9 @@ class EmbeddedStore:
             if "locator" not in {r[1] for r in self._conn.execute("PRAGMA table_info(chunks)")}:
                 # collections made before OCR/speech: a chunk's time range and page box (JSON), NULL for text
                 self._conn.execute("ALTER TABLE chunks ADD COLUMN locator TEXT")
+            if "readers" not in {r[1] for r in self._conn.execute("PRAGMA table_info(documents)")}:
+                # document permissions (ragworks.access): a JSON list of principal tokens, '[]' = public
+                self._conn.execute("ALTER TABLE documents ADD COLUMN readers TEXT NOT NULL DEFAULT '[]'")
             self.lexical_analyzer = self._open_fts()
             self.model_id, self.model_name, self.dimension = self._activate_model(model_name, dimension)
         if model_name is not None and dimension is not None:
@@ -159,6 +185,7 @@ class EmbeddedStore:
         self._db = db
         self._readers: list[sqlite3.Connection] = []  # idle pooled read connections
         self._readers_lock = threading.Lock()
+        self._allowed_cache: dict[tuple[Any, ...], tuple[tuple[int, int], np.ndarray]] = {}
         self._closed = False
         self.lexical_backend: LexicalBackend = "auto"
         self.lexical_memory_max_chunks = LEXICAL_MEMORY_MAX_CHUNKS
@@ -354,20 +381,22 @@ class EmbeddedStore:
             for dw in batch.documents:
                 doc = dw.document
                 self._delete_doc(conn, doc.id)
+                meta, readers = _split_readers(doc.metadata)
                 conn.execute(
                     "INSERT INTO documents(id, source, source_path, title, content_hash, metadata, page_starts, "
-                    "text, chunks, updated) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                    "text, chunks, updated, readers) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         doc.id,
                         doc.source,
                         doc.source_path,
                         doc.title,
                         doc.content_hash,
-                        json.dumps(doc.metadata, ensure_ascii=False, default=str),
+                        json.dumps(meta, ensure_ascii=False, default=str),
                         json.dumps(doc.page_starts),
                         doc.text,
                         len(dw.chunks),
                         now,
+                        readers,
                     ),
                 )
                 for c in dw.chunks:
@@ -427,6 +456,15 @@ class EmbeddedStore:
         rows = self._read("SELECT value FROM meta WHERE key = 'write_version'")
         return int(rows[0][0]) if rows else 0
 
+    def purge_deleted(self) -> None:
+        """Leave no copy of deleted text in any file: FTS5 keeps a deleted passage's terms in its index segments
+        until they are merged, so merge them all ('optimize'); then move the WAL into the database (whose freed
+        pages `secure_delete` zeroed) and truncate it. Costs a rewrite of the keyword index."""
+        with self._tx() as conn:
+            conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES('optimize')")
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def resolve_documents(self, ref: str) -> list[str]:
         """Doc ids for a document id, an exact source, or a source glob."""
         rows = self._query("SELECT id FROM documents WHERE id = ? OR source = ?", (ref, ref))
@@ -434,20 +472,22 @@ class EmbeddedStore:
             rows = self._query("SELECT id FROM documents WHERE source GLOB ? OR source_path = ?", (ref, ref))
         return [r[0] for r in rows]
 
-    def get_document(self, doc_id_or_source: str) -> tuple[StoredDocument, str, list[Chunk]]:
+    def get_document(self, doc_id_or_source: str, readers: tuple[str, ...] | None = None
+                     ) -> tuple[StoredDocument, str, list[Chunk]]:
+        """A document, its text and chunks; one the `readers` may not read is not found (never "forbidden")."""
+        allowed, args = _readers_sql(readers) if readers is not None else ("1", [])
         rows = self._query(
-            "SELECT id, source, source_path, title, metadata, chunks, content_hash, text FROM documents "
-            "WHERE id = ? OR source = ?",
-            (doc_id_or_source, doc_id_or_source),
+            f"SELECT {_DOC_COLUMNS}, d.text FROM documents d WHERE (d.id = ? OR d.source = ?) AND {allowed}",
+            [doc_id_or_source, doc_id_or_source, *args],
         )
         if not rows:
             raise DocumentNotFound(f"no document {doc_id_or_source!r} in collection {self.path.name!r}")
         r = rows[0]
-        doc = StoredDocument(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6])
+        doc = _stored_document(r)
         chunk_rows = self._query(
             f"SELECT {_CHUNK_COLUMNS} FROM chunks c WHERE c.doc_id = ? ORDER BY c.ordinal", (r[0],)
         )
-        return doc, r[7], [_chunk_from_row(cr) for cr in chunk_rows]
+        return doc, r[8], [_chunk_from_row(cr) for cr in chunk_rows]
 
     def chunk_window(self, doc_id: str, ordinal_from: int, ordinal_to: int) -> list[Chunk]:
         rows = self._read(
@@ -461,14 +501,42 @@ class EmbeddedStore:
         rows = self._read("SELECT substr(text, ?, ?) FROM documents WHERE id = ?", (start + 1, end - start, doc_id))
         return str(rows[0][0]) if rows else ""
 
-    def list_documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None
-                       ) -> list[StoredDocument]:
+    def list_documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None,
+                       readers: tuple[str, ...] | None = None) -> list[StoredDocument]:
+        conds, args = ["1"], []
+        if after is not None:
+            conds.append("d.source > ?")
+            args.append(after)
+        if readers is not None:
+            cond, rargs = _readers_sql(readers)
+            conds.append(cond)
+            args.extend(rargs)
         rows = self._query(
-            "SELECT id, source, source_path, title, metadata, chunks, content_hash FROM documents "
-            f"{'WHERE source > ? ' if after is not None else ''}ORDER BY source LIMIT ? OFFSET ?",
-            ([after] if after is not None else []) + [limit, offset],
+            f"SELECT {_DOC_COLUMNS} FROM documents d WHERE {' AND '.join(conds)} ORDER BY d.source LIMIT ? OFFSET ?",
+            [*args, limit, offset],
         )
-        return [StoredDocument(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
+        return [_stored_document(r) for r in rows]
+
+    def set_readers(self, doc_ids: Sequence[str], readers: Sequence[str]) -> int:
+        """Replace the readers of documents in one transaction: the next search applies them, nothing re-embeds."""
+        value = json.dumps(list(normalize_readers(list(readers))))
+        changed = 0
+        with self._tx() as conn:
+            for doc_id in dict.fromkeys(doc_ids):
+                changed += conn.execute("UPDATE documents SET readers = ? WHERE id = ?", (value, doc_id)).rowcount
+            conn.execute("INSERT INTO meta(key, value) VALUES('acl_version', '1') ON CONFLICT(key) DO UPDATE SET "
+                         "value = CAST(value AS INTEGER) + 1")
+            _bump_version(conn)  # cached results of searches the change affects must not be served
+        return changed
+
+    def readers_of(self, doc_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        out: dict[str, tuple[str, ...]] = {}
+        ids = list(doc_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            rows = self._query(f"SELECT id, readers FROM documents WHERE id IN ({','.join('?' * len(part))})", part)
+            out.update({r[0]: tuple(json.loads(r[1])) for r in rows})
+        return out
 
     # --- the vector index
 
@@ -754,21 +822,52 @@ class EmbeddedStore:
     # --- retrieval legs
 
     def _allowed_ids(self, flt: Filter) -> np.ndarray:
-        where, args = _filter_sql(flt)
-        rows = self._read(f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", args)
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        """Chunk ids a filter lets through, cached per filter until the next write or permission change (both
+        legs of a search, and every search of the same principals, share one pass over the collection)."""
+        key = (flt.source_glob, json.dumps(flt.metadata, sort_keys=True, default=str), flt.doc_ids, flt.readers)
+        with self._reader() as conn:
+            conn.execute("BEGIN")  # the version and the ids come from one snapshot
+            try:
+                version = (_head_of(conn), _acl_version(conn))
+                cached = self._allowed_cache.get(key)
+                if cached is not None and cached[0] == version:
+                    return cached[1]
+                where, args = _filter_sql(flt)
+                rows = conn.execute(f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}",
+                                    args).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        with self._readers_lock:
+            self._allowed_cache[key] = (version, ids)
+            while len(self._allowed_cache) > ALLOWED_CACHE_FILTERS:
+                self._allowed_cache.pop(next(iter(self._allowed_cache)))
+        return ids
 
     def dense_search(self, query: np.ndarray, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
         self.sync_index()
         allowed = self._allowed_ids(flt) if flt else None
         with self._lock:
             found = self.index.search(query, self.index.candidates(k), allowed)
+        if allowed is not None and len(found) < min(k, len(allowed)):
+            # an approximate index (IVF probes, HNSW's beam) can miss allowed rows under a narrow filter: score
+            # the allowed rows exactly, so a permitted caller still gets k results
+            return self._exact_among(query, allowed, k)
         if not self.index.plan.rerank or not found:
             return found
         # compressed (PQ) scores only pick candidates: re-score them exactly from the stored vectors
         ids, vecs = self._vectors_for([cid for cid, _ in found])
         scores = vecs @ np.asarray(query, dtype=np.float32).ravel()
         top = np.argsort(-scores)[:k]
+        return [(int(ids[i]), float(scores[i])) for i in top]
+
+    def _exact_among(self, query: np.ndarray, allowed: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """Top-k of `allowed` by inner product, from the stored vectors (a filtered search's exact fallback)."""
+        ids, vecs = self._vectors_for(allowed.tolist())
+        if not len(ids):
+            return []
+        scores = vecs @ np.asarray(query, dtype=np.float32).ravel()
+        top = np.argsort(-scores, kind="stable")[:k]
         return [(int(ids[i]), float(scores[i])) for i in top]
 
     def lexical_search(self, query: str, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
@@ -957,10 +1056,23 @@ def _bump_version(conn: sqlite3.Connection) -> None:
                  "SET value = CAST(value AS INTEGER) + 1")
 
 
+def _acl_version(conn: sqlite3.Connection) -> int:
+    """Bumped by every `set_readers`: the chunks a readers filter lets through change without a vector log entry."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'acl_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
 def _head_of(conn: sqlite3.Connection) -> int:
     """The last `vector_log` entry ever committed (compaction deletes entries, not this number)."""
     row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'").fetchone()
     return int(row[0]) if row else 0
+
+
+_DOC_COLUMNS = "d.id, d.source, d.source_path, d.title, d.metadata, d.chunks, d.content_hash, d.readers"
+
+
+def _stored_document(r: Sequence[Any]) -> StoredDocument:
+    return StoredDocument(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], tuple(json.loads(r[7])))
 
 
 _CHUNK_COLUMNS = (

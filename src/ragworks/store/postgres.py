@@ -46,6 +46,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ragworks.access import READERS_KEY, normalize_readers
 from ragworks.documents import COUNTS_KEY, PRIMARY_KINDS, Chunk, SearchHit, kind_totals
 from ragworks.errors import CollectionLocked, CollectionNotFound, ConfigError, DocumentNotFound, EmbedderMismatch
 from ragworks.lexical.analysis import STOPWORDS
@@ -100,6 +101,9 @@ def _schema_sql(s: str) -> list[str]:
             PRIMARY KEY (tenant, collection, id), UNIQUE (tenant, collection, source),
             FOREIGN KEY (tenant, collection) REFERENCES {s}.collections ON DELETE CASCADE)""",
         f"CREATE INDEX IF NOT EXISTS documents_path ON {s}.documents(tenant, collection, source_path)",
+        # document permissions (ragworks.access): principal tokens, '{{}}' = public within the tenant
+        f"ALTER TABLE {s}.documents ADD COLUMN IF NOT EXISTS readers text[] NOT NULL DEFAULT '{{}}'",
+        f"CREATE INDEX IF NOT EXISTS documents_readers ON {s}.documents USING gin (readers)",
         f"""CREATE TABLE IF NOT EXISTS {s}.chunks(
             id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             tenant text NOT NULL, collection text NOT NULL, doc_id text NOT NULL, ordinal integer NOT NULL,
@@ -355,7 +359,9 @@ _CHUNK_COLUMNS = (
     "c.id, c.doc_id, c.ordinal, c.text, c.context, c.start_char, c.end_char, c.heading_path, c.page_start, "
     "c.page_end, c.tokens, c.locator"
 )
-_DOC_COLUMNS = "id, source, source_path, title, metadata, chunks, content_hash"
+_DOC_COLUMNS = "id, source, source_path, title, metadata, chunks, content_hash, readers"
+# the permission rule over `documents d` (ragworks.access): public, or a reader token the caller holds
+_READERS_RULE = "(d.readers = '{}' OR d.readers && %(f_readers)s::text[])"
 _FILE_COLUMNS = "path, size, mtime_ns, sha256, status, error, documents, chunks"
 _TENANT_BOUND = ("%(tenant)s", "%(collection)s")
 
@@ -671,12 +677,14 @@ class PostgresStore:
                 self._forget(conn, touched)
             self._many(conn,
                        "INSERT INTO {s}.documents(tenant, collection, id, source, source_path, title, content_hash, "
-                       "metadata, page_starts, text, chunks) VALUES (%(tenant)s, %(collection)s, %(id)s, %(source)s, "
-                       "%(source_path)s, %(title)s, %(content_hash)s, %(metadata)s::jsonb, %(page_starts)s::jsonb, "
-                       "%(text)s, %(chunks)s)",
+                       "metadata, page_starts, text, chunks, readers) VALUES (%(tenant)s, %(collection)s, %(id)s, "
+                       "%(source)s, %(source_path)s, %(title)s, %(content_hash)s, %(metadata)s::jsonb, "
+                       "%(page_starts)s::jsonb, %(text)s, %(chunks)s, %(readers)s::text[])",
                        [{"id": dw.document.id, "source": _nul(dw.document.source),
                          "source_path": _nul(dw.document.source_path), "title": _nul(dw.document.title),
-                         "content_hash": dw.document.content_hash, "metadata": _json(dw.document.metadata),
+                         "content_hash": dw.document.content_hash,
+                         "metadata": _json({k: v for k, v in dw.document.metadata.items() if k != READERS_KEY}),
+                         "readers": list(normalize_readers(dw.document.metadata.get(READERS_KEY))),
                          "page_starts": json.dumps(dw.document.page_starts), "text": _nul(dw.document.text),
                          "chunks": len(dw.chunks)} for dw in docs])
             self._many(conn,
@@ -749,17 +757,21 @@ class PostgresStore:
                 {"ref": ref, "re": glob_to_regex(ref)})
         return [r[0] for r in rows]
 
-    def get_document(self, doc_id_or_source: str) -> tuple[StoredDocument, str, list[Chunk]]:
+    def get_document(self, doc_id_or_source: str, readers: tuple[str, ...] | None = None
+                     ) -> tuple[StoredDocument, str, list[Chunk]]:
+        """A document, its text and chunks; one the `readers` may not read is not found (never "forbidden")."""
+        rule = f" AND {_READERS_RULE}" if readers is not None else ""
         rows = self._query(
-            f"SELECT {_DOC_COLUMNS}, text FROM {{s}}.documents WHERE tenant = %(tenant)s AND "
-            "collection = %(collection)s AND (id = %(ref)s OR source = %(ref)s) LIMIT 1", {"ref": doc_id_or_source})
+            f"SELECT {_DOC_COLUMNS}, text FROM {{s}}.documents d WHERE tenant = %(tenant)s AND "
+            f"collection = %(collection)s AND (id = %(ref)s OR source = %(ref)s){rule} LIMIT 1",
+            {"ref": doc_id_or_source, "f_readers": list(readers or ())})
         if not rows:
             raise DocumentNotFound(f"no document {doc_id_or_source!r} in collection {self.collection!r}")
         r = rows[0]
         chunk_rows = self._query(
             f"SELECT {_CHUNK_COLUMNS} FROM {{s}}.chunks c WHERE c.tenant = %(tenant)s AND "
             "c.collection = %(collection)s AND c.doc_id = %(id)s ORDER BY c.ordinal", {"id": r[0]})
-        return StoredDocument(*r[:7]), r[7], [_chunk_from_row(cr) for cr in chunk_rows]
+        return _stored_document(r), r[8], [_chunk_from_row(cr) for cr in chunk_rows]
 
     def chunk_window(self, doc_id: str, ordinal_from: int, ordinal_to: int) -> list[Chunk]:
         rows = self._query(
@@ -776,13 +788,29 @@ class PostgresStore:
             "collection = %(collection)s AND id = %(id)s", {"id": doc_id, "start": start + 1, "n": end - start})
         return str(rows[0][0]) if rows else ""
 
-    def list_documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None
-                       ) -> list[StoredDocument]:
+    def list_documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None,
+                       readers: tuple[str, ...] | None = None) -> list[StoredDocument]:
+        rule = f"AND {_READERS_RULE} " if readers is not None else ""
         rows = self._query(
-            f"SELECT {_DOC_COLUMNS} FROM {{s}}.documents WHERE tenant = %(tenant)s AND collection = %(collection)s "
-            f"{'AND source > %(after)s ' if after is not None else ''}ORDER BY source LIMIT %(limit)s "
-            "OFFSET %(offset)s", {"limit": limit, "offset": offset, "after": after})
-        return [StoredDocument(*r) for r in rows]
+            f"SELECT {_DOC_COLUMNS} FROM {{s}}.documents d WHERE tenant = %(tenant)s AND collection = %(collection)s "
+            f"{'AND source > %(after)s ' if after is not None else ''}{rule}ORDER BY source LIMIT %(limit)s "
+            "OFFSET %(offset)s", {"limit": limit, "offset": offset, "after": after,
+                                  "f_readers": list(readers or ())})
+        return [_stored_document(r) for r in rows]
+
+    def set_readers(self, doc_ids: Sequence[str], readers: Sequence[str]) -> int:
+        """Replace the readers of documents in one statement: the next search applies them, nothing re-embeds."""
+        with self._tx() as conn:
+            cur = self._run(conn, "UPDATE {s}.documents SET readers = %(readers)s::text[] WHERE tenant = %(tenant)s "
+                            "AND collection = %(collection)s AND id = ANY(%(ids)s)",
+                            {"readers": list(normalize_readers(list(readers))), "ids": list(dict.fromkeys(doc_ids))})
+            self._bump_version(conn)  # cached results of searches the change affects must not be served
+            return int(cur.rowcount or 0)
+
+    def readers_of(self, doc_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        rows = self._query("SELECT id, readers FROM {s}.documents WHERE tenant = %(tenant)s AND "
+                           "collection = %(collection)s AND id = ANY(%(ids)s)", {"ids": list(doc_ids)})
+        return {r[0]: tuple(r[1]) for r in rows}
 
     # --- retrieval legs
 
@@ -792,7 +820,7 @@ class PostgresStore:
         conds: list[str] = []
         params: dict[str, Any] = {}
         join = ""
-        if flt.source_glob or flt.metadata:
+        if flt.source_glob or flt.metadata or flt.readers is not None:
             join = (f" JOIN {{s}}.documents d ON d.tenant = {chunk_alias}.tenant AND "
                     f"d.collection = {chunk_alias}.collection AND d.id = {chunk_alias}.doc_id")
         if flt.source_glob:
@@ -809,6 +837,9 @@ class PostgresStore:
         if flt.doc_ids is not None:
             conds.append(f"{chunk_alias}.doc_id = ANY(%(f_ids)s)")
             params["f_ids"] = list(flt.doc_ids)
+        if flt.readers is not None:
+            conds.append(_READERS_RULE)
+            params["f_readers"] = list(flt.readers)
         return _FilterSQL(join, "".join(" AND " + c for c in conds), params)
 
     def _dense_sql(self, f: _FilterSQL) -> str:
@@ -1040,6 +1071,10 @@ class PostgresStore:
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.path!r})"
+
+
+def _stored_document(r: Sequence[Any]) -> StoredDocument:
+    return StoredDocument(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(r[7] or ()))
 
 
 def _chunk_from_row(r: Sequence[Any]) -> Chunk:

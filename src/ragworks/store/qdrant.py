@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ragworks.access import READERS_KEY, may_read, normalize_readers
 from ragworks.config import Settings
 from ragworks.documents import COUNTS_KEY, PRIMARY_KINDS, Chunk, SearchHit, kind_totals
 from ragworks.errors import CollectionLocked, CollectionNotFound, ConfigError, DocumentNotFound, EmbedderMismatch
@@ -375,7 +376,7 @@ class QdrantStore:
             "chunk", doc_id=c.doc_id, ordinal=c.ordinal, text=c.text, context=c.context, start=c.start, end=c.end,
             heading_path=list(c.heading_path), page_start=c.page_start, page_end=c.page_end, tokens=c.token_count,
             text_hash=c.text_hash, locator=c.locator(), source=doc.source, title=doc.title,
-            metadata=json.loads(json.dumps(doc.metadata, default=str)), readers=readers)
+            metadata=json.loads(json.dumps(_without_readers(doc.metadata), default=str)), readers=readers)
         return qm.PointStruct(id=self._pid("chunk", c.doc_id, str(c.ordinal), c.text_hash), vector=vectors,
                               payload=payload)
 
@@ -426,13 +427,13 @@ class QdrantStore:
         records: list[tuple[Any, list[int], dict[str, Any]]] = []
         for dw in docs:
             doc = dw.document
-            readers = [str(r) for r in doc.metadata.get("readers") or []]
+            readers = list(normalize_readers(doc.metadata.get(READERS_KEY)))
             mine = [self._chunk_point(doc, c, vectors[c.text_hash], readers) for c in dw.chunks]
             points += mine
             ids = [int(p.id) for p in mine]
             record = self._payload("document", id=doc.id, source=doc.source, source_path=doc.source_path,
-                                   title=doc.title, content_hash="",
-                                   metadata=json.loads(json.dumps(doc.metadata, default=str)),
+                                   title=doc.title, content_hash="", readers=readers,
+                                   metadata=json.loads(json.dumps(_without_readers(doc.metadata), default=str)),
                                    page_starts=list(doc.page_starts), text=doc.text, chunks=len(dw.chunks),
                                    chunk_ids=sorted({*ids, *old.get(doc.id, [])}))
             records.append((doc, ids, record))
@@ -475,26 +476,45 @@ class QdrantStore:
         exact = [d["id"] for d in docs if ref in (d["id"], d["source"])]
         return exact or [d["id"] for d in docs if glob_match(ref, d["source"]) or d["source_path"] == ref]
 
-    def get_document(self, doc_id_or_source: str) -> tuple[StoredDocument, str, list[Chunk]]:
+    def get_document(self, doc_id_or_source: str, readers: tuple[str, ...] | None = None
+                     ) -> tuple[StoredDocument, str, list[Chunk]]:
         found = self._records([self._pid("document", doc_id_or_source)])
         if not found:
             ids = [r.id for r in self._scroll(self._scope("document", qm.FieldCondition(
                 key="source", match=qm.MatchValue(value=doc_id_or_source))), False)]
             found = self._records([int(i) for i in ids[:1]])
-        if not found:
+        if not found or not may_read((found[0].payload or {}).get("readers") or (), readers):
             raise DocumentNotFound(f"no document {doc_id_or_source!r} in collection {self.collection!r}")
         p = found[0].payload or {}
         chunks = sorted((r for r in self._records([int(i) for i in p.get("chunk_ids") or []])
                          if (r.payload or {}).get("kind") == "chunk"), key=lambda r: int((r.payload or {})["ordinal"]))
         return _stored(p), str(p["text"]), [_chunk(r.payload or {}) for r in chunks]
 
-    def list_documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None
-                       ) -> list[StoredDocument]:
+    def list_documents(self, *, limit: int = 100, offset: int = 0, after: str | None = None,
+                       readers: tuple[str, ...] | None = None) -> list[StoredDocument]:
         """Documents by source (sorted here: Qdrant orders scrolls by numeric payload only)."""
         docs = sorted(self._docs(), key=lambda d: d["source"])
         if after is not None:
             docs = [d for d in docs if d["source"] > after]
+        if readers is not None:
+            docs = [d for d in docs if may_read(d.get("readers") or (), readers)]
         return [_stored(d) for d in docs[offset:offset + limit]]
+
+    def set_readers(self, doc_ids: Sequence[str], readers: Sequence[str]) -> int:
+        """Replace the readers of documents on their records and chunk points (payload only: nothing re-embeds)."""
+        value = list(normalize_readers(list(readers)))
+        found = self._records([self._pid("document", d) for d in dict.fromkeys(doc_ids)])
+        for r in found:
+            p = r.payload or {}
+            points: list[qm.ExtendedPointId] = [r.id, *(int(i) for i in p.get("chunk_ids") or [])]
+            self.client.set_payload(self.qname, {"readers": value}, points=points, wait=True)
+        if found:
+            self._bump()
+        return len(found)
+
+    def readers_of(self, doc_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        return {str((r.payload or {})["id"]): tuple((r.payload or {}).get("readers") or ())
+                for r in self._records([self._pid("document", d) for d in dict.fromkeys(doc_ids)])}
 
     # --- retrieval legs
 
@@ -646,7 +666,12 @@ def _file(p: dict[str, Any]) -> FileRecord:
 
 def _stored(p: dict[str, Any]) -> StoredDocument:
     return StoredDocument(p["id"], p["source"], p["source_path"], p["title"], dict(p["metadata"]), int(p["chunks"]),
-                          p["content_hash"])
+                          p["content_hash"], tuple(p.get("readers") or ()))
+
+
+def _without_readers(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Readers live in their own payload field (filtered on, changed by set_readers), not in the metadata."""
+    return {k: v for k, v in metadata.items() if k != READERS_KEY}
 
 
 def _chunk(p: dict[str, Any]) -> Chunk:

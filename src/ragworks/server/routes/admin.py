@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from ragworks.server.auth import AdminOnly, Context
 from ragworks.server.errors import NotFound
@@ -27,7 +27,8 @@ async def create_tenant(body: CreateTenant, ctx: Context) -> dict[str, Any]:
 
 @router.post("/tenants/{tenant}/keys", status_code=201, summary="Create an API key (shown only in this response)")
 async def create_key(tenant: str, body: CreateKey, ctx: Context) -> dict[str, Any]:
-    key, record = await run_blocking(ctx.timeout_s, ctx.keys.create_key, tenant, body.label)
+    key, record = await run_blocking(ctx.timeout_s, lambda: ctx.keys.create_key(
+        tenant, body.label, user=body.user, groups=tuple(body.groups)))
     return {"key": key, **record.to_dict()}
 
 
@@ -41,3 +42,17 @@ async def list_keys(tenant: str, ctx: Context) -> dict[str, Any]:
 @router.delete("/keys/{key_id}", summary="Revoke an API key")
 async def revoke_key(key_id: str, ctx: Context) -> dict[str, Any]:
     return (await run_blocking(ctx.timeout_s, ctx.keys.revoke_key, key_id)).to_dict()
+
+
+@router.get("/audit", summary="A tenant's audit log, newest first: who asked what, which documents answered")
+async def audit_log(ctx: Context, tenant: Annotated[str, Query(max_length=63)],
+                    since: Annotated[float | None, Query(description="unix time")] = None,
+                    user: Annotated[str | None, Query(max_length=128)] = None,
+                    limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
+    if ctx.audit is None:
+        raise NotFound("the audit log is off (RAGWORKS_AUDIT=false)")
+    if not await run_blocking(ctx.timeout_s, ctx.keys.tenant_exists, tenant):
+        raise NotFound(f"no tenant {tenant!r}")
+    entries = await run_blocking(ctx.timeout_s, lambda: ctx.audit.entries(tenant, since=since, user=user,
+                                                                          limit=limit) if ctx.audit else [])
+    return {"entries": [e.to_dict() for e in entries]}

@@ -7,17 +7,19 @@ import mimetypes
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
+from ragworks.access import normalize_readers
 from ragworks.jobs import Job, JobKind
 from ragworks.jobs.ingest import upload_path
-from ragworks.server.auth import Context, CurrentTenant
+from ragworks.server.auditing import audit
+from ragworks.server.auth import Context, CurrentReaders, CurrentTenant, request_key
 from ragworks.server.context import ServerContext
 from ragworks.server.errors import ApiError
 from ragworks.server.limits import run_blocking
-from ragworks.server.schemas import TextDocument, TextDocuments
+from ragworks.server.schemas import SetReaders, TextDocument, TextDocuments
 from ragworks.server.uploads import prune_uploads, store_upload, upload_source
 from ragworks.store.base import StoredDocument
 from ragworks.tenancy import Tenant
@@ -29,11 +31,14 @@ WaitParam = Annotated[bool, Query(description="hold the response until the job f
 
 def document_summary(d: StoredDocument) -> dict[str, Any]:
     return {"id": d.id, "source": d.source, "title": d.title, "metadata": d.metadata, "chunks": d.chunks,
-            "content_hash": d.content_hash}
+            "content_hash": d.content_hash, "readers": list(d.readers)}
 
 
 async def _submit(ctx: ServerContext, tenant: Tenant, name: str, kind: JobKind, payload: dict[str, Any],
-                  wait: bool, response: Response) -> dict[str, Any]:
+                  wait: bool, response: Response, request: Request | None = None) -> dict[str, Any]:
+    key = request_key(request) if request is not None else None
+    if key is not None and key.user:  # a user's key lists only its own jobs (ragworks.server.routes.jobs)
+        payload["user"] = key.user
     job: Job = await run_blocking(ctx.timeout_s, ctx.jobs.submit, tenant, name, kind, payload)
     if wait:
         budget = max(ctx.timeout_s - 1.0, 0.1)
@@ -46,7 +51,7 @@ async def _submit(ctx: ServerContext, tenant: Tenant, name: str, kind: JobKind, 
 
 @router.get("/documents", summary="List documents")
 async def list_documents(
-    name: str, ctx: Context, tenant: CurrentTenant,
+    name: str, ctx: Context, tenant: CurrentTenant, readers: CurrentReaders,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0)] = 0,
     after: Annotated[str | None, Query(max_length=4096, description="the `next_after` of the previous page: "
                                        "pages by source without rescanning (use it instead of offset on big "
@@ -54,7 +59,8 @@ async def list_documents(
 ) -> dict[str, Any]:
     def run() -> list[dict[str, Any]]:
         col = ctx.collections.get(tenant, name)
-        return [document_summary(d) for d in col.documents(limit=limit, offset=offset, after=after)]
+        return [document_summary(d) for d in col.documents(limit=limit, offset=offset, after=after,
+                                                            readers=readers)]
 
     docs = await run_blocking(ctx.timeout_s, run)
     return {"documents": docs, "limit": limit, "offset": offset,
@@ -63,22 +69,29 @@ async def list_documents(
 
 @router.post("/documents", status_code=202, summary="Add text documents (an ingestion job)")
 async def add_documents(name: str, body: TextDocument | TextDocuments, ctx: Context, tenant: CurrentTenant,
-                        response: Response, wait: WaitParam = False) -> dict[str, Any]:
+                        response: Response, request: Request, wait: WaitParam = False) -> dict[str, Any]:
     """One document or `{"documents": [...]}`; a document with an existing `source` replaces it.
 
     Returns 202 with the job (`Location: /v1/jobs/<id>`); with `wait=true`, 200 once it has finished.
     """
     await run_blocking(ctx.timeout_s, ctx.collections.get, tenant, name)  # 404 now, not in the job
     docs = body.documents if isinstance(body, TextDocuments) else [body]
+    for d in docs:  # a malformed reader refuses the request (422) before anything is queued
+        if d.readers is not None:
+            d.readers = list(normalize_readers(d.readers))
     payload = {"documents": [d.model_dump() for d in docs]}
-    return await _submit(ctx, tenant, name, JobKind.DOCUMENTS, payload, wait, response)
+    return await _submit(ctx, tenant, name, JobKind.DOCUMENTS, payload, wait, response, request)
 
 
 @router.post("/files", status_code=202, summary="Upload files (an ingestion job)")
 async def upload_files(
     name: str, ctx: Context, tenant: CurrentTenant, response: Response,
     files: Annotated[list[UploadFile], File(description="PDF, DOCX, HTML, Markdown, text, JSON or JSONL files")],
+    request: Request,
     metadata: Annotated[str | None, Form(description="JSON object of metadata for every document")] = None,
+    readers: Annotated[str | None, Form(description="who may read the documents: user:/group: tokens, comma "
+                                        "separated; empty = everyone in the tenant; omitted = the collection's "
+                                        "default_readers (a JSONL record's own `readers` field wins)")] = None,
     wait: WaitParam = False,
 ) -> dict[str, Any]:
     """Stores each file under the collection (content-addressed) and queues one job for all of them.
@@ -95,19 +108,23 @@ async def upload_files(
             raise ApiError(f"metadata is not valid JSON: {exc}", status=422) from None
         if not isinstance(extra, dict) or not all(isinstance(v, str | int | float | bool) for v in extra.values()):
             raise ApiError("metadata must be a JSON object of strings, numbers and booleans", status=422)
+    if readers is not None:
+        extra["readers"] = list(normalize_readers(readers))
     entries = [await run_in_threadpool(store_upload, col.path, src, f.file) for src, f in zip(sources, files,
                                                                                               strict=True)]
     payload = {"files": entries, "metadata": extra}
-    return await _submit(ctx, tenant, name, JobKind.FILES, payload, wait, response)
+    return await _submit(ctx, tenant, name, JobKind.FILES, payload, wait, response, request)
 
 
 @router.get("/documents/{ref:path}", summary="A document with its text and chunks (with offsets)")
-async def get_document(name: str, ref: str, ctx: Context, tenant: CurrentTenant,
-                       include_text: bool = True) -> dict[str, Any]:
-    """`ref` is a document id or its exact source. Chunk `start`/`end` are offsets into `text`."""
+async def get_document(name: str, ref: str, ctx: Context, tenant: CurrentTenant, readers: CurrentReaders,
+                       request: Request, include_text: bool = True) -> dict[str, Any]:
+    """`ref` is a document id or its exact source. Chunk `start`/`end` are offsets into `text`. A document the
+    caller may not read is 404, as if it did not exist."""
 
     def run() -> dict[str, Any]:
-        doc, text, chunks = ctx.collections.get(tenant, name).document(ref)
+        doc, text, chunks = ctx.collections.get(tenant, name).document(ref, readers=readers)
+        audit(ctx, request, tenant, "document", name, docs=[doc.id])
         out = document_summary(doc)
         out["length"] = len(text)
         if include_text:
@@ -126,12 +143,13 @@ async def get_document(name: str, ref: str, ctx: Context, tenant: CurrentTenant,
 
 
 @router.get("/media/{ref:path}", summary="The uploaded recording a document was transcribed from (byte ranges)")
-async def get_media(name: str, ref: str, ctx: Context, tenant: CurrentTenant) -> FileResponse:
+async def get_media(name: str, ref: str, ctx: Context, tenant: CurrentTenant, readers: CurrentReaders
+                    ) -> FileResponse:
     """`ref` is a document id or source; the web page plays a cited clip from it (`#t=start,end`)."""
 
     def run() -> Path:
         col = ctx.collections.get(tenant, name)
-        doc, _, _ = col.document(ref)
+        doc, _, _ = col.document(ref, readers=readers)
         sha = doc.metadata.get("upload_sha256")
         path = upload_path(col.path, str(sha), PurePosixPath(doc.source).name) if sha else None
         if path is None or not path.is_file():
@@ -144,10 +162,12 @@ async def get_media(name: str, ref: str, ctx: Context, tenant: CurrentTenant) ->
 
 
 @router.delete("/documents/{ref:path}", summary="Delete documents by id, source or source glob")
-async def delete_documents(name: str, ref: str, ctx: Context, tenant: CurrentTenant) -> dict[str, Any]:
+async def delete_documents(name: str, ref: str, ctx: Context, tenant: CurrentTenant, readers: CurrentReaders,
+                           request: Request) -> dict[str, Any]:
     def run() -> int:
         col = ctx.collections.get(tenant, name)
-        deleted = col.delete(ref)
+        deleted = col.delete(ref, readers=readers)
+        audit(ctx, request, tenant, "delete", name, query=ref)
         remaining: list[str] = []
         while page := col.documents(limit=1000, after=remaining[-1] if remaining else None):
             remaining += [d.source for d in page]  # keyset paging: OFFSET would rescan, quadratic in documents
@@ -157,3 +177,18 @@ async def delete_documents(name: str, ref: str, ctx: Context, tenant: CurrentTen
         return deleted
 
     return {"deleted": await run_blocking(ctx.timeout_s, run)}
+
+
+@router.put("/documents/{ref:path}/readers", summary="Replace who may read documents (no re-embedding)")
+async def set_readers(name: str, ref: str, body: SetReaders, ctx: Context, tenant: CurrentTenant,
+                      readers: CurrentReaders, request: Request) -> dict[str, Any]:
+    """`ref`: a document id, source or source glob. Applies to the next search at once; a caller changes only
+    documents it may read itself (others are 404)."""
+
+    def run() -> int:
+        col = ctx.collections.get(tenant, name)
+        changed = col.set_readers(ref, body.readers, as_readers=readers)
+        audit(ctx, request, tenant, "set-readers", name, query=f"{ref} -> {','.join(body.readers)}")
+        return changed
+
+    return {"updated": await run_blocking(ctx.timeout_s, run), "readers": list(normalize_readers(body.readers))}

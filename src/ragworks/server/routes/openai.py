@@ -10,22 +10,24 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from ragworks.documents import Answer, Citation
 from ragworks.errors import RagworksError
 from ragworks.generate.answer import AnswerStream
-from ragworks.server.auth import Context, CurrentTenant
+from ragworks.server.auditing import audit
+from ragworks.server.auth import Context, CurrentReaders, CurrentTenant
 from ragworks.server.errors import ApiError, error_body, status_for, type_for
 from ragworks.server.limits import run_blocking
 from ragworks.server.routes.search import numbered_sources
 from ragworks.server.schemas import ChatCompletionRequest, ChatMessage, EmbeddingRequest
 from ragworks.server.sse import SSE_HEADERS, sse_event, within_deadline
+from ragworks.store.base import Filter
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
@@ -69,12 +71,17 @@ async def list_models(ctx: Context, tenant: CurrentTenant) -> dict[str, Any]:
 
 
 @router.post("/chat/completions", summary="OpenAI chat completions over a collection (`model` = collection)")
-async def chat_completions(body: ChatCompletionRequest, ctx: Context, tenant: CurrentTenant) -> Any:
+async def chat_completions(body: ChatCompletionRequest, ctx: Context, tenant: CurrentTenant,
+                           readers: CurrentReaders, request: Request) -> Any:
     question = question_of(body.messages)
+
+    def audited(answer: Answer) -> None:
+        audit(ctx, request, tenant, "chat", body.model, query=question, retrieved=answer.sources,
+              cited=answer.citations)
 
     def retrieve() -> AnswerStream:
         col = ctx.collections.get(tenant, body.model)
-        hits = col.search(question, k=body.k)
+        hits = col.search(question, k=body.k, filters=Filter(readers=readers))
         options = col.answer_options(max_tokens=body.max_tokens, temperature=body.temperature)
         return AnswerStream(question, hits, col.llm, col.embedder, options)
 
@@ -83,9 +90,10 @@ async def chat_completions(body: ChatCompletionRequest, ctx: Context, tenant: Cu
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
-        return StreamingResponse(_chunks(stream, completion_id, created, body, deadline, ctx.timeout_s),
+        return StreamingResponse(_chunks(stream, completion_id, created, body, deadline, ctx.timeout_s, audited),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
     answer = await run_blocking(ctx.timeout_s, stream.result)
+    await run_blocking(ctx.timeout_s, audited, answer)
     text = answer.text + (sources_footer(answer.citations) if body.append_sources else "")
     prompt_tokens, completion_tokens = await run_blocking(ctx.timeout_s, ctx.embedder.count_tokens,
                                                           [question, text])
@@ -100,7 +108,7 @@ async def chat_completions(body: ChatCompletionRequest, ctx: Context, tenant: Cu
 
 
 def _chunks(stream: AnswerStream, completion_id: str, created: int, body: ChatCompletionRequest, deadline: float,
-            timeout_s: float) -> Iterator[bytes]:
+            timeout_s: float, on_done: Callable[[Answer], None]) -> Iterator[bytes]:
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
         return sse_event(None, {"id": completion_id, "object": "chat.completion.chunk", "created": created,
                                 "model": body.model,
@@ -115,6 +123,7 @@ def _chunks(stream: AnswerStream, completion_id: str, created: int, body: ChatCo
         return
     answer = stream.answer
     assert answer is not None
+    on_done(answer)
     if body.append_sources and (footer := sources_footer(answer.citations)):
         yield chunk({"content": footer})
     yield chunk({}, "stop", **_extras(answer))

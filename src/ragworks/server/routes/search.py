@@ -4,20 +4,22 @@ the abstention decision), then `done` with the citations)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from ragworks.documents import Answer, SearchHit
 from ragworks.errors import RagworksError
 from ragworks.generate.answer import AnswerStream
-from ragworks.server.auth import Context, CurrentTenant
+from ragworks.server.auditing import audit
+from ragworks.server.auth import Context, CurrentReaders, CurrentTenant
 from ragworks.server.errors import status_for, type_for
 from ragworks.server.limits import run_blocking
 from ragworks.server.schemas import AskRequest, SearchRequest
 from ragworks.server.sse import SSE_HEADERS, sse_event, within_deadline
+from ragworks.store.base import Filter
 
 router = APIRouter(prefix="/v1/collections/{name}", tags=["search"])
 
@@ -34,17 +36,23 @@ def answer_summary(answer: Answer) -> dict[str, Any]:
 
 
 @router.post("/search", summary="Search: dense, BM25 or hybrid, with metadata filters and a source glob")
-async def search(name: str, body: SearchRequest, ctx: Context, tenant: CurrentTenant) -> dict[str, Any]:
+async def search(name: str, body: SearchRequest, ctx: Context, tenant: CurrentTenant, readers: CurrentReaders,
+                 request: Request) -> dict[str, Any]:
     def run() -> list[SearchHit]:
         col = ctx.collections.get(tenant, name)
-        return col.search(body.query, k=body.k, mode=body.mode, filters=body.filters, source=body.source)
+        hits = col.search(body.query, k=body.k, mode=body.mode, filters=Filter(metadata=body.filters,
+                                                                                 readers=readers),
+                          source=body.source)
+        audit(ctx, request, tenant, "search", name, query=body.query, retrieved=hits)
+        return hits
 
     started = time.perf_counter()
     hits = await run_blocking(ctx.timeout_s, run)
     return {"hits": [h.to_dict() for h in hits], "took_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
-def answer_events(stream: AnswerStream, deadline: float, timeout_s: float) -> Iterator[bytes]:
+def answer_events(stream: AnswerStream, deadline: float, timeout_s: float,
+                  on_done: Callable[[Answer], None] = lambda a: None) -> Iterator[bytes]:
     yield sse_event("sources", {"sources": numbered_sources(stream.shown_sources)})
     try:
         for piece in within_deadline(stream, deadline, timeout_s):
@@ -55,22 +63,30 @@ def answer_events(stream: AnswerStream, deadline: float, timeout_s: float) -> It
     assert stream.answer is not None
     # claim-level verification and the abstention decision, before `done` (the web page highlights from it)
     yield sse_event("verification", stream.answer.verification_dict())
+    on_done(stream.answer)
     yield sse_event("done", answer_summary(stream.answer))
 
 
 @router.post("/ask", summary="Answer a question with citations (JSON, or SSE with `stream: true`)",
              responses={200: {"content": {"text/event-stream": {}}}})
-async def ask(name: str, body: AskRequest, ctx: Context, tenant: CurrentTenant) -> Any:
+async def ask(name: str, body: AskRequest, ctx: Context, tenant: CurrentTenant, readers: CurrentReaders,
+              request: Request) -> Any:
     def retrieve() -> AnswerStream:  # retrieval happens here; generation as the response streams
         col = ctx.collections.get(tenant, name)
-        return col.ask_stream(body.question, k=body.k, mode=body.mode, filters=body.filters, source=body.source)
+        return col.ask_stream(body.question, k=body.k, mode=body.mode,
+                              filters=Filter(metadata=body.filters, readers=readers), source=body.source)
+
+    def audited(answer: Answer) -> None:
+        audit(ctx, request, tenant, "ask", name, query=body.question, retrieved=answer.sources,
+              cited=answer.citations)
 
     deadline = time.monotonic() + ctx.timeout_s
     stream = await run_blocking(ctx.timeout_s, retrieve)
     if body.stream:
-        return StreamingResponse(answer_events(stream, deadline, ctx.timeout_s), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
+        return StreamingResponse(answer_events(stream, deadline, ctx.timeout_s, audited),
+                                 media_type="text/event-stream", headers=SSE_HEADERS)
     answer = await run_blocking(ctx.timeout_s, stream.result)
+    await run_blocking(ctx.timeout_s, audited, answer)
     out = answer.to_dict()
     out["sources"] = numbered_sources(answer.sources)
     return out
