@@ -162,6 +162,9 @@ class Settings(BaseSettings):
     # quotes and search results are masked for callers without the pii:read grant). Default redact-answers: the
     # index keeps the text intact (nothing lost) while nothing personal leaves the engine to an ungranted caller.
     pii: Literal["off", "flag", "redact-ingest", "redact-answers"] = "redact-answers"
+    # the pii:read grant over HTTP: an API key whose user is in one of these groups sees PII unmasked; keys without
+    # a user (unrestricted in their tenant), the admin key and a server without auth read as the CLI does (unmasked)
+    pii_read_groups: list[str] = Field(default_factory=lambda: ["pii-read"])
     # injection: off | flag (passages recorded, answers marked) | fence (flagged passages fenced in the prompt and
     # their instruction-like sentences withheld; an answer that serves an attack is replaced) | quarantine (flagged
     # passages never reach a prompt). Text a reader never sees is dropped at ingest whatever this says.

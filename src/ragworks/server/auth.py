@@ -91,6 +91,18 @@ async def current_readers(request: Request, tenant: CurrentTenant) -> tuple[str,
 CurrentReaders = Annotated[tuple[str, ...] | None, Depends(current_readers)]
 
 
+async def current_pii_read(request: Request, ctx: Context, tenant: CurrentTenant) -> bool:
+    """Whether this request holds the pii:read grant: a key with a user needs one of `pii_read_groups`; a key
+    without a user reads its tenant unrestricted, and so does a server without auth."""
+    record = request_key(request)
+    if record is None or record.user is None:
+        return True
+    return bool(set(record.groups) & set(ctx.settings.pii_read_groups))
+
+
+CurrentPiiRead = Annotated[bool, Depends(current_pii_read)]
+
+
 async def require_admin(request: Request, ctx: Context) -> None:
     admin = ctx.settings.admin_key
     if admin is None:

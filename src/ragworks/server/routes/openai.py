@@ -21,7 +21,7 @@ from ragworks.documents import Answer, Citation
 from ragworks.errors import RagworksError
 from ragworks.generate.answer import AnswerStream
 from ragworks.server.auditing import audit
-from ragworks.server.auth import Context, CurrentReaders, CurrentTenant
+from ragworks.server.auth import Context, CurrentPiiRead, CurrentReaders, CurrentTenant
 from ragworks.server.errors import ApiError, error_body, status_for, type_for
 from ragworks.server.limits import run_blocking
 from ragworks.server.routes.search import numbered_sources
@@ -72,7 +72,7 @@ async def list_models(ctx: Context, tenant: CurrentTenant) -> dict[str, Any]:
 
 @router.post("/chat/completions", summary="OpenAI chat completions over a collection (`model` = collection)")
 async def chat_completions(body: ChatCompletionRequest, ctx: Context, tenant: CurrentTenant,
-                           readers: CurrentReaders, request: Request) -> Any:
+                           readers: CurrentReaders, pii_read: CurrentPiiRead, request: Request) -> Any:
     question = question_of(body.messages)
 
     def audited(answer: Answer) -> None:
@@ -82,7 +82,7 @@ async def chat_completions(body: ChatCompletionRequest, ctx: Context, tenant: Cu
     def retrieve() -> AnswerStream:
         col = ctx.collections.get(tenant, body.model)
         hits = col.search(question, k=body.k, filters=Filter(readers=readers))
-        options = col.answer_options(max_tokens=body.max_tokens, temperature=body.temperature)
+        options = col.answer_options(max_tokens=body.max_tokens, temperature=body.temperature, pii_read=pii_read)
         return AnswerStream(question, hits, col.llm, col.embedder, options)
 
     deadline = time.monotonic() + ctx.timeout_s

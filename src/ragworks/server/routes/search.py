@@ -14,7 +14,7 @@ from ragworks.documents import Answer, SearchHit
 from ragworks.errors import RagworksError
 from ragworks.generate.answer import AnswerStream
 from ragworks.server.auditing import audit
-from ragworks.server.auth import Context, CurrentReaders, CurrentTenant
+from ragworks.server.auth import Context, CurrentPiiRead, CurrentReaders, CurrentTenant
 from ragworks.server.errors import status_for, type_for
 from ragworks.server.limits import run_blocking
 from ragworks.server.schemas import AskRequest, SearchRequest
@@ -37,12 +37,12 @@ def answer_summary(answer: Answer) -> dict[str, Any]:
 
 @router.post("/search", summary="Search: dense, BM25 or hybrid, with metadata filters and a source glob")
 async def search(name: str, body: SearchRequest, ctx: Context, tenant: CurrentTenant, readers: CurrentReaders,
-                 request: Request) -> dict[str, Any]:
+                 pii_read: CurrentPiiRead, request: Request) -> dict[str, Any]:
     def run() -> list[SearchHit]:
         col = ctx.collections.get(tenant, name)
         hits = col.search(body.query, k=body.k, mode=body.mode, filters=Filter(metadata=body.filters,
                                                                                  readers=readers),
-                          source=body.source)
+                          source=body.source, pii_read=pii_read)
         audit(ctx, request, tenant, "search", name, query=body.query, retrieved=hits)
         return hits
 
@@ -70,11 +70,12 @@ def answer_events(stream: AnswerStream, deadline: float, timeout_s: float,
 @router.post("/ask", summary="Answer a question with citations (JSON, or SSE with `stream: true`)",
              responses={200: {"content": {"text/event-stream": {}}}})
 async def ask(name: str, body: AskRequest, ctx: Context, tenant: CurrentTenant, readers: CurrentReaders,
-              request: Request) -> Any:
+              pii_read: CurrentPiiRead, request: Request) -> Any:
     def retrieve() -> AnswerStream:  # retrieval happens here; generation as the response streams
         col = ctx.collections.get(tenant, name)
         return col.ask_stream(body.question, k=body.k, mode=body.mode,
-                              filters=Filter(metadata=body.filters, readers=readers), source=body.source)
+                              filters=Filter(metadata=body.filters, readers=readers), source=body.source,
+                              pii_read=pii_read)
 
     def audited(answer: Answer) -> None:
         audit(ctx, request, tenant, "ask", name, query=body.question, retrieved=answer.sources,
