@@ -77,7 +77,7 @@ class Collection:
         self.reranker = reranker
         self._reranker_lock = threading.Lock()  # concurrent first searches must not each load a reranker model
         self._pii_detector = pii_detector  # Presidio + spaCy, loaded on first use; the server shares one
-        self._settings_digest: str | None = None  # the result cache's hash of `settings`
+        self._settings_digest: tuple[Settings, str] | None = None  # the result cache's hash of `settings`, and of which
 
     @classmethod
     def open(
@@ -320,10 +320,10 @@ class Collection:
         """Everything but the query that a cached result depends on (cache/results.py): read per lookup, the
         store's write version makes any committed write, in any process, a miss."""
         store = self._require()
-        if self._settings_digest is None:
-            self._settings_digest = digest(self.settings.model_dump(mode="json"))
+        if self._settings_digest is None or self._settings_digest[0] is not self.settings:  # settings replaced
+            self._settings_digest = (self.settings, digest(self.settings.model_dump(mode="json")))
         return {"op": op, "tenant": self.tenant, "collection": str(self.path), "backend": self.settings.store_backend,
-                "version": store.write_version(), "model": store.model_name, "settings": self._settings_digest,
+                "version": store.write_version(), "model": store.model_name, "settings": self._settings_digest[1],
                 "filter": filter_key(flt), **args}
 
     def _query_vector(self, query: str) -> Callable[[], np.ndarray] | None:
