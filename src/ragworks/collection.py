@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -32,7 +33,7 @@ from ragworks.guard.screen import DocumentGuard
 from ragworks.ingest.base import LoadOptions
 from ragworks.ingest.chunker import Chunker
 from ragworks.ingest.pipeline import IngestPipeline, IngestReport, ProgressCallback
-from ragworks.ingest.source import Source
+from ragworks.ingest.source import Source, Upload
 from ragworks.retrieve.base import Reranker
 from ragworks.retrieve.hybrid import HybridRetriever
 from ragworks.store.base import (
@@ -200,15 +201,16 @@ class Collection:
             candidates=s.candidates, collapse_duplicates=s.collapse_duplicates,
         )
 
-    def _pipeline(self, progress: ProgressCallback | None) -> IngestPipeline:
+    def _pipeline(self, progress: ProgressCallback | None, *, check: Callable[[], None] | None = None,
+                  files_per_commit: int | None = None) -> IngestPipeline:
+        """The ingest pipeline for this collection; with `files_per_commit` it takes the write lock per commit (the
+        caller holds none), so other writers take turns with a long job as they did between its files."""
         s = self.settings
         guard = self.document_guard()  # a missing extra fails before the collection is created
         emb = self.embedder
 
         def chunker() -> Chunker:
-            return Chunker(emb.count_tokens, chunk_tokens=s.chunk_tokens, overlap=s.chunk_overlap,
-                           model_max_tokens=emb.max_tokens, with_context=s.chunk_context,
-                           tokenizer=passage_tokenizer(emb))
+            return Chunker.from_settings(s, emb.count_tokens, emb.max_tokens, passage_tokenizer(emb))
 
         options = LoadOptions.from_settings(s)
         store = self.store
@@ -218,7 +220,8 @@ class Collection:
         return IngestPipeline(
             self.store, emb, chunker, options=options, batch_chunks=s.ingest_batch_chunks,
             max_file_bytes=int(s.max_file_mb * 2**20), progress=progress, guard=guard,
-            default_readers=s.default_readers,
+            default_readers=s.default_readers, check=check, files_per_commit=files_per_commit,
+            write_lock=None if files_per_commit is None else functools.partial(store.write_lock, wait_s=30),
         )
 
     # --- the verbs
@@ -252,11 +255,23 @@ class Collection:
         with self.store.write_lock(wait_s=30):
             return pipeline.run_source(source, delete_missing=delete_missing)
 
-    def add_documents(self, documents: Iterable[Document]) -> IngestReport:
-        """Ingest documents built in code (or uploaded as text); a document with the same source is replaced."""
-        pipeline = self._pipeline(None)
+    def add_documents(self, documents: Iterable[Document], *, progress: ProgressCallback | None = None,
+                      check: Callable[[], None] | None = None, per_commit: int | None = None) -> IngestReport:
+        """Ingest documents built in code (or uploaded as text); a document with the same source is replaced.
+
+        `check` raises to stop between documents (a job cancelled). With `per_commit` (a job), at least every that
+        many documents are committed, each commit under the write lock; without, the call holds the lock."""
+        pipeline = self._pipeline(progress, check=check, files_per_commit=per_commit)
+        if per_commit is not None:
+            return pipeline.add_documents(documents)
         with self.store.write_lock(wait_s=30):
             return pipeline.add_documents(documents)
+
+    def add_uploads(self, uploads: Sequence[Upload], *, progress: ProgressCallback | None = None,
+                    check: Callable[[], None] | None = None) -> IngestReport:
+        """Ingest files clients uploaded (the server's jobs), one report entry each. Each finished file is committed
+        at once, under the write lock, so a stopped job keeps every file it reported done."""
+        return self._pipeline(progress, check=check, files_per_commit=1).run_uploads(uploads)
 
     def add_text(self, text: str, *, source: str, title: str = "", metadata: dict[str, Any] | None = None
                  ) -> IngestReport:

@@ -22,8 +22,8 @@ from ragworks.errors import LoadError, RagworksError
 from ragworks.guard.hidden import strip_invisible
 from ragworks.guard.pii import require_pii_extra, shared_detector
 from ragworks.ingest.base import LoadOptions, LoadReport
+from ragworks.ingest.discover import discover
 from ragworks.ingest.loaders import loader_for
-from ragworks.ingest.pipeline import discover
 
 pii_app = typer.Typer(help="Find personal data (emails, phones, cards, IBANs, national IDs, IPs, names).",
                       no_args_is_help=True)

@@ -32,7 +32,7 @@ from ragworks.embed.base import Embedder, TokenIdEmbedder
 from ragworks.embed.tokens import PassageTokenizer, cpu_cores
 from ragworks.errors import ConfigError
 from ragworks.ingest.base import LoadOptions, LoadReport
-from ragworks.ingest.loaders import jsonl_records, loader_for, paragraph_spans
+from ragworks.ingest.loaders import jsonl_records, loader_for, record_document
 from ragworks.store.base import DocumentWrite, WriteBatch
 
 # Settings a shard worker needs (sent as JSON to Celery tasks and to pool processes).
@@ -93,8 +93,7 @@ class ShardPreparer:
         from ragworks.ingest.chunker import Chunker
 
         self.tokenizer = tokenizer
-        self.chunker = Chunker(count_tokens, chunk_tokens=settings.chunk_tokens, overlap=settings.chunk_overlap,
-                               model_max_tokens=max_tokens, with_context=settings.chunk_context, tokenizer=tokenizer)
+        self.chunker = Chunker.from_settings(settings, count_tokens, max_tokens, tokenizer)
 
     @classmethod
     def for_model(cls, settings: Settings) -> ShardPreparer:
@@ -105,8 +104,7 @@ class ShardPreparer:
         return cls(settings, tok, tok.count, tok.max_tokens)
 
     def prepare(self, records: list[dict[str, Any]]) -> PreparedShard:
-        docs = [Document(source=r["source"], text=r["text"], title=r["title"], metadata=r["metadata"],
-                         spans=paragraph_spans(r["text"])) for r in records]
+        docs = [record_document(r) for r in records]
         chunked: list[list[Chunk] | None] = [None] * len(docs)
         retokenized = 0
         if self.tokenizer is not None:

@@ -20,12 +20,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ragworks.documents import Chunk, Document, Span, SpanKind
 from ragworks.embed.tokens import DocTokens, PassageTokenizer
 from ragworks.ingest.tables import header_line_count
+
+if TYPE_CHECKING:
+    from ragworks.config import Settings
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -107,6 +111,15 @@ class Chunker:
         self.overlap = min(overlap, self.chunk_tokens // 2)
         self.with_context = with_context
         self._context_tokens: dict[str, int] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, count_tokens: TokenCounter, max_tokens: int,
+                      tokenizer: PassageTokenizer | None = None) -> Chunker:
+        """The chunker `settings` asks for, over a model's token counter and length limit (one place, for
+        collections and dump shards)."""
+        s = settings
+        return cls(count_tokens, chunk_tokens=s.chunk_tokens, overlap=s.chunk_overlap, model_max_tokens=max_tokens,
+                   with_context=s.chunk_context, tokenizer=tokenizer)
 
     def context_for(self, doc: Document, path: tuple[str, ...]) -> str:
         if not self.with_context:

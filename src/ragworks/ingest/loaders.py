@@ -18,13 +18,10 @@ from ragworks.ingest import ocr, speech
 from ragworks.ingest.base import Loader, LoadOptions, LoadReport
 from ragworks.ingest.decoding import SNIFF_BYTES as _SNIFF_BYTES
 from ragworks.ingest.decoding import decode_text
-from ragworks.ingest.tables import PdfTables, Table, continued_table, docx_table, html_table, markdown_table_end
+from ragworks.ingest.spans import markdown_spans, normalize_newlines, paragraph_spans
+from ragworks.ingest.tables import PdfTables, Table, continued_table, docx_table, html_table
 
 __all__ = ["LOADERS", "TextBuilder", "decode_text", "loader_for", "markdown_spans", "paragraph_spans"]
-
-
-def _normalize_newlines(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _require_text(text: str, name: str) -> None:
@@ -33,107 +30,6 @@ def _require_text(text: str, name: str) -> None:
 
 
 # --- plain text and Markdown ------------------------------------------------------------------------------------
-
-_BLANK_SPLIT = re.compile(r"\n[ \t]*\n+")
-_MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
-_MD_FENCE = re.compile(r"^(```|~~~)")
-_MD_LIST = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
-
-
-def paragraph_spans(text: str, base: int = 0) -> list[Span]:
-    """Paragraph spans separated by blank lines, trimmed of surrounding whitespace."""
-    spans = []
-    pos = 0
-    for m in [*_BLANK_SPLIT.finditer(text), None]:
-        end = m.start() if m else len(text)
-        block = text[pos:end]
-        stripped = block.strip()
-        if stripped:
-            lead = len(block) - len(block.lstrip())
-            s = base + pos + lead
-            spans.append(Span(s, s + len(stripped)))
-        if m:
-            pos = m.end()
-    return spans
-
-
-def markdown_spans(text: str) -> list[Span]:
-    """Headings (ATX and setext), fenced code, list items and paragraphs of a Markdown text."""
-    spans: list[Span] = []
-    lines = text.split("\n")
-    offsets = []
-    pos = 0
-    for line in lines:
-        offsets.append(pos)
-        pos += len(line) + 1
-
-    para_start: int | None = None
-    para_end = 0
-
-    def flush() -> None:
-        nonlocal para_start
-        if para_start is not None:
-            spans.extend(paragraph_spans(text[para_start:para_end], para_start))
-            para_start = None
-
-    i = 0
-    while i < len(lines):
-        line, off = lines[i], offsets[i]
-        heading = _MD_HEADING.match(line)
-        table_end = markdown_table_end(lines, i)  # a table may interrupt a paragraph, as in GFM
-        if table_end is not None:
-            flush()
-            s = off + len(line) - len(line.lstrip())
-            spans.append(Span(s, offsets[table_end - 1] + len(lines[table_end - 1].rstrip()), SpanKind.TABLE))
-            i = table_end
-            continue
-        if _MD_FENCE.match(line.strip()):
-            flush()
-            fence = line.strip()[:3]
-            j = i + 1
-            while j < len(lines) and not lines[j].strip().startswith(fence):
-                j += 1
-            end = offsets[j] + len(lines[j]) if j < len(lines) else len(text)
-            spans.append(Span(off, end, SpanKind.CODE))
-            i = j + 1
-            continue
-        if heading:
-            flush()
-            s = off + heading.start(2)
-            spans.append(Span(s, s + len(heading.group(2)), SpanKind.HEADING, len(heading.group(1))))
-        elif (
-            i + 1 < len(lines)
-            and line.strip()
-            and re.fullmatch(r"\s*(=+|-+)\s*", lines[i + 1])
-            and (para_start is None)
-        ):
-            flush()
-            level = 1 if "=" in lines[i + 1] else 2
-            s = off + len(line) - len(line.lstrip())
-            spans.append(Span(s, s + len(line.strip()), SpanKind.HEADING, level))
-            i += 2
-            continue
-        elif _MD_LIST.match(line):
-            flush()
-            j = i + 1  # continuation lines: indented, not a new item, not blank
-            while j < len(lines) and lines[j].strip() and lines[j].startswith((" ", "\t")) and not _MD_LIST.match(
-                lines[j]
-            ):
-                j += 1
-            end = offsets[j - 1] + len(lines[j - 1])
-            s = off + len(line) - len(line.lstrip())
-            spans.append(Span(s, end, SpanKind.LIST_ITEM))
-            i = j
-            continue
-        elif not line.strip():
-            flush()
-        else:
-            if para_start is None:
-                para_start = off
-            para_end = off + len(line)
-        i += 1
-    flush()
-    return spans
 
 
 def _first_heading(text: str, spans: list[Span]) -> str:
@@ -144,13 +40,13 @@ def _first_heading(text: str, spans: list[Span]) -> str:
 
 
 def load_text(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
-    text = _normalize_newlines(decode_text(path.read_bytes(), path.name, report.warnings))
+    text = normalize_newlines(decode_text(path.read_bytes(), path.name, report.warnings))
     _require_text(text, path.name)
     yield Document(source=source, text=text, title=path.stem, spans=paragraph_spans(text))
 
 
 def load_markdown(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
-    text = _normalize_newlines(decode_text(path.read_bytes(), path.name, report.warnings))
+    text = normalize_newlines(decode_text(path.read_bytes(), path.name, report.warnings))
     _require_text(text, path.name)
     spans = markdown_spans(text)
     yield Document(source=source, text=text, title=_first_heading(text, spans) or path.stem, spans=spans)
@@ -292,7 +188,7 @@ def _looks_like_heading(line: str) -> bool:
 
 def pdf_page_blocks(page_text: str) -> list[tuple[str, SpanKind]]:
     """Reflow a PDF page's lines into paragraphs; short title-case lines become headings."""
-    lines = [ln.strip() for ln in _normalize_newlines(page_text).split("\n")]
+    lines = [ln.strip() for ln in normalize_newlines(page_text).split("\n")]
     blocks: list[tuple[str, SpanKind]] = []
     para: list[str] = []
     typical = sorted((len(ln) for ln in lines if ln), reverse=True)
@@ -449,13 +345,18 @@ def _is_ole_encrypted(path: Path) -> bool:
 # --- JSONL / JSON ----------------------------------------------------------------------------------------------
 
 
+def record_document(fields: dict[str, Any]) -> Document:
+    """A record's fields (`record_fields`: source, title, text, metadata) as a document: the records of JSON, JSONL
+    and Parquet files and of dumps alike."""
+    return Document(source=fields["source"], text=fields["text"], title=fields["title"], metadata=fields["metadata"],
+                    spans=paragraph_spans(fields["text"]))
+
+
 def _record_document(
     rec: Any, where: str, source_path: str, options: LoadOptions, report: LoadReport
 ) -> Document | None:
     fields = record_fields(rec, where, source_path, options, report)
-    if fields is None:
-        return None
-    return Document(**fields, spans=paragraph_spans(fields["text"]))
+    return None if fields is None else record_document(fields)
 
 
 def record_fields(
@@ -492,14 +393,14 @@ def record_fields(
             continue
         if (not keep or k in keep) and isinstance(v, str | int | float | bool) and len(str(v)) < 512:
             meta[k] = v
-    return {"source": f"{source_path}#{key}", "text": _normalize_newlines(text),
+    return {"source": f"{source_path}#{key}", "text": normalize_newlines(text),
             "title": title if isinstance(title, str) else "", "metadata": meta}
 
 
 def load_jsonl(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[Document]:
     """One document per line; bad lines are skipped and reported, the rest stream through."""
     for fields in jsonl_records(path, source, options, report):
-        yield Document(**fields, spans=paragraph_spans(fields["text"]))
+        yield record_document(fields)
 
 
 def jsonl_records(path: Path, source: str, options: LoadOptions, report: LoadReport) -> Iterator[dict[str, Any]]:

@@ -1,30 +1,31 @@
-"""load → chunk → dedup → embed → write, batched and resumable.
+"""load → chunk → dedup → embed → write, batched and resumable: the one way documents get into a store.
 
 A reader thread walks the files, skips unchanged ones (size + mtime, then content hash), loads and chunks the
 rest; the calling thread embeds only chunk texts that have no cached vector and commits a batch of whole
 documents in one transaction. A file's record (what makes it "unchanged" next time) is committed with its last
 document, so a run killed half-way redoes only the files it had not finished, and never duplicates a chunk.
 
-`run_source` feeds the same loop from a `Source` (bucket, website, Git repository): an item whose version is
-stored is skipped unfetched, a fetched one is loaded from a scratch file under its key, and keys the source no
-longer lists are deleted.
+The same loop takes its input from other places:
+- `run_source`: a `Source` (bucket, website, Git repository): an item whose version is stored is skipped unfetched,
+  a fetched one is loaded from a scratch file under its key, and keys the source no longer lists are deleted;
+- `run_uploads`: files clients uploaded (`Upload`), and `add_documents`: documents given directly — both compared
+  with the stored documents by content hash, one report entry per upload or document.
+A `check` hook, called between files and before each commit, stops a run by raising (a job cancelled or its server
+stopping); what was committed stays, and a re-run skips it.
 """
 
 from __future__ import annotations
 
-import errno
-import fnmatch
+import contextlib
 import functools
 import hashlib
-import os
 import queue
-import stat
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,178 +34,22 @@ import numpy as np
 from ragworks.access import READERS_KEY, normalize_readers
 from ragworks.documents import Chunk, ContentKind, Document, SpanKind
 from ragworks.embed.base import Embedder, TokenIdEmbedder
-from ragworks.errors import (
-    FileTooLarge,
-    InvalidReaders,
-    LoadError,
-    MissingFile,
-    NotRegularFile,
-    SourceUnavailable,
-    UnreadableFile,
-)
+from ragworks.errors import FileTooLarge, InvalidReaders, LoadError, MissingFile, SourceUnavailable, UnreadableFile
 from ragworks.guard.screen import DocumentGuard
 from ragworks.ingest.base import LoadOptions, LoadReport
 from ragworks.ingest.chunker import Chunker
+from ragworks.ingest.discover import Discovery, discover, regular_file_stat
 from ragworks.ingest.loaders import loader_for
-from ragworks.ingest.readers import FileReaders, fingerprint, is_sidecar, readers_mark
-from ragworks.ingest.source import Source, SourceItem
+from ragworks.ingest.readers import FileReaders, fingerprint, readers_mark
+from ragworks.ingest.report import FileResult, IngestReport, Progress, ProgressCallback
+from ragworks.ingest.source import Source, SourceItem, Upload
 from ragworks.store.base import DocumentWrite, FileRecord, Store, WriteBatch
 
+# re-exported: callers import the run's report and discovery from here
+__all__ = ["Discovery", "FileResult", "IngestPipeline", "IngestReport", "Progress", "ProgressCallback", "counted",
+           "discover"]
+
 STREAMING_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".parquet")
-
-
-@dataclass(slots=True)
-class FileResult:
-    path: str
-    status: str  # new | updated | unchanged | failed | removed
-    documents: int = 0
-    chunks: int = 0
-    embedded: int = 0
-    error: str = ""
-    reason: str = ""
-    warnings: list[str] = field(default_factory=list)
-    kinds: Counter[str] = field(default_factory=Counter)  # what its written documents hold (ContentKind)
-    low_confidence_pages: list[tuple[int, float]] = field(default_factory=list)  # OCR: (page, confidence)
-
-
-@dataclass(slots=True)
-class IngestReport:
-    files: list[FileResult] = field(default_factory=list)
-    chunks_written: int = 0
-    chunks_embedded: int = 0
-    documents_removed: int = 0
-    seconds: float = 0.0
-
-    def merge(self, other: IngestReport) -> None:
-        """Add another run's files and counts to this one (one summary for several runs)."""
-        self.files.extend(other.files)
-        self.chunks_written += other.chunks_written
-        self.chunks_embedded += other.chunks_embedded
-        self.documents_removed += other.documents_removed
-        self.seconds += other.seconds
-
-    def count(self, status: str) -> int:
-        return sum(1 for f in self.files if f.status == status)
-
-    @property
-    def kinds(self) -> Counter[str]:
-        """What the documents written in this run hold, per kind: text documents, tables, OCR pages, audio minutes."""
-        total: Counter[str] = Counter()
-        for f in self.files:
-            total.update(f.kinds)
-        return total
-
-    @property
-    def failed(self) -> list[FileResult]:
-        return [f for f in self.files if f.status == "failed"]
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "files": len(self.files),
-            "new": self.count("new"),
-            "updated": self.count("updated"),
-            "unchanged": self.count("unchanged"),
-            "failed": self.count("failed"),
-            "removed": self.count("removed"),
-            "chunks_written": self.chunks_written,
-            "chunks_embedded": self.chunks_embedded,
-            "documents_removed": self.documents_removed,
-            "seconds": round(self.seconds, 3),
-            "kinds": {k: round(v, 2) for k, v in sorted(self.kinds.items())},
-            "failures": [{"path": f.path, "reason": f.reason, "error": f.error} for f in self.failed],
-            "ocr_low_confidence": [
-                {"path": f.path, "pages": [{"page": p, "confidence": c} for p, c in f.low_confidence_pages]}
-                for f in self.files if f.low_confidence_pages
-            ],
-        }
-
-
-@dataclass(slots=True)
-class Progress:
-    """What a progress display needs; `event` is 'start', 'file', 'batch' or 'units' (OCR pages, audio seconds
-    read inside a file: `units` more of `unit`)."""
-
-    event: str
-    files_total: int = 0
-    files_done: int = 0
-    chunks_written: int = 0
-    chunks_embedded: int = 0
-    current: str = ""
-    unit: str = ""
-    units: float = 0.0
-
-
-ProgressCallback = Callable[[Progress], None]
-
-
-@dataclass(slots=True)
-class Discovery:
-    """What `discover` found: the files to read, and the paths it could not list (reported like failed files)."""
-
-    files: list[Path] = field(default_factory=list)
-    problems: list[tuple[Path, LoadError]] = field(default_factory=list)
-
-
-def discover(paths: Sequence[str | Path], include: Sequence[str] = (), exclude: Sequence[str] = ()) -> Discovery:
-    """Files under `paths` (recursively, hidden entries skipped), filtered by globs on the relative path.
-
-    Anything that is not a directory is listed as a file, whatever it is (a FIFO, a dangling link): reading it is
-    where it fails, as one file of the run. A path that does not exist or a directory that cannot be listed is a
-    problem of the discovery, never an exception that stops the run.
-    """
-    found: list[Path] = []
-    problems: list[tuple[Path, LoadError]] = []
-
-    def unlisted(exc: OSError) -> None:
-        where = Path(exc.filename or "?")
-        problems.append((where, UnreadableFile(f"{where.name}: directory cannot be listed ({exc.strerror or exc})")))
-
-    for p in map(Path, paths):
-        if p.is_dir():
-            root = p.resolve()
-        elif p.exists() or p.is_symlink():  # a dangling link is listed as itself, to be reported when read
-            found.append(p.resolve() if p.exists() else p.absolute())
-            continue
-        else:
-            problems.append((p.absolute(), MissingFile(f"{p}: no such file or directory")))
-            continue
-        for dirpath, dirnames, filenames in os.walk(root, onerror=unlisted):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.startswith(".") or is_sidecar(name):
-                    continue
-                full = Path(dirpath) / name
-                rel = full.relative_to(root).as_posix()
-                if include and not any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(name, g) for g in include):
-                    continue
-                if any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(name, g) for g in exclude):
-                    continue
-                found.append(full)
-    return Discovery(list(dict.fromkeys(found)), problems)
-
-
-def _regular_file_stat(path: Path) -> os.stat_result:
-    """stat() of a file that can be read to its end, or the LoadError saying why not."""
-    try:
-        st = path.stat()
-    except FileNotFoundError as exc:
-        if path.is_symlink():
-            raise MissingFile(f"{path.name}: dangling symbolic link (to {os.readlink(path)})") from exc
-        raise MissingFile(f"{path.name}: gone before it could be read") from exc
-    except OSError as exc:
-        detail = "symbolic link loop" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
-        raise UnreadableFile(f"{path.name}: {detail}") from exc
-    if not stat.S_ISREG(st.st_mode):
-        kind = ("FIFO" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode)
-                else "device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "special file")
-        raise NotRegularFile(f"{path.name}: a {kind}, not a regular file")
-    if not os.access(path, os.R_OK):
-        raise UnreadableFile(f"{path.name}: permission denied")
-    return st
 
 
 def counted(doc: Document) -> Document:
@@ -255,7 +100,14 @@ class IngestPipeline:
         progress: ProgressCallback | None = None,
         guard: DocumentGuard | None = None,
         default_readers: Sequence[str] = (),
+        check: Callable[[], None] | None = None,
+        files_per_commit: int | None = None,
+        write_lock: Callable[[], AbstractContextManager[Any]] | None = None,
     ) -> None:
+        """`check` is called on the calling thread between files and before each commit, and raises to stop the run.
+        `files_per_commit` commits at least that often, and progress then counts committed files only (1: a file
+        reported done is stored). `write_lock`, when the caller holds no lock for the whole run, is taken around
+        each write, so that other writers take turns."""
         self.store = store
         self.guard = guard  # None: documents are stored as loaded (no invisible-text removal, PII or injection)
         self.embedder = embedder
@@ -265,6 +117,9 @@ class IngestPipeline:
         self.max_file_bytes = max_file_bytes
         self.progress = progress or (lambda p: None)
         self.file_readers = FileReaders(default_readers)
+        self.check = check or (lambda: None)
+        self.files_per_commit = files_per_commit
+        self._write_lock = write_lock or contextlib.nullcontext
 
     @property
     def chunker(self) -> Chunker:
@@ -280,12 +135,15 @@ class IngestPipeline:
     def _screen(self, doc: Document) -> Document:
         return self.guard.screen(doc) if self.guard is not None else doc
 
+    def _units(self, unit: str, n: float) -> None:
+        self.progress(Progress("units", unit=unit, units=n))
+
     # --- producer side (reader thread)
 
     def _read_file(self, path: Path) -> Iterator[_Doc | _FileDone]:
         key = str(path)
         try:
-            st = _regular_file_stat(path)
+            st = regular_file_stat(path)
         except LoadError as exc:
             result = FileResult(key, "failed", reason=exc.reason, error=str(exc))
             yield _FileDone(result, FileRecord(key, -1, 0, "", "failed", str(exc)), [])
@@ -339,7 +197,7 @@ class IngestPipeline:
         old = self.store.documents_from(key)
         seen: set[str] = set()
         same_text: dict[str, tuple[str, ...]] = {}  # unchanged documents → their readers now
-        report = LoadReport(on_progress=lambda unit, n: self.progress(Progress("units", unit=unit, units=n)))
+        report = LoadReport(on_progress=self._units)
         for doc in loader(path, key, self.options, report):
             doc.source_path = key
             if metadata:
@@ -409,6 +267,64 @@ class IngestPipeline:
             yield self._failed(item.key, size, 0, "", result, "error",
                                f"{item.key}: {exc.__class__.__name__}: {exc}")
 
+    def _by_content(self, doc: Document, result: FileResult) -> tuple[str, _Doc | None]:
+        """A document known by its id alone (given directly, or read from an upload): its status, and its write when
+        it is new or changed; an unchanged one only gets its readers brought up to date. Raises InvalidReaders."""
+        readers = normalize_readers(doc.metadata.get(READERS_KEY, list(self.file_readers.default)))
+        doc.metadata[READERS_KEY] = list(readers)
+        result.documents += 1
+        existing = self.store.content_hash_of(doc.id)
+        if existing == self._stored_hash(doc):
+            self._update_readers({doc.id: readers})
+            return "unchanged", None
+        doc = self._screen(doc)
+        chunks = self.chunker.chunk(doc)
+        result.chunks += len(chunks)
+        result.kinds.update(counted(doc).counts)
+        return "updated" if existing is not None else "new", _Doc(DocumentWrite(doc, chunks), result)
+
+    def _read_document(self, doc: Document) -> Iterator[_Doc | _FileDone]:
+        result = FileResult(doc.source, "new")
+        try:
+            result.status, write = self._by_content(doc, result)
+        except InvalidReaders as exc:  # this document only: the others of the call go in
+            result.status, result.reason, result.error = "failed", "invalid-readers", f"{doc.source}: {exc}"
+            write = None
+        if write is not None:
+            yield write
+        yield _FileDone(result, None, [])
+
+    def _read_upload(self, upload: Upload) -> Iterator[_Doc | _FileDone]:
+        """An uploaded file: loaded by its name's loader, each document compared by content hash (`_by_content`)."""
+        result, statuses = FileResult(upload.source, "new"), list[str]()
+        report = LoadReport(on_progress=self._units)
+        try:
+            for doc in loader_for(upload.path)(upload.path, upload.source, self.options, report):
+                doc.metadata = {**upload.metadata, **doc.metadata}
+                if "media" in doc.metadata:  # a recording: the web page plays the cited clip from the upload
+                    doc.metadata["upload_sha256"] = upload.sha256
+                try:
+                    status, write = self._by_content(doc, result)
+                except InvalidReaders as exc:  # skipped, and a stored earlier version is kept as it was
+                    report.skipped += 1
+                    report.warnings.append(f"{doc.source}: {exc}")
+                    continue
+                statuses.append(status)
+                if write is not None:
+                    yield write
+            result.status = ("unchanged" if statuses and all(s == "unchanged" for s in statuses)
+                             else "updated" if "updated" in statuses else "new")
+            result.warnings, result.low_confidence_pages = report.warnings, report.low_confidence_pages
+        except LoadError as exc:
+            result.status, result.reason, result.error = "failed", exc.reason, str(exc)
+        except FileNotFoundError:
+            result.status, result.reason = "failed", "missing"
+            result.error = f"{upload.source}: the uploaded file is gone from the server"
+        except Exception as exc:  # a loader bug must not fail the other files
+            result.status, result.reason = "failed", "error"
+            result.error = f"{upload.source}: {exc.__class__.__name__}: {exc}"
+        yield _FileDone(result, None, [])
+
     def _update_readers(self, wanted: dict[str, tuple[str, ...]]) -> None:
         """Give unchanged documents their new readers: a permission change rewrites one column, embeds nothing."""
         if not wanted:
@@ -419,7 +335,8 @@ class IngestPipeline:
             if stored.get(doc_id, readers) != readers:
                 by_readers.setdefault(readers, []).append(doc_id)
         for readers, ids in by_readers.items():
-            self.store.set_readers(ids, readers)
+            with self._write_lock():
+                self.store.set_readers(ids, readers)
 
     def _failed(self, key: str, size: int, mtime_ns: int, sha: str, result: FileResult, reason: str,
                 msg: str) -> _FileDone:
@@ -451,40 +368,57 @@ class IngestPipeline:
     def run(self, paths: Sequence[str | Path], *, include: Sequence[str] = (), exclude: Sequence[str] = (),
             prune: bool = False) -> IngestReport:
         """Ingest files and directories; with `prune`, also remove documents whose files are gone."""
-        started = time.perf_counter()
-        found = discover(paths, include, exclude)
-        files = found.files
-        report = IngestReport()
-        for where, problem in found.problems:
-            report.files.append(FileResult(str(where), "failed", reason=problem.reason, error=str(problem)))
-        self._read_all([functools.partial(self._read_file, p) for p in files], report)
-        if prune:
-            self._prune(report)
-        self.store.flush()
-        report.seconds = time.perf_counter() - started
-        return report
+
+        def work(report: IngestReport) -> None:
+            found = discover(paths, include, exclude)
+            for where, problem in found.problems:
+                report.files.append(FileResult(str(where), "failed", reason=problem.reason, error=str(problem)))
+            self._read_all([functools.partial(self._read_file, p) for p in found.files], report)
+            if prune:
+                self._prune(report)
+
+        return self._timed(work)
 
     def run_source(self, source: Source, *, delete_missing: bool = True) -> IngestReport:
         """Bring the collection in line with `source`: new and changed items are loaded (unchanged versions are not
         even fetched), and the documents of items it no longer lists are deleted. A failed listing raises
         SourceUnavailable before anything is written."""
+
+        def work(report: IngestReport) -> None:
+            items = source.list_items()
+            if not items and delete_missing:
+                owned = sum(1 for r in self.store.file_records() if source.owns(r.path))
+                if owned:  # an empty mount point, a mistyped prefix: far likelier than every document deleted at once
+                    raise SourceUnavailable(
+                        f"{source.uri} lists nothing while {owned} of its items are stored; nothing was deleted "
+                        "(to empty the collection on purpose: `ragworks delete` the documents)")
+            with tempfile.TemporaryDirectory(prefix="ragworks-source-") as scratch:
+                self._read_all([functools.partial(self._read_item, source, item, Path(scratch)) for item in items],
+                               report)
+            if delete_missing:
+                listed = {i.key if i.local_path is None else str(i.local_path) for i in items}
+                gone = [r.path for r in self.store.file_records() if source.owns(r.path) and r.path not in listed]
+                self._remove(gone, report)
+
+        return self._timed(work)
+
+    def run_uploads(self, uploads: Sequence[Upload]) -> IngestReport:
+        """Ingest uploaded files, one report entry each: 'unchanged' when none of its documents changed."""
+        return self._timed(lambda report: self._read_all([functools.partial(self._read_upload, u) for u in uploads],
+                                                         report))
+
+    def add_documents(self, docs: Iterable[Document]) -> IngestReport:
+        """Ingest documents given directly (API uploads of text), one report entry each; unchanged ones are skipped
+        by content hash."""
+        return self._timed(lambda report: self._read_all([functools.partial(self._read_document, d) for d in docs],
+                                                         report))
+
+    def _timed(self, work: Callable[[IngestReport], None]) -> IngestReport:
         started = time.perf_counter()
-        items = source.list_items()
-        if not items and delete_missing:
-            owned = sum(1 for r in self.store.file_records() if source.owns(r.path))
-            if owned:  # an empty mount point, a mistyped prefix: far likelier than every document deleted at once
-                raise SourceUnavailable(
-                    f"{source.uri} lists nothing while {owned} of its items are stored; nothing was deleted "
-                    "(to empty the collection on purpose: `ragworks delete` the documents)")
         report = IngestReport()
-        with tempfile.TemporaryDirectory(prefix="ragworks-source-") as scratch:
-            self._read_all([functools.partial(self._read_item, source, item, Path(scratch)) for item in items],
-                           report)
-        if delete_missing:
-            listed = {i.key if i.local_path is None else str(i.local_path) for i in items}
-            gone = [r.path for r in self.store.file_records() if source.owns(r.path) and r.path not in listed]
-            self._remove(gone, report)
-        self.store.flush()
+        work(report)
+        with self._write_lock():
+            self.store.flush()
         report.seconds = time.perf_counter() - started
         return report
 
@@ -496,84 +430,13 @@ class IngestPipeline:
         reader = threading.Thread(target=self._produce, args=(readers, q, stop), daemon=True, name="ragworks-reader")
         reader.start()
         try:
-            self._consume(q, report, len(readers))
+            _Consumer(self, report, len(readers)).run(q)
         finally:
             stop.set()
             reader.join(timeout=5)
 
-    def add_documents(self, docs: Iterable[Document]) -> IngestReport:
-        """Ingest documents given directly (API uploads of text); unchanged ones are skipped by content hash."""
-        started = time.perf_counter()
-        report = IngestReport()
-        q: queue.Queue[Any] = queue.Queue()
-        for doc in docs:
-            result = FileResult(doc.source, "new")
-            try:
-                readers = normalize_readers(doc.metadata.get(READERS_KEY, list(self.file_readers.default)))
-            except InvalidReaders as exc:  # this document only: the others of the call go in
-                result.status, result.reason, result.error = "failed", "invalid-readers", f"{doc.source}: {exc}"
-                q.put(_FileDone(result, None, []))
-                continue
-            doc.metadata[READERS_KEY] = list(readers)
-            existing = self.store.content_hash_of(doc.id)
-            if existing == self._stored_hash(doc):
-                result.status = "unchanged"
-                self._update_readers({doc.id: readers})
-                q.put(_FileDone(result, None, []))
-                continue
-            if existing is not None:
-                result.status = "updated"
-            doc = self._screen(doc)
-            chunks = self.chunker.chunk(doc)
-            result.documents, result.chunks = 1, len(chunks)
-            result.kinds.update(counted(doc).counts)
-            q.put(_Doc(DocumentWrite(doc, chunks), result))
-            q.put(_FileDone(result, None, []))
-        q.put(_END)
-        self._consume(q, report, q.qsize())
-        self.store.flush()
-        report.seconds = time.perf_counter() - started
-        return report
-
-    def _consume(self, q: queue.Queue[Any], report: IngestReport, files_total: int) -> None:
-        batch = WriteBatch()
-        owners: list[FileResult] = []  # the file each document in `batch` belongs to
-        done = 0
-        while True:
-            item = q.get()
-            if item is _END:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            if isinstance(item, _Doc):
-                batch.documents.append(item.write)
-                owners.append(item.result)
-                if len(batch) >= self.batch_chunks:
-                    self._commit(batch, owners, report, files_total, done)
-                    batch, owners = WriteBatch(), []
-                continue
-            # _FileDone
-            done += 1
-            report.files.append(item.result)
-            if item.record is not None:
-                batch.files.append(item.record)
-            batch.delete_doc_ids.extend(item.delete_doc_ids)
-            report.documents_removed += len(item.delete_doc_ids)
-            if item.result.status in ("unchanged", "failed") and not batch.documents and not batch.files:
-                self.progress(Progress("file", files_total, done, report.chunks_written, report.chunks_embedded,
-                                       item.result.path))
-                continue
-            if len(batch) >= self.batch_chunks or len(batch.files) >= 256:
-                self._commit(batch, owners, report, files_total, done)
-                batch, owners = WriteBatch(), []
-            else:
-                self.progress(Progress("file", files_total, done, report.chunks_written, report.chunks_embedded,
-                                       item.result.path))
-        if batch.documents or batch.files or batch.delete_doc_ids:
-            self._commit(batch, owners, report, files_total, done)
-
-    def _commit(self, batch: WriteBatch, owners: list[FileResult], report: IngestReport, files_total: int,
-                done: int) -> None:
+    def _commit(self, batch: WriteBatch, owners: list[FileResult], report: IngestReport) -> None:
+        self.check()
         chunks = [c for dw in batch.documents for c in dw.chunks]
         cached = self.store.cached_vectors([c.text_hash for c in chunks])
         todo: dict[str, str] = {}
@@ -582,7 +445,8 @@ class IngestPipeline:
                 todo[c.text_hash] = c.index_text
         if todo:
             batch.vectors = dict(zip(todo.keys(), self._embed(chunks, todo), strict=True))
-        self.store.write(batch)
+        with self._write_lock():
+            self.store.write(batch)
         report.chunks_written += len(chunks)
         report.chunks_embedded += len(todo)
         unclaimed = set(todo)  # a text embedded once is credited to the first file that needed it
@@ -591,7 +455,6 @@ class IngestPipeline:
                 if c.text_hash in unclaimed:
                     unclaimed.discard(c.text_hash)
                     owner.embedded += 1
-        self.progress(Progress("batch", files_total, done, report.chunks_written, report.chunks_embedded))
 
     def _embed(self, chunks: list[Chunk], todo: dict[str, str]) -> np.ndarray:
         """Vectors for `todo` (text hash → index text), from the chunker's token ids when every chunk has them."""
@@ -608,6 +471,68 @@ class IngestPipeline:
     def _remove(self, gone: Iterable[str], report: IngestReport) -> None:
         for path in gone:
             doc_ids = list(self.store.documents_from(path))
-            self.store.write(WriteBatch(delete_doc_ids=doc_ids, delete_files=[path]))
+            with self._write_lock():
+                self.store.write(WriteBatch(delete_doc_ids=doc_ids, delete_files=[path]))
             report.documents_removed += len(doc_ids)
             report.files.append(FileResult(path, "removed", documents=len(doc_ids)))
+
+
+class _Consumer:
+    """The calling thread's side of a run: gathers what the reader yields into batches, commits them, and reports
+    progress (files done, documents read, chunks written)."""
+
+    def __init__(self, pipeline: IngestPipeline, report: IngestReport, files_total: int) -> None:
+        self.pipeline, self.report, self.files_total = pipeline, report, files_total
+        self.batch, self.owners = WriteBatch(), list[FileResult]()  # owners: the file of each document in `batch`
+        self.done = self.finished = 0  # files done in all, and since the last commit
+        self.documents = 0
+        self.read: dict[int, int] = {}  # id(a file's result) → its documents counted so far
+
+    def run(self, q: queue.Queue[Any]) -> None:
+        while True:
+            item = q.get()
+            if item is _END:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, _Doc):
+                self.batch.documents.append(item.write)
+                self.owners.append(item.result)
+                self.documents += 1
+                self.read[id(item.result)] = self.read.get(id(item.result), 0) + 1
+                if len(self.batch) >= self.pipeline.batch_chunks:
+                    self.commit()
+                continue
+            self.file_done(item)
+        if self.batch.documents or self.batch.files or self.batch.delete_doc_ids:
+            self.commit()
+
+    def file_done(self, item: _FileDone) -> None:
+        self.pipeline.check()
+        result, batch = item.result, self.batch
+        self.done += 1
+        self.documents += result.documents - self.read.pop(id(result), 0)
+        self.report.files.append(result)
+        if item.record is not None:
+            batch.files.append(item.record)
+        batch.delete_doc_ids.extend(item.delete_doc_ids)
+        self.report.documents_removed += len(item.delete_doc_ids)
+        if result.status in ("unchanged", "failed") and not batch.documents and not batch.files:
+            self.tell("file", result.path)
+            return
+        self.finished += 1
+        every = self.pipeline.files_per_commit
+        if len(batch) >= self.pipeline.batch_chunks or len(batch.files) >= 256 or (every and self.finished >= every):
+            self.commit()
+        elif every is None:  # a job (committing every few files) reports only what is committed
+            self.tell("file", result.path)
+
+    def commit(self) -> None:
+        self.pipeline._commit(self.batch, self.owners, self.report)
+        self.batch, self.owners, self.finished = WriteBatch(), [], 0
+        self.tell("batch")
+
+    def tell(self, event: str, current: str = "") -> None:
+        r = self.report
+        self.pipeline.progress(Progress(event, self.files_total, self.done, r.chunks_written, r.chunks_embedded,
+                                        current, documents=self.documents))

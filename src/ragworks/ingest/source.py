@@ -28,6 +28,19 @@ class SourceItem:
 
 
 @dataclass(frozen=True, slots=True)
+class Upload:
+    """A file a client sent, kept on this machine (`IngestPipeline.run_uploads`). Its documents are known by `source`
+    (the client's name for it, not a path here), so they are compared with the stored ones by content hash, like
+    documents given directly, and no file record is kept for it. `metadata` is copied onto its documents; a
+    recording's documents also carry `upload_sha256`, for the web page to play the cited clip from the upload."""
+
+    source: str
+    path: Path
+    sha256: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class FetchedItem:
     data: bytes
     filename: str  # may differ from the listed one (a web page's type is known once fetched)

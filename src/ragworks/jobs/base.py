@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from ragworks.ingest.report import Progress
 from ragworks.tenancy import Tenant
 
 
@@ -31,19 +32,8 @@ class JobKind(StrEnum):
     SYNC = "sync"  # the collection's configured sources, run once (ragworks.jobs.sync)
 
 
-@dataclass(slots=True)
-class JobProgress:
-    files_total: int = 0
-    files_done: int = 0
-    documents: int = 0
-    chunks_written: int = 0
-    chunks_embedded: int = 0
-    current: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"files_total": self.files_total, "files_done": self.files_done, "documents": self.documents,
-                "chunks_written": self.chunks_written, "chunks_embedded": self.chunks_embedded,
-                "current": self.current}
+# A job's progress is the ingest pipeline's: `to_dict` is what the job API shows and the job tables store.
+JobProgress = Progress
 
 
 @dataclass(slots=True)

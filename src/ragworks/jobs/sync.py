@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from ragworks.collection import Collection
-from ragworks.ingest.pipeline import Progress as IngestProgress
 from ragworks.jobs.base import Job, JobKind, JobProgress, JobQueue
 from ragworks.sources.config import SourceList, make_source
 from ragworks.sources.sync import SyncOutcome, sync_source
@@ -43,7 +42,7 @@ def run_sync_job(job: Job, collection: Collection, *, on_progress: Callable[[Job
     progress = JobProgress()
     base = JobProgress()  # what earlier sources of this job contributed
 
-    def on_step(p: IngestProgress) -> None:
+    def on_step(p: JobProgress) -> None:
         check()
         if p.event == "start":
             base.files_total, base.files_done = progress.files_total, progress.files_done

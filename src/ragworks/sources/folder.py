@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ragworks.errors import SourceItemError, SourceUnavailable
-from ragworks.ingest.pipeline import discover
+from ragworks.ingest.discover import discover
 from ragworks.ingest.source import FetchedItem, SourceItem
 
 
