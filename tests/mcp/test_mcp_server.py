@@ -31,6 +31,8 @@ HANDBOOK = {
                "keeps working for one day after rotation.\n\n# Backups\n\nBackups run nightly at two o'clock.",
     "lighthouse.md": "# Lighthouse\n\nThe keeper lit the lamp at dusk and trimmed the wick at midnight.",
 }
+EMAIL = "marta.quist@northwind-example.com"
+PAYROLL = f"Payroll note. Marta Quist can be reached at {EMAIL} for payroll questions."
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +45,19 @@ def world(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[d
         keys.create_tenant(t)
     acme_key, _ = keys.create_key("acme")
     globex_key, _ = keys.create_key("globex")
+    keys.create_tenant("initech")  # PII under the default pii = "redact-answers": one key with the grant, one without
+    ann_key, _ = keys.create_key("initech", "ann", user="ann", groups=("staff",))
+    pam_key, _ = keys.create_key("initech", "pam", user="pam", groups=("staff", "pii-read"))
     keys.close()
     with Collection.open(str(data / "tenants" / "acme" / "handbook"), settings=settings, embedder=embedder,
                          llm=None) as col:
         for name, text in HANDBOOK.items():
             col.add_text(text, source=name, metadata={"path": f"docs/{name}", "commit": "abc123"})
-    yield {"settings": settings, "data": data, "acme": acme_key, "globex": globex_key}
+    with Collection.open(str(data / "tenants" / "initech" / "hr"), settings=settings, embedder=embedder,
+                         llm=None) as col:
+        col.add_text(PAYROLL, source="payroll.md")
+    yield {"settings": settings, "data": data, "acme": acme_key, "globex": globex_key, "ann": ann_key,
+           "pam": pam_key}
 
 
 def free_port() -> int:
@@ -106,6 +115,32 @@ def test_http_tools_answer_with_citations(http_url: str, world: dict[str, Any]) 
                                       start=cited["start"], end=cited["end"])
             assert not err and passage["text"] and passage["text"] in HANDBOOK["lighthouse.md"]
             assert "dusk" in passage["before"] + passage["text"] + passage["after"]
+
+    anyio.run(main)
+
+
+def test_http_pii_is_masked_for_a_key_without_the_grant(http_url: str, world: dict[str, Any]) -> None:
+    """search, ask and fetch_passage follow /v1's pii:read rule (tests/security/test_pii_grant.py)."""
+    question = "What is the email address of Marta Quist?"
+
+    async def seen(key: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        async with http_client(http_url, key) as client:
+            err, found = await call(client, "search", collection="hr", query=question)
+            assert not err and found["hits"], found
+            err, answer = await call(client, "ask", collection="hr", question=question)
+            assert not err, answer
+            hit = found["hits"][0]
+            err, passage = await call(client, "fetch_passage", collection="hr", doc_id=hit["doc_id"],
+                                      start=hit["start"], end=hit["end"])
+            assert not err, passage
+            return found, answer, passage
+
+    async def main() -> None:
+        found, answer, passage = await seen(world["ann"])
+        assert EMAIL not in str(found) + str(answer) + str(passage)
+        assert "<EMAIL>" in found["hits"][0]["text"] and "<EMAIL>" in passage["text"]
+        found, answer, passage = await seen(world["pam"])
+        assert EMAIL in found["hits"][0]["text"] and EMAIL in passage["text"]
 
     anyio.run(main)
 

@@ -66,3 +66,18 @@ def test_only_granted_keys_see_pii_in_search_answers_streams_and_chat(server):
     assert "<EMAIL>" in seen["ann"][0]
     for who in ("pam", "owner"):  # the pii-read group, and a key without a user: the stored text
         assert EMAIL in seen[who][0] and EMAIL in seen[who][1], who
+
+
+def test_document_get_is_masked_without_the_grant_and_offsets_index_what_is_returned(server):
+    client, heads = server
+    got = {}
+    for who in ("ann", "pam"):
+        r = client.get("/v1/collections/hr/documents/payroll.md", headers=heads[who])
+        assert r.status_code == 200, r.text
+        got[who] = r.json()
+    ann, pam = got["ann"], got["pam"]
+    assert EMAIL in pam["text"] and not pam.get("pii_masked")
+    assert EMAIL not in ann["text"] and IBAN not in ann["text"] and "<EMAIL>" in ann["text"] and ann["pii_masked"]
+    for c in ann["chunk_list"]:  # chunk offsets were mapped into the masked text: each chunk is a slice of it
+        assert EMAIL not in c["text"]
+        assert ann["text"][c["start"]:c["end"]] == c["text"]

@@ -65,6 +65,14 @@ class OffsetMap:
             return e.start + before
         return offset + self._shift[i]
 
+    def end(self, offset: int) -> int:
+        """An end offset mapped: one inside a replaced stretch ends after the replacement (a cut keeps it whole)."""
+        i = bisect_right(self._starts, offset - 1) - 1
+        if i >= 0 and offset < self._edits[i].end:
+            e = self._edits[i]
+            return e.start + (self._shift[i - 1] if i else 0) + len(e.replacement)
+        return self(offset)
+
 
 def apply_edits(text: str, edits: Sequence[Edit]) -> tuple[str, OffsetMap]:
     """`text` with `edits` applied (overlaps resolved by keeping the earlier, longer one) and the offset map."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
-from ragworks.documents import Answer, Citation, SearchHit
-from ragworks.guard.base import INJECTION_KEY, PII_KEY, overlapping
+from ragworks.documents import Answer, Chunk, SearchHit
+from ragworks.guard.base import INJECTION_KEY, PII_KEY, Edit, OffsetMap, apply_edits, overlapping
 from ragworks.guard.injection import flag_injection
 from ragworks.guard.pii import PiiDetector, mask_spans, mask_values
 
@@ -57,9 +58,7 @@ class PiiMasker:
 
     def hit(self, hit: SearchHit) -> SearchHit:
         spans = _chunk_findings(hit, self.detector)
-        title = hit.title
-        if self.detector is not None and title:
-            title = mask_spans(title, [(f.start, f.end, f.type) for f in self.detector.find(title)])
+        title = self.title(hit.title)
         if not spans and title == hit.title:
             return hit
         chunk = dataclasses.replace(hit.chunk, text=mask_spans(hit.chunk.text, spans))
@@ -79,7 +78,7 @@ class PiiMasker:
     def answer(self, answer: Answer) -> Answer:
         """`answer` with its text, citation quotes, sentence quotes and sources masked."""
         values = self.values(answer.sources)
-        citations = [dataclasses.replace(c, quote=self.text(c.quote, values), title=self._title(c))
+        citations = [dataclasses.replace(c, quote=self.text(c.quote, values), title=self.title(c.title))
                      for c in answer.citations]
         sentences = [dataclasses.replace(s, text=self.text(s.text, values), quote=self.text(s.quote, values))
                      for s in answer.sentences]
@@ -90,7 +89,33 @@ class PiiMasker:
                                    sentences=sentences, sources=[self.hit(h) for h in answer.sources],
                                    abstention=abstention, guard={**answer.guard, "pii_masked": True})
 
-    def _title(self, c: Citation) -> str:
-        if self.detector is None or not c.title:
-            return c.title
-        return mask_spans(c.title, [(f.start, f.end, f.type) for f in self.detector.find(c.title)])
+    def document_text(self, metadata: dict[str, Any], text: str) -> tuple[str, list[tuple[int, int, str]], OffsetMap]:
+        """A document's whole text masked, the findings masked (start, end, type) and the map of offsets into it.
+
+        Findings come from the document's record (ingest under a pii policy), else from the detector now.
+        """
+        recorded = metadata.get(PII_KEY)
+        if isinstance(recorded, list):
+            found = [(r["start"], r["end"], str(r.get("type", "PII"))) for r in overlapping(recorded, 0, len(text))]
+        elif self.detector is not None:
+            found = [(f.start, f.end, f.type) for f in self.detector.find(text)]
+        else:
+            found = []
+        found = [(s, e, t) for s, e, t in found if 0 <= s < e <= len(text)]
+        masked, at = apply_edits(text, [Edit(s, e, f"<{t}>") for s, e, t in found])
+        return masked, found, at
+
+    def document(self, metadata: dict[str, Any], title: str, text: str, chunks: Sequence[Chunk]
+                 ) -> tuple[str, str, list[Chunk]]:
+        """A whole document as GET /documents returns it: (title, text, chunks) masked, chunk texts with the same
+        findings (as search hits are) and chunk offsets mapped into the masked text."""
+        masked, found, at = self.document_text(metadata, text)
+        out = [dataclasses.replace(c, start=at(c.start), end=at(c.end), text=mask_spans(
+            c.text, [(max(s - c.start, 0), min(e - c.start, len(c.text)), t) for s, e, t in found
+                     if s < c.end and e > c.start])) for c in chunks]
+        return self.title(title), masked, out
+
+    def title(self, title: str) -> str:
+        if self.detector is None or not title:
+            return title
+        return mask_spans(title, [(f.start, f.end, f.type) for f in self.detector.find(title)])

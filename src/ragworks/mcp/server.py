@@ -29,7 +29,7 @@ from ragworks.errors import DocumentNotFound, RagworksError
 from ragworks.generate import make_llm
 from ragworks.generate.base import LLM
 from ragworks.generate.llamacpp import LlamaCppLLM
-from ragworks.server.auth import verified_key
+from ragworks.server.auth import holds_pii_read, verified_key
 from ragworks.server.context import auth_enabled
 from ragworks.server.errors import RateLimited
 from ragworks.server.keys import make_key_store
@@ -80,16 +80,18 @@ class McpBackend:
         """The tenant a call acts for: the local one with auth off, else the key's (401/403/429 as in /v1)."""
         return self.caller(key)[0]
 
-    def caller(self, key: str | None) -> tuple[Tenant, Filter]:
-        """The tenant a call acts for and the Filter of what it may read (its key's user and groups)."""
+    def caller(self, key: str | None) -> tuple[Tenant, Filter, bool]:
+        """The tenant a call acts for, the Filter of what it may read (its key's user and groups) and whether it
+        holds the pii:read grant (the /v1 rule: `server.auth.holds_pii_read`)."""
         if not auth_enabled(self.settings, self.keys):
-            return tenant_for(self.settings, LOCAL_TENANT), Filter()
+            return tenant_for(self.settings, LOCAL_TENANT), Filter(), True
         record = verified_key(self.settings, self.keys, key)
         wait = self.limiter.take(record.id)
         if wait > 0:
             raise RateLimited(f"rate limit of {self.settings.rate_limit_per_minute} requests per minute exceeded; "
                               f"retry in {wait:.1f} s")
-        return tenant_for(self.settings, record.tenant), Filter(readers=record.readers)
+        return (tenant_for(self.settings, record.tenant), Filter(readers=record.readers),
+                holds_pii_read(self.settings, record))
 
     def close(self) -> None:
         self.collections.close()
@@ -148,9 +150,9 @@ def build_server(backend: McpBackend) -> MCPServer[Any]:
     def search(collection: str, query: str, ctx: Context[Any, Any], k: int = 8, mode: SearchMode | None = None,
                source: str | None = None) -> dict[str, Any]:
         """Search a collection (hybrid dense + BM25 by default); `source` is a glob on document sources."""
-        tenant, flt = backend.caller(_presented_key(ctx, backend))
+        tenant, flt, pii_read = backend.caller(_presented_key(ctx, backend))
         col = backend.collections.get(tenant, collection)
-        hits = col.search(query, k=max(1, min(k, 50)), mode=mode, source=source, filters=flt)
+        hits = col.search(query, k=max(1, min(k, 50)), mode=mode, source=source, filters=flt, pii_read=pii_read)
         return {"hits": [{"rank": i, "doc_id": h.chunk.doc_id, "chunk_id": h.chunk.id, "source": h.source,
                           "title": h.title, "text": _excerpt(h.chunk.text), "start": h.chunk.start,
                           "end": h.chunk.end, "page": h.page, "score": round(h.score, 6), "metadata": h.metadata}
@@ -160,9 +162,9 @@ def build_server(backend: McpBackend) -> MCPServer[Any]:
     @_reported
     def ask(collection: str, question: str, ctx: Context[Any, Any], k: int | None = None) -> dict[str, Any]:
         """Answer a question from a collection, with numbered citations (fetch_passage opens one)."""
-        tenant, flt = backend.caller(_presented_key(ctx, backend))
+        tenant, flt, pii_read = backend.caller(_presented_key(ctx, backend))
         col = backend.collections.get(tenant, collection)
-        answer = col.ask(question, k=k, filters=flt)
+        answer = col.ask(question, k=k, filters=flt, pii_read=pii_read)
         meta = {h.chunk.doc_id: h.metadata for h in answer.sources}
         out = answer.to_dict()  # everything the HTTP API's answer carries (verification too, where there is one)
         out["citations"] = [{**c.to_dict(), "metadata": meta.get(c.doc_id, {})} for c in answer.citations]
@@ -175,8 +177,9 @@ def build_server(backend: McpBackend) -> MCPServer[Any]:
     @_reported
     def fetch_passage(collection: str, doc_id: str, ctx: Context[Any, Any], start: int = 0, end: int | None = None,
                       context_chars: int = 200) -> dict[str, Any]:
-        """The text of a cited passage (characters start..end of a document), with `context_chars` around it."""
-        tenant, flt = backend.caller(_presented_key(ctx, backend))
+        """The text of a cited passage (characters start..end of a document), with `context_chars` around it.
+        Under `pii = "redact-answers"` a key without the pii:read grant reads it masked (offsets as cited)."""
+        tenant, flt, pii_read = backend.caller(_presented_key(ctx, backend))
         col = backend.collections.get(tenant, collection)
         try:
             doc, text, _ = col.document(doc_id, readers=flt.readers)
@@ -185,7 +188,13 @@ def build_server(backend: McpBackend) -> MCPServer[Any]:
         end = len(text) if end is None else max(0, min(end, len(text)))
         start = max(0, min(start, end))
         before, after = max(0, start - context_chars), min(len(text), end + context_chars)
-        return {"doc_id": doc.id, "source": doc.source, "title": doc.title, "start": start, "end": end,
+        title = doc.title
+        masker = col.pii_masker(pii_read)
+        if masker is not None:  # the cited offsets index the stored text: cut there, then mask the pieces
+            masked, _, at = masker.document_text(doc.metadata, text)
+            text, title = masked, masker.title(title)
+            start, end, before, after = at(start), at.end(end), at(before), at.end(after)
+        return {"doc_id": doc.id, "source": doc.source, "title": title, "start": start, "end": end,
                 "text": text[start:end], "before": text[before:start], "after": text[end:after],
                 "metadata": doc.metadata}
 

@@ -94,10 +94,14 @@ CurrentReaders = Annotated[tuple[str, ...] | None, Depends(current_readers)]
 async def current_pii_read(request: Request, ctx: Context, tenant: CurrentTenant) -> bool:
     """Whether this request holds the pii:read grant: a key with a user needs one of `pii_read_groups`; a key
     without a user reads its tenant unrestricted, and so does a server without auth."""
-    record = request_key(request)
+    return holds_pii_read(ctx.settings, request_key(request))
+
+
+def holds_pii_read(settings: Settings, record: ApiKey | None) -> bool:
+    """The pii:read rule for a verified key (None: auth off), shared by /v1 and the MCP tools."""
     if record is None or record.user is None:
         return True
-    return bool(set(record.groups) & set(ctx.settings.pii_read_groups))
+    return bool(set(record.groups) & set(settings.pii_read_groups))
 
 
 CurrentPiiRead = Annotated[bool, Depends(current_pii_read)]

@@ -15,7 +15,7 @@ from ragworks.access import normalize_readers
 from ragworks.jobs import Job, JobKind
 from ragworks.jobs.ingest import upload_path
 from ragworks.server.auditing import audit
-from ragworks.server.auth import Context, CurrentReaders, CurrentTenant, request_key
+from ragworks.server.auth import Context, CurrentPiiRead, CurrentReaders, CurrentTenant, request_key
 from ragworks.server.context import ServerContext
 from ragworks.server.errors import ApiError
 from ragworks.server.limits import run_blocking
@@ -118,14 +118,20 @@ async def upload_files(
 
 @router.get("/documents/{ref:path}", summary="A document with its text and chunks (with offsets)")
 async def get_document(name: str, ref: str, ctx: Context, tenant: CurrentTenant, readers: CurrentReaders,
-                       request: Request, include_text: bool = True) -> dict[str, Any]:
+                       pii_read: CurrentPiiRead, request: Request, include_text: bool = True) -> dict[str, Any]:
     """`ref` is a document id or its exact source. Chunk `start`/`end` are offsets into `text`. A document the
-    caller may not read is 404, as if it did not exist."""
+    caller may not read is 404, as if it did not exist; under `pii = "redact-answers"` a caller without the
+    pii:read grant gets its title, text and chunks masked (offsets then index the masked text)."""
 
     def run() -> dict[str, Any]:
-        doc, text, chunks = ctx.collections.get(tenant, name).document(ref, readers=readers)
+        col = ctx.collections.get(tenant, name)
+        doc, text, chunks = col.document(ref, readers=readers)
         audit(ctx, request, tenant, "document", name, docs=[doc.id])
         out = document_summary(doc)
+        masker = col.pii_masker(pii_read)
+        if masker is not None:
+            out["title"], text, chunks = masker.document(doc.metadata, doc.title, text, chunks)
+            out["pii_masked"] = True
         out["length"] = len(text)
         if include_text:
             out["text"] = text
