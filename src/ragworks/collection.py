@@ -477,8 +477,24 @@ class Collection:
         with store.write_lock(wait_s=30):
             return store.set_readers(ids, tokens)
 
-    def stats(self) -> dict[str, Any]:
-        return self._require().stats()
+    def stats(self, readers: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """Counts and model. With `readers` (a key that may read only some documents) `documents` and `chunks`
+        count what those principals may read, and the totals that describe the rest (files, vectors, bytes,
+        kinds) are left out."""
+        stats = self._require().stats()
+        if readers is None:
+            return stats
+        documents = chunks = 0
+        after: str | None = None
+        while True:  # keyset pages over the permitted documents (the store filters them in its query)
+            page = self.documents(limit=1000, after=after, readers=readers)
+            documents += len(page)
+            chunks += sum(d.chunks for d in page)
+            if len(page) < 1000:
+                break
+            after = page[-1].source
+        hidden = ("files", "failed_files", "vectors", "disk_bytes", "kinds")
+        return {k: v for k, v in stats.items() if k not in hidden} | {"documents": documents, "chunks": chunks}
 
     def model_switched(self) -> bool:
         """True once `ragworks tune` (another process) switched or rolled back this collection's model after it was

@@ -168,6 +168,19 @@ def test_document_routes_treat_forbidden_documents_as_missing(world: World, who:
     assert got.status_code == 200 and ALLOWED[who][0] in got.json()["text"]
 
 
+def test_collection_counts_are_of_what_the_key_may_read(world: World):
+    c, h, col = world.client, world.heads, world.col
+    many = {m: len(ids) for m, ids in world.ids.items()}
+    for who in ("ann", "bob"):
+        one = c.get(f"/v1/collections/{col}", headers=h[who]).json()
+        listed = {x["name"]: x for x in c.get("/v1/collections", headers=h[who]).json()["collections"]}[col]
+        for stats in (one, listed):
+            assert stats["documents"] == sum(many[m] for m in ALLOWED[who]), (who, stats)
+            assert stats["chunks"] >= stats["documents"] and "vectors" not in stats and "disk_bytes" not in stats
+    owner = c.get(f"/v1/collections/{col}", headers=h["owner"]).json()
+    assert owner["documents"] == 66 and owner["vectors"] == owner["chunks"]
+
+
 def test_jobs_of_one_user_are_invisible_to_another(world: World):
     c, h, col = world.client, world.heads, world.col
     jobs = {}

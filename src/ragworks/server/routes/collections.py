@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from ragworks.server.auth import Context, CurrentTenant
+from ragworks.server.auth import Context, CurrentReaders, CurrentTenant
 from ragworks.server.limits import run_blocking
 from ragworks.server.schemas import CreateCollection
 from ragworks.tenancy import check_collection_name
@@ -22,27 +22,30 @@ def public_stats(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("", summary="List collections")
-async def list_collections(ctx: Context, tenant: CurrentTenant) -> dict[str, Any]:
+async def list_collections(ctx: Context, tenant: CurrentTenant, readers: CurrentReaders) -> dict[str, Any]:
+    """A key that reads only some documents sees the counts of those (`Collection.stats(readers)`)."""
+
     def run() -> list[dict[str, Any]]:
-        return [public_stats(ctx.collections.get(tenant, name).stats()) for name in ctx.collections.names(tenant)]
+        return [public_stats(ctx.collections.get(tenant, name).stats(readers))
+                for name in ctx.collections.names(tenant)]
 
     return {"collections": await run_blocking(ctx.timeout_s, run)}
 
 
 @router.post("", status_code=201, summary="Create a collection (200 if it already exists)")
-async def create_collection(body: CreateCollection, ctx: Context, tenant: CurrentTenant,
+async def create_collection(body: CreateCollection, ctx: Context, tenant: CurrentTenant, readers: CurrentReaders,
                             response: Response) -> dict[str, Any]:
     check_collection_name(body.name)
     col, created = await run_blocking(ctx.timeout_s, ctx.collections.create, tenant, body.name)
     if not created:
         response.status_code = 200
-    return public_stats(await run_blocking(ctx.timeout_s, col.stats)) | {"created": created}
+    return public_stats(await run_blocking(ctx.timeout_s, col.stats, readers)) | {"created": created}
 
 
 @router.get("/{name}", summary="A collection's counts and model")
-async def get_collection(name: str, ctx: Context, tenant: CurrentTenant) -> dict[str, Any]:
+async def get_collection(name: str, ctx: Context, tenant: CurrentTenant, readers: CurrentReaders) -> dict[str, Any]:
     def run() -> dict[str, Any]:
-        return public_stats(ctx.collections.get(tenant, name).stats())
+        return public_stats(ctx.collections.get(tenant, name).stats(readers))
 
     return await run_blocking(ctx.timeout_s, run)
 
