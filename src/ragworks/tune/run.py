@@ -266,7 +266,7 @@ def _finetuned_model(collection_path: Path, settings: Settings, options: TuneOpt
 
             llm = make_llm(settings)
             if llm is None:
-                notes.append("doc2query skipped: no LLM configured")
+                notes.append("doc2query skipped: no LLM configured (llm = local, openai or fireworks)")
             else:
                 generated, gen_stats = doc2query_pairs(chunks, llm, count=options.generate,
                                                        max_seconds=options.generate_minutes * 60, progress=progress)
