@@ -42,7 +42,7 @@ def server(tmp_path: Path, embedder: Any) -> Iterator[tuple[TestClient, dict[str
     with TestClient(create_app(settings, embedder=embedder, llm=None), raise_server_exceptions=False) as client:
         assert client.post("/v1/collections", json={"name": "hr"}, headers=heads["owner"]).status_code in (200, 201)
         r = client.post("/v1/collections/hr/documents?wait=true", headers=heads["owner"],
-                        json={"documents": [{"source": "payroll.md", "text": LETTER}]})
+                        json={"documents": [{"source": "payroll.md", "text": LETTER, "title": f"Payroll: {EMAIL}"}]})
         assert r.status_code == 200 and r.json()["state"] == "completed", r.text
         yield client, heads
 
@@ -81,3 +81,7 @@ def test_document_get_is_masked_without_the_grant_and_offsets_index_what_is_retu
     for c in ann["chunk_list"]:  # chunk offsets were mapped into the masked text: each chunk is a slice of it
         assert EMAIL not in c["text"]
         assert ann["text"][c["start"]:c["end"]] == c["text"]
+    listed = {who: client.get("/v1/collections/hr/documents", headers=heads[who]).json()["documents"][0]["title"]
+              for who in ("ann", "pam")}
+    assert listed["ann"] == "Payroll: <EMAIL>" and listed["pam"] == f"Payroll: {EMAIL}"
+    assert ann["title"] == "Payroll: <EMAIL>" and pam["title"] == f"Payroll: {EMAIL}"

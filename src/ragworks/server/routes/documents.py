@@ -52,15 +52,22 @@ async def _submit(ctx: ServerContext, tenant: Tenant, name: str, kind: JobKind, 
 @router.get("/documents", summary="List documents")
 async def list_documents(
     name: str, ctx: Context, tenant: CurrentTenant, readers: CurrentReaders,
+    pii_read: CurrentPiiRead,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0)] = 0,
     after: Annotated[str | None, Query(max_length=4096, description="the `next_after` of the previous page: "
                                        "pages by source without rescanning (use it instead of offset on big "
                                        "collections)")] = None,
 ) -> dict[str, Any]:
+    """Titles are masked for a caller without the pii:read grant under `pii = "redact-answers"`."""
+
     def run() -> list[dict[str, Any]]:
         col = ctx.collections.get(tenant, name)
-        return [document_summary(d) for d in col.documents(limit=limit, offset=offset, after=after,
-                                                            readers=readers)]
+        masker = col.pii_masker(pii_read)
+        out = [document_summary(d) for d in col.documents(limit=limit, offset=offset, after=after, readers=readers)]
+        if masker is not None:
+            for d in out:
+                d["title"] = masker.title(d["title"])
+        return out
 
     docs = await run_blocking(ctx.timeout_s, run)
     return {"documents": docs, "limit": limit, "offset": offset,
