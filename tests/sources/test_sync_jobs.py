@@ -109,3 +109,28 @@ def test_server_keeps_a_folder_current(tmp_path: Path, embedder: Any) -> None:
         wait(lambda: sources_held() == {str(folder / "b.md")}, "a deleted file")
         jobs = client.get("/v1/collections/notes/jobs").json()["jobs"]
         assert len(jobs) >= 3 and all(j["kind"] == "sync" and j["state"] == "completed" for j in jobs)
+
+
+def test_a_users_sync_job_is_listed_for_that_user(tmp_path: Path, embedder: Any) -> None:
+    from ragworks.server.keys import make_key_store
+
+    data, folder = tmp_path / "data", tmp_path / "share"
+    folder.mkdir()
+    (folder / "a.md").write_text("# A\n\nThe ferry leaves at seven.\n")
+    settings = Settings(data_dir=data, llm="extractive", auth="on", admin_key="sync-admin-key-0123456789",
+                        sync_schedule=False, request_timeout_s=60)
+    keys = make_key_store(settings)
+    keys.create_tenant("acme")
+    heads = {who: {"Authorization": f"Bearer {keys.create_key('acme', who, user=who, groups=('staff',))[0]}"}
+             for who in ("ann", "bob")}
+    keys.close()
+    with TestClient(create_app(settings, embedder=embedder, llm=None)) as client:
+        assert client.post("/v1/collections", json={"name": "notes"}, headers=heads["ann"]).status_code == 201
+        SourceList(data / "tenants" / "acme" / "notes").add(SourceSpec(name="share", kind="folder",
+                                                                       location=str(folder)))
+        r = client.post("/v1/collections/notes/sync?wait=true", headers=heads["ann"])
+        assert r.status_code == 200 and r.json()["state"] == "completed", r.text
+        job = r.json()["id"]
+        assert [j["id"] for j in client.get("/v1/jobs", headers=heads["ann"]).json()["jobs"]] == [job]
+        assert client.get(f"/v1/jobs/{job}", headers=heads["ann"]).status_code == 200
+        assert client.get("/v1/jobs", headers=heads["bob"]).json()["jobs"] == []  # another user's job stays theirs

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Request, Response
 
 from ragworks.jobs import JobKind
 from ragworks.server.auth import Context, CurrentTenant
@@ -29,7 +29,7 @@ async def list_sources(name: str, ctx: Context, tenant: CurrentTenant) -> dict[s
 
 @router.post("/sync", status_code=202, summary="Sync the collection's sources now (a job: /v1/jobs shows progress)")
 async def sync_now(
-    name: str, ctx: Context, tenant: CurrentTenant, response: Response, wait: WaitParam = False,
+    name: str, ctx: Context, tenant: CurrentTenant, response: Response, request: Request, wait: WaitParam = False,
     sources: Annotated[list[str] | None, Body(embed=True, description="source names (default: all)")] = None,
 ) -> dict[str, Any]:
     def configured() -> list[str]:
@@ -42,6 +42,7 @@ async def sync_now(
     unknown = sorted(set(sources or []) - set(names))
     if unknown:
         raise ApiError(f"unknown source(s) {', '.join(unknown)}; this collection follows {', '.join(names)}")
-    return await _submit(ctx, tenant, name, JobKind.SYNC, {"sources": sources or names}, wait, response)
+    # the request: a user's key records its user on the job, and lists that job (ragworks.server.routes.jobs)
+    return await _submit(ctx, tenant, name, JobKind.SYNC, {"sources": sources or names}, wait, response, request)
 
 
