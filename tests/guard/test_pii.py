@@ -129,3 +129,14 @@ def test_a_missing_pii_extra_is_a_clear_config_error(monkeypatch, tmp_path, embe
             pytest.raises(ConfigError, match="pii = 'off'"):
         col.add_text("Some text.", source="a.md")
     assert not (tmp_path / "data" / "c" / DB_NAME).exists()  # nothing was created
+
+
+def test_offset_map_keeps_a_placeholder_whole_when_a_cut_ends_inside_a_masked_value():
+    from ragworks.guard.base import Edit, apply_edits
+
+    text = "call 555-1234 now"  # the number is characters 5..13
+    masked, at = apply_edits(text, [Edit(5, 13, "<PHONE>")])
+    assert masked == "call <PHONE> now"
+    assert masked[at(0):at.end(8)] == "call <PHONE>"  # a cut ending mid-number keeps the whole placeholder
+    assert masked[at(8):at.end(17)] == "<PHONE> now"  # a cut starting mid-number begins at it
+    assert at.end(5) == at(5) == 5 and at.end(13) == at(13) == 12 and at.end(17) == len(masked)

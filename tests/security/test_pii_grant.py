@@ -4,6 +4,7 @@ PII masked; a key in the `pii-read` group, and a key without a user, see the sto
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,9 @@ def test_document_get_is_masked_without_the_grant_and_offsets_index_what_is_retu
     ann, pam = got["ann"], got["pam"]
     assert EMAIL in pam["text"] and not pam.get("pii_masked")
     assert EMAIL not in ann["text"] and IBAN not in ann["text"] and "<EMAIL>" in ann["text"] and ann["pii_masked"]
+    found = ann["metadata"]["pii"]  # the recorded findings' offsets index the masked text too
+    cut = [ann["text"][r["start"]:r["end"]] for r in found]
+    assert "<EMAIL>" in cut and all(re.fullmatch(r"<[A-Z_]+>", x) for x in cut), cut
     for c in ann["chunk_list"]:  # chunk offsets were mapped into the masked text: each chunk is a slice of it
         assert EMAIL not in c["text"]
         assert ann["text"][c["start"]:c["end"]] == c["text"]

@@ -38,16 +38,30 @@ def trusted_text(sources: Sequence[SearchHit], flagged: dict[int, list[tuple[int
     return "\n".join(parts)
 
 
-def _chunk_findings(hit: SearchHit, detector: PiiDetector | None) -> list[tuple[int, int, str]]:
-    """PII in `hit`'s passage as (start, end, type) within the passage text."""
-    c = hit.chunk
-    recorded = hit.metadata.get(PII_KEY)
+Span = tuple[int, int, str]  # (start, end, type) of a PII finding
+
+
+def _within(spans: Sequence[Span], start: int, end: int, length: int) -> list[Span]:
+    """Document spans that overlap [start, end), made relative to `start` and clipped to a text of `length`."""
+    return [(max(s - start, 0), min(e - start, length), t) for s, e, t in spans if s < end and e > start]
+
+
+def _findings(metadata: dict[str, Any], text: str, start: int, end: int, detector: PiiDetector | None) -> list[Span]:
+    """PII in `text` (document characters start..end) as spans within it: the findings recorded at ingest in
+    the document's metadata, else the detector's now (a document ingested with `pii = "off"`)."""
+    recorded = metadata.get(PII_KEY)
     if isinstance(recorded, list):
-        return [(max(r["start"] - c.start, 0), min(r["end"] - c.start, len(c.text)), str(r.get("type", "PII")))
-                for r in overlapping(recorded, c.start, c.end)]
+        return _within([(r["start"], r["end"], str(r.get("type", "PII"))) for r in overlapping(recorded, start, end)],
+                       start, end, len(text))
     if detector is None:
         return []
-    return [(f.start, f.end, f.type) for f in detector.find(c.text)]
+    return [(f.start, f.end, f.type) for f in detector.find(text)]
+
+
+def _chunk_findings(hit: SearchHit, detector: PiiDetector | None) -> list[Span]:
+    """PII in `hit`'s passage as (start, end, type) within the passage text."""
+    c = hit.chunk
+    return _findings(hit.metadata, c.text, c.start, c.end, detector)
 
 
 class PiiMasker:
@@ -89,31 +103,27 @@ class PiiMasker:
                                    sentences=sentences, sources=[self.hit(h) for h in answer.sources],
                                    abstention=abstention, guard={**answer.guard, "pii_masked": True})
 
-    def document_text(self, metadata: dict[str, Any], text: str) -> tuple[str, list[tuple[int, int, str]], OffsetMap]:
-        """A document's whole text masked, the findings masked (start, end, type) and the map of offsets into it.
-
-        Findings come from the document's record (ingest under a pii policy), else from the detector now.
-        """
-        recorded = metadata.get(PII_KEY)
-        if isinstance(recorded, list):
-            found = [(r["start"], r["end"], str(r.get("type", "PII"))) for r in overlapping(recorded, 0, len(text))]
-        elif self.detector is not None:
-            found = [(f.start, f.end, f.type) for f in self.detector.find(text)]
-        else:
-            found = []
-        found = [(s, e, t) for s, e, t in found if 0 <= s < e <= len(text)]
+    def document_text(self, metadata: dict[str, Any], text: str) -> tuple[str, list[Span], OffsetMap]:
+        """A document's whole text masked, the findings masked and the map of offsets into the masked text."""
+        found = [(s, e, t) for s, e, t in _findings(metadata, text, 0, len(text), self.detector)
+                 if 0 <= s < e <= len(text)]
         masked, at = apply_edits(text, [Edit(s, e, f"<{t}>") for s, e, t in found])
         return masked, found, at
 
     def document(self, metadata: dict[str, Any], title: str, text: str, chunks: Sequence[Chunk]
-                 ) -> tuple[str, str, list[Chunk]]:
-        """A whole document as GET /documents returns it: (title, text, chunks) masked, chunk texts with the same
-        findings (as search hits are) and chunk offsets mapped into the masked text."""
+                 ) -> tuple[dict[str, Any], str, str, list[Chunk]]:
+        """A whole document as GET /documents returns it: (metadata, title, text, chunks) masked, chunk texts with
+        the same findings (as search hits are), and chunk offsets and the recorded findings' offsets mapped into
+        the masked text."""
         masked, found, at = self.document_text(metadata, text)
-        out = [dataclasses.replace(c, start=at(c.start), end=at(c.end), text=mask_spans(
-            c.text, [(max(s - c.start, 0), min(e - c.start, len(c.text)), t) for s, e, t in found
-                     if s < c.end and e > c.start])) for c in chunks]
-        return self.title(title), masked, out
+        out = [dataclasses.replace(c, start=at(c.start), end=at(c.end),
+                                   text=mask_spans(c.text, _within(found, c.start, c.end, len(c.text))))
+               for c in chunks]
+        recorded = metadata.get(PII_KEY)
+        if isinstance(recorded, list):
+            metadata = {**metadata, PII_KEY: [{**r, "start": at(r["start"]), "end": at.end(r["end"])}
+                                              for r in overlapping(recorded, 0, len(text))]}
+        return metadata, self.title(title), masked, out
 
     def title(self, title: str) -> str:
         if self.detector is None or not title:

@@ -137,7 +137,7 @@ async def get_document(name: str, ref: str, ctx: Context, tenant: CurrentTenant,
         out = document_summary(doc)
         masker = col.pii_masker(pii_read)
         if masker is not None:
-            out["title"], text, chunks = masker.document(doc.metadata, doc.title, text, chunks)
+            out["metadata"], out["title"], text, chunks = masker.document(doc.metadata, doc.title, text, chunks)
             out["pii_masked"] = True
         out["length"] = len(text)
         if include_text:
