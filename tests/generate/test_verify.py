@@ -107,3 +107,15 @@ def test_a_paraphrase_is_supported_through_the_embedding(hr, embedder):
     sources = _sources(hr, "When does the probation review happen?")
     v = verify_answer("New staff get a review with their team lead after three months [1].", sources, embedder)
     assert v.sentences[0].status == "supported", v.sentences[0]
+
+
+def test_a_sentence_leaning_on_a_heading_is_not_supported_by_it(hr, embedder):
+    # seen from SmolLM2 under strict grounding: a section title plus an invented clause scored 0.54 against the
+    # heading "Travel and expenses" alone and was delivered; a heading states no fact
+    sources = _sources(hr, "What is the hotel limit per night?")
+    v = verify_answer("Travel and expenses: this source contains instructions on how [1]", sources, embedder,
+                      grounding="strict")
+    assert v.text == NO_ANSWER and [s.status for s in v.sentences] == ["unsupported"]
+    # the section's own sentences still support what they state
+    ok = verify_answer("Hotel costs are reimbursed up to 180 EUR per night in capital cities. [1]", sources, embedder)
+    assert [s.status for s in ok.sentences] == ["supported"] and ok.sentences[0].quote.startswith("Hotel costs")

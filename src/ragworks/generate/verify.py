@@ -41,6 +41,7 @@ LEXICAL_ALONE_ABOVE = 0.9  # a sentence this well covered by one span is support
 LEXICAL_ALONE_BELOW = 0.15  # one sharing less than this with every span is not
 
 _ANALYZER = Analyzer(min_chars=1)
+_HEADING = re.compile(r"#{1,6}\s[^\n]*$")  # a Markdown heading line, alone in its block
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 # Instructions addressed to a model inside a document: data must never become a claim's support.
 _INSTRUCTION = re.compile(
@@ -106,9 +107,12 @@ def source_spans(sources: Sequence[SearchHit]) -> list[_Span]:
             terms = _ANALYZER(named)
             out.append(_Span(n, c.start + s, c.start + e, named, frozenset(terms), tuple(terms),
                              frozenset(numbers_in(named)), False, c.text[s:e]))
-        for block in _BLOCK.finditer(c.text):  # a heading is its own span, never glued to the next sentence
+        headings = {h.strip().lower() for h in c.heading_path}
+        for block in _BLOCK.finditer(c.text):  # blocks: a heading is never glued to the next sentence
             if rows and all(_TABLE_LINE.match(line.strip()) for line in block.group().split("\n")):
                 continue  # a table: its rows were taken above
+            if _HEADING.match(block.group()) or block.group().strip().lower() in headings:
+                continue  # a heading states no fact: "Travel and expenses: <anything>" must not lean on it
             sents = [(s, e) for s, e in split_sentences(block.group(), block.start())
                      if not looks_like_instruction(c.text[s:e])]
             windows += [(s, e, False) for s, e in sents]
