@@ -77,6 +77,7 @@ class Collection:
         self._llm = llm
         self.reranker = reranker
         self._reranker_lock = threading.Lock()  # concurrent first searches must not each load a reranker model
+        self._answer_rerankers: dict[str, Reranker | None] = {}  # `answer_reranker` when it differs from `reranker`
         self._pii_detector = pii_detector  # Presidio + spaCy, loaded on first use; the server shares one
         self._settings_digest: tuple[Settings, str] | None = None  # the result cache's hash of `settings`, and of which
 
@@ -290,8 +291,10 @@ class Collection:
         source: str | None = None,
         rerank: bool = True,
         pii_read: bool = True,
+        for_answer: bool = False,
     ) -> list[SearchHit]:
         """Top-k hits for `query`. `filters` is a Filter or {metadata key: value}; `source` a glob on sources.
+        `for_answer` reranks with `answer_reranker` (the passages `ask` answers from) instead of `reranker`.
 
         `pii_read=False` (a caller without the pii:read grant) masks PII in the hits under `pii = "redact-answers"`.
         Served from the result cache (`cache_backend`) when the same search ran since the collection's last write
@@ -303,31 +306,56 @@ class Collection:
         k = k or self.settings.top_k
         mode = mode or self.settings.search_mode
         cache = shared_cache(self.settings)
+        reranker = self._reranker(for_answer) if rerank else None
         if cache is None:
-            hits = self._search(query, k, mode, flt, rerank)
+            hits = self._search(query, k, mode, flt, reranker)
         else:
-            scope = self._cache_scope("search", flt, k=k, mode=mode, rerank=rerank)
+            # which reranker follows from the settings (in the scope) and `for_answer`
+            scope = self._cache_scope("search", flt, k=k, mode=mode, rerank=rerank,
+                                      **({"for_answer": True} if for_answer else {}))
             vec = self._query_vector(query)
             cached: list[SearchHit] | None = cache.get(scope, query, vec)
             if cached is None:
-                cached = self._search(query, k, mode, flt, rerank)
+                cached = self._search(query, k, mode, flt, reranker)
                 cache.put(scope, query, cached, vec)
             hits = cached
         masker = self.pii_masker(pii_read)
         return [masker.hit(h) for h in hits] if masker is not None else hits
 
-    def _search(self, query: str, k: int, mode: SearchMode, flt: Filter, rerank: bool) -> list[SearchHit]:
-        from ragworks.retrieve.pipeline import SearchPipeline
-        from ragworks.retrieve.rerank import make_reranker
+    def _reranker(self, for_answer: bool) -> Reranker | None:
+        """The reranker for plain search (`reranker`, or one given to the collection) or for the passages of an
+        answer (`answer_reranker`); each is built once, then kept (models load when built)."""
+        from ragworks.retrieve.rerank import make_reranker, token_encoder_for
 
-        if self.reranker is None and rerank and self.settings.reranker != "none":  # built once, then kept
-            with self._reranker_lock:
-                if self.reranker is None:
-                    self.reranker = make_reranker(self.settings, embedder=self.embedder,
-                                                  llm=self.llm if self.settings.reranker == "llm" else None)
+        s = self.settings
+        same = s.answer_reranker == "auto" and (s.reranker != "none" or self.reranker is not None)
+        kind = s.reranker if not for_answer or same else s.answer_reranker
+        if kind == "auto":  # no reranker for search: MaxSim when the model has token vectors (remote ones: none)
+            try:
+                token_encoder_for(self.embedder)
+                kind = "maxsim"
+            except ConfigError:
+                kind = "none"
+        if for_answer and not same and kind == "none":
+            return None
+        with self._reranker_lock:  # concurrent first searches must not each load a reranker model
+            if not for_answer or same or kind == s.reranker:
+                if self.reranker is None and s.reranker != "none":
+                    self.reranker = make_reranker(s, embedder=self.embedder, llm=self.llm if kind == "llm" else None)
+                return self.reranker
+            if kind not in self._answer_rerankers:
+                self._answer_rerankers[kind] = make_reranker(s.model_copy(update={"reranker": kind}),
+                                                             embedder=self.embedder,
+                                                             llm=self.llm if kind == "llm" else None)
+            return self._answer_rerankers[kind]
+
+    def _search(self, query: str, k: int, mode: SearchMode, flt: Filter, reranker: Reranker | None
+                ) -> list[SearchHit]:
+        from ragworks.retrieve.pipeline import SearchPipeline
+
         pipeline = SearchPipeline.from_settings(
             self.settings, self.retriever(), store=self._require(), embedder=self.embedder,
-            reranker=self.reranker if rerank else None, llm=lambda: self.llm,
+            reranker=reranker, llm=lambda: self.llm,
         )
         return pipeline.search(query, k=k, mode=mode, flt=flt or None)
 
@@ -381,11 +409,11 @@ class Collection:
             from ragworks.retrieve.multistep import multi_step_search
 
             k = search_kwargs.pop("k", None) or s.top_k
-            hits, done = multi_step_search(question, lambda q: self.search(q, k=k, **search_kwargs),
+            hits, done = multi_step_search(question, lambda q: self.search(q, k=k, for_answer=True, **search_kwargs),
                                            steps=s.retrieval_steps, k=k, llm=self.llm)
             steps = [st.to_dict() for st in done]
         else:
-            hits = self.search(question, **search_kwargs)
+            hits = self.search(question, for_answer=True, **search_kwargs)
         stream = AnswerStream(question, hits, self.llm, self.embedder, self.answer_options(pii_read=pii_read),
                               steps=steps)
         if cache is not None:

@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     # reranking, result hygiene and query transforms (retrieve/rerank.py, hygiene.py, transforms.py)
     reranker: Literal["none", "maxsim", "cross-encoder", "llm"] = "none"
     reranker_model: str = ""  # cross-encoder: a local sentence-transformers CrossEncoder directory
+    # the passages an answer is written from: "auto" = `reranker` when one is set, else MaxSim when the embedding
+    # model has token vectors (SQuAD, 300 + 150 questions: citation precision 0.866 → 0.882, answer-contains-gold
+    # 0.800 → 0.833, +0.17 s an answer on 2 cores; README "Answers"); plain search keeps `reranker`
+    answer_reranker: Literal["auto", "none", "maxsim", "cross-encoder", "llm"] = "auto"
     rerank_candidates: int = Field(default=30, ge=1)  # first-stage hits the reranker rescores
     rerank_first_stage_weight: float = Field(default=0.5, ge=0.0, le=1.0)  # maxsim/llm: min-max mix with fusion
     rerank_concurrency: int = Field(default=4, ge=1)  # llm: passages graded at once

@@ -87,3 +87,37 @@ def test_fit_policy_needs_both_classes_and_a_malformed_file_is_a_clear_error(tmp
     bad.write_text('{"abstention": {"weights": {}}}')
     with pytest.raises(ConfigError, match="re-run `ragworks eval qa --tune-abstention`"):
         load_policy(bad)
+
+
+class _QuotingLLM:
+    """Replies with a fixed text: stands in for a small model's wording only (search, verifier and policy are real)."""
+
+    name = "scripted"
+    context_tokens = 4096
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+
+    def stream(self, messages, *, max_tokens: int, temperature: float):
+        yield self.reply
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+@pytest.mark.parametrize("reply", [
+    # seen from SmolLM2 under strict grounding: a true sentence of another passage, and a heading plus invention
+    'The sentence is: "A password is changed at once when there is any sign that it was exposed; [4]',
+    "Travel and expenses: this source contains instructions on how [3]",
+])
+def test_a_supported_answer_to_another_question_is_replaced_by_the_extractive_one(hr, embedder, reply):
+    settings = hr.settings.model_copy(update={"llm": "local", "grounding": "strict"})
+    with Collection.open(settings=settings, embedder=embedder, llm=_QuotingLLM(reply)) as col:
+        answer = col.ask("How many days of paid vacation do full-time employees receive?")
+    assert not answer.abstained and "25 days" in answer.text, answer.to_dict()
+    assert "extractive" in answer.notice and "password" not in answer.text.lower()
+    # a model answer that addresses the question is kept as written (another wording: not the cached answer)
+    kept = "Full-time employees receive 25 days of paid vacation per calendar year. [1]"
+    with Collection.open(settings=settings, embedder=embedder, llm=_QuotingLLM(kept)) as col:
+        answer = col.ask("How many paid vacation days does a full-time employee receive?")
+    assert answer.text.startswith("Full-time employees receive 25 days") and "extractive" not in answer.notice

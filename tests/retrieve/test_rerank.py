@@ -193,3 +193,24 @@ def test_llm_reranker_grades_with_the_local_model(corpus_collection):
     graded = [grades[h.chunk.id] for h in out]
     effective = [fill if g is None else float(g) for g in graded]
     assert effective == sorted(effective, reverse=True), graded
+
+
+def test_answers_are_written_from_maxsim_reranked_passages_while_search_is_not_reranked(corpus_collection, embedder):
+    # answer_reranker = "auto" with reranker = "none": MaxSim for `ask`, plain fusion for `search`
+    settings = corpus_collection.settings.model_copy(update={"reranker": "none", "cache_backend": "off"})
+    col = Collection(corpus_collection.path, settings, corpus_collection.store, embedder=embedder, llm=None)
+    plain = col.search(QUESTION, k=5)
+    assert col.reranker is None
+    for_answer = col.search(QUESTION, k=5, for_answer=True)
+    reranker = col._answer_rerankers["maxsim"]
+    assert isinstance(reranker, MaxSimReranker)
+    first_stage = col.search(QUESTION, k=settings.rerank_candidates, rerank=False)
+    assert [h.chunk.id for h in for_answer] == [h.chunk.id for h in reranker.rerank(QUESTION, first_stage, 5)]
+    assert [h.chunk.id for h in plain] == [h.chunk.id for h in first_stage[:5]]
+    assert [h.chunk.id for h in col.ask(QUESTION).sources] == [h.chunk.id for h in for_answer]
+    # a reranker set for search serves answers too; answer_reranker = "none" turns it off for answers only
+    col.settings = settings.model_copy(update={"answer_reranker": "none"})
+    assert [h.chunk.id for h in col.search(QUESTION, k=5, for_answer=True)] == [h.chunk.id for h in plain]
+    col.settings = settings.model_copy(update={"reranker": "maxsim"})
+    assert col.search(QUESTION, k=5, for_answer=True)[0].chunk.id == for_answer[0].chunk.id
+    assert isinstance(col.reranker, MaxSimReranker) and col.reranker is not reranker

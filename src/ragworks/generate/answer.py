@@ -20,15 +20,27 @@ from ragworks.generate.verify import SUPPORT_THRESHOLD, Grounding, Verification,
 from ragworks.guard.base import InjectionPolicy
 from ragworks.guard.injection import check_answer, new_canary
 from ragworks.guard.output import PiiMasker, flagged_stretches, trusted_text
+from ragworks.lexical.analysis import Analyzer
 
 EXTRACTIVE_NOTICE = "no LLM configured: the answer is the best-matching source sentences (extractive)"
 DEGENERATE_NOTICE = "the LLM's answer degenerated into repetition and was replaced by the extractive answer"
 DECLINED_NOTICE = ("the model gave no supported answer although the passages match the question well: "
                    "the answer is the best-matching source sentences (extractive)")
+OFF_TOPIC_NOTICE = ("the model's answer shares no word with the question although the passages match it well: "
+                    "the answer is the best-matching source sentences (extractive)")
 RESCUE_MIN_P = 0.9  # P(answerable) needed to overrule a model's decline
+_ANALYZER = Analyzer(min_chars=1)
 GUARD_NOTICE = "the answer was withheld: it carried what a prompt injection asks for (see guard.injection)"
 ABSTAIN_NOTICE = ("the retrieved passages do not appear to contain the answer "
                   "(abstained, P(answerable) {p:.2f} < {t:.2f})")
+
+
+def addresses(question: str, verification: Verification) -> bool:
+    """Whether a delivered, checked sentence shares a content word with the question (True when there is nothing
+    to compare). A supported sentence that shares none states a fact of the sources, not an answer."""
+    q_terms = set(_ANALYZER(question))
+    checked = [s for s in verification.sentences if s.start >= 0 and s.status != "neutral"]
+    return not q_terms or not checked or any(q_terms & set(_ANALYZER(s.text)) for s in checked)
 
 
 def is_degenerate(text: str, *, min_words: int = 40, min_unique_ratio: float = 0.45) -> bool:
@@ -205,11 +217,13 @@ class AnswerStream:
         if self.options.grounding != "off":
             v = verify_answer(text, self.sources, self.embedder, grounding=self.options.grounding,
                               threshold=self.options.support_threshold)
-            if (declined or v.text == NO_ANSWER) and self.llm is not None and policy is not None:
-                # the model declined, or strict grounding left nothing: is an extractive answer clearly better?
+            off_topic = not declined and v.text != NO_ANSWER and not addresses(self.question, v)
+            if (declined or v.text == NO_ANSWER or off_topic) and self.llm is not None and policy is not None:
+                # the model declined, strict grounding left nothing, or what is left is true but answers another
+                # question (a small model quoting the wrong passage): is an extractive answer clearly better?
                 rescued = self._rescue_decline(policy, evidence)
                 if rescued is not None:
-                    notices.append(DECLINED_NOTICE)
+                    notices.append(OFF_TOPIC_NOTICE if off_topic else DECLINED_NOTICE)
                     text, v, declined = rescued[0], rescued[1], False
             if v.text != text and v.unsupported and self.options.grounding == "strict":
                 notices.append(f"dropped {v.unsupported} sentence(s) no given source supports (strict grounding)")

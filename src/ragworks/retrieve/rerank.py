@@ -139,7 +139,7 @@ def token_encoder_for(embedder: Embedder) -> TokenEncoder:
     if callable(token_vectors):
         return token_vectors
     model = getattr(inner, "_model", None)
-    if model is not None and hasattr(model, "encode"):
+    if model is not None and type(model).__module__.startswith("sentence_transformers"):
         return sentence_transformer_tokens(model)
     raise ConfigError(f"reranker 'maxsim' needs a local embedding model's token vectors; {embedder.name!r} has "
                       "none (use reranker = 'cross-encoder' or 'llm')")

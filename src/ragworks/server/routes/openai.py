@@ -81,7 +81,7 @@ async def chat_completions(body: ChatCompletionRequest, ctx: Context, tenant: Cu
 
     def retrieve() -> AnswerStream:
         col = ctx.collections.get(tenant, body.model)
-        hits = col.search(question, k=body.k, filters=Filter(readers=readers))
+        hits = col.search(question, k=body.k, filters=Filter(readers=readers), for_answer=True)
         options = col.answer_options(max_tokens=body.max_tokens, temperature=body.temperature, pii_read=pii_read)
         return AnswerStream(question, hits, col.llm, col.embedder, options)
 
