@@ -328,19 +328,20 @@ class Collection:
         from ragworks.retrieve.rerank import make_reranker, token_encoder_for
 
         s = self.settings
-        same = s.answer_reranker == "auto" and (s.reranker != "none" or self.reranker is not None)
-        kind = s.reranker if not for_answer or same else s.answer_reranker
-        if kind == "auto":  # no reranker for search: MaxSim when the model has token vectors (remote ones: none)
-            try:
-                token_encoder_for(self.embedder)
-                kind = "maxsim"
-            except ConfigError:
-                kind = "none"
-        if for_answer and not same and kind == "none":
+        kind = s.answer_reranker if for_answer else s.reranker
+        if kind == "auto":  # search's reranker when there is one, else MaxSim if the model has token vectors
+            kind = s.reranker
+            if s.reranker == "none" and self.reranker is None:
+                try:
+                    token_encoder_for(self.embedder)
+                    kind = "maxsim"
+                except ConfigError:  # a remote model: no token vectors
+                    pass
+        elif for_answer and kind == "none":
             return None
         with self._reranker_lock:  # concurrent first searches must not each load a reranker model
-            if not for_answer or same or kind == s.reranker:
-                if self.reranker is None and s.reranker != "none":
+            if kind == s.reranker:  # search's own
+                if self.reranker is None and kind != "none":
                     self.reranker = make_reranker(s, embedder=self.embedder, llm=self.llm if kind == "llm" else None)
                 return self.reranker
             if kind not in self._answer_rerankers:

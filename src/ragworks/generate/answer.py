@@ -16,11 +16,10 @@ from ragworks.generate.base import LLM
 from ragworks.generate.citations import citation_for, resolve_citations, strip_invalid_markers
 from ragworks.generate.extractive import extract_answer, extract_answer_by_step
 from ragworks.generate.prompt import NO_ANSWER, build_messages, pack_sources
-from ragworks.generate.verify import SUPPORT_THRESHOLD, Grounding, Verification, verify_answer
+from ragworks.generate.verify import SUPPORT_THRESHOLD, Grounding, Verification, addresses, verify_answer
 from ragworks.guard.base import InjectionPolicy
 from ragworks.guard.injection import check_answer, new_canary
 from ragworks.guard.output import PiiMasker, flagged_stretches, trusted_text
-from ragworks.lexical.analysis import Analyzer
 
 EXTRACTIVE_NOTICE = "no LLM configured: the answer is the best-matching source sentences (extractive)"
 DEGENERATE_NOTICE = "the LLM's answer degenerated into repetition and was replaced by the extractive answer"
@@ -29,18 +28,9 @@ DECLINED_NOTICE = ("the model gave no supported answer although the passages mat
 OFF_TOPIC_NOTICE = ("the model's answer shares no word with the question although the passages match it well: "
                     "the answer is the best-matching source sentences (extractive)")
 RESCUE_MIN_P = 0.9  # P(answerable) needed to overrule a model's decline
-_ANALYZER = Analyzer(min_chars=1)
 GUARD_NOTICE = "the answer was withheld: it carried what a prompt injection asks for (see guard.injection)"
 ABSTAIN_NOTICE = ("the retrieved passages do not appear to contain the answer "
                   "(abstained, P(answerable) {p:.2f} < {t:.2f})")
-
-
-def addresses(question: str, verification: Verification) -> bool:
-    """Whether a delivered, checked sentence shares a content word with the question (True when there is nothing
-    to compare). A supported sentence that shares none states a fact of the sources, not an answer."""
-    q_terms = set(_ANALYZER(question))
-    checked = [s for s in verification.sentences if s.start >= 0 and s.status != "neutral"]
-    return not q_terms or not checked or any(q_terms & set(_ANALYZER(s.text)) for s in checked)
 
 
 def is_degenerate(text: str, *, min_words: int = 40, min_unique_ratio: float = 0.45) -> bool:

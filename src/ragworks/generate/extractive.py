@@ -118,8 +118,9 @@ def extract_answer(
     ranks = np.asarray([c[0] for c in candidates], dtype=np.float32)
     sims = sims + np.asarray(row_bonus, dtype=np.float32)
     lexical = np.asarray([SENTENCE_OVERLAP_WEIGHT * overlap(c[3]) + PASSAGE_OVERLAP_WEIGHT * passage_overlap[c[0] - 1]
-                          + RETRIEVAL_SCORE_WEIGHT * retrieval[c[0] - 1] for c in candidates], dtype=np.float32)
-    score = sims + lexical - RANK_PENALTY * ranks
+                          for c in candidates], dtype=np.float32)
+    retrieved = np.asarray([retrieval[c[0] - 1] for c in candidates], dtype=np.float32)
+    score = sims + lexical + RETRIEVAL_SCORE_WEIGHT * retrieved - RANK_PENALTY * ranks
     order = [i for i in np.argsort(-score) if sims[i] >= min_similarity]
     if order and row_bonus[order[0]]:  # a row naming what was asked: its look-alike neighbours are no answer
         order = [i for i in order if row_bonus[i]]

@@ -169,6 +169,14 @@ class Verification:
         return float(np.mean(scored)) if scored else 0.0
 
 
+def addresses(question: str, verification: Verification) -> bool:
+    """Whether a delivered, checked sentence shares a content word with the question (True when there is nothing
+    to compare). A supported sentence that shares none states a fact of the sources, not an answer."""
+    q_terms = set(_ANALYZER(question))
+    checked = [s for s in verification.sentences if s.start >= 0 and s.status != "neutral"]
+    return not q_terms or not checked or any(q_terms & set(_ANALYZER(s.text)) for s in checked)
+
+
 def _strip_markers(text: str) -> str:
     return re.sub(r"\s+([.,;:!?])", r"\1", _MARKER.sub("", text)).strip()
 
