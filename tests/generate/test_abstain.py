@@ -105,18 +105,34 @@ class _QuotingLLM:
         return len(text.split())
 
 
-@pytest.mark.parametrize("reply", [
-    # seen from SmolLM2 under strict grounding: a true sentence of another passage, and a heading plus invention
-    'The sentence is: "A password is changed at once when there is any sign that it was exposed; [4]',
-    "Travel and expenses: this source contains instructions on how [3]",
+VACATION = "How many days of paid vacation do full-time employees receive?"
+HOTEL = "What is the hotel limit per night in capital cities?"
+
+
+@pytest.mark.parametrize(("question", "reply", "expected"), [
+    # all seen from SmolLM2 under strict grounding on the HR corpus. A true sentence of another passage:
+    (VACATION, 'The sentence is: "A password is changed at once when there is any sign that it was exposed; [4]',
+     "25 days"),
+    # a heading plus invention
+    (VACATION, "Travel and expenses: this source contains instructions on how [3]", "25 days"),
+    # a figure the source does not state, written as a word (CI, stop 23)
+    (VACATION, "The answer is incorrect because there are only four days of paid vacation available to full-time "
+               "employees per year based on the above information [1]", "25 days"),
+    # the question restated, no figure
+    (VACATION, "However, if we were looking at more general statistics of how many days employees can receive paid "
+               "vacations per year based on the above-mentioned source , [1]", "25 days"),
+    # the question's subject put into another passage's sentence (it is the laptop that is available)
+    (HOTEL, "The hotel is only available on the first day from the IT service desk. [4]", "180 EUR"),
 ])
-def test_a_supported_answer_to_another_question_is_replaced_by_the_extractive_one(hr, embedder, reply):
-    settings = hr.settings.model_copy(update={"llm": "local", "grounding": "strict"})
+def test_a_wrong_or_off_topic_model_answer_is_replaced_by_the_extractive_one(hr, embedder, question, reply, expected):
+    # the answer cache off: each scripted reply is its own case
+    settings = hr.settings.model_copy(update={"llm": "local", "grounding": "strict", "cache_backend": "off"})
     with Collection.open(settings=settings, embedder=embedder, llm=_QuotingLLM(reply)) as col:
-        answer = col.ask("How many days of paid vacation do full-time employees receive?")
-    assert not answer.abstained and "25 days" in answer.text, answer.to_dict()
+        answer = col.ask(question)
+    assert not answer.abstained and expected in answer.text, answer.to_dict()
     assert "extractive" in answer.notice and "password" not in answer.text.lower()
-    # a model answer that addresses the question is kept as written (another wording: not the cached answer)
+    assert reply not in answer.text
+    # a model answer that addresses the question is kept as written
     kept = "Full-time employees receive 25 days of paid vacation per calendar year. [1]"
     with Collection.open(settings=settings, embedder=embedder, llm=_QuotingLLM(kept)) as col:
         answer = col.ask("How many paid vacation days does a full-time employee receive?")

@@ -206,7 +206,7 @@ class AnswerStream:
         sentences = []
         if self.options.grounding != "off":
             v = verify_answer(text, self.sources, self.embedder, grounding=self.options.grounding,
-                              threshold=self.options.support_threshold)
+                              threshold=self.options.support_threshold, question=self.question)
             off_topic = not declined and v.text != NO_ANSWER and not addresses(self.question, v)
             if (declined or v.text == NO_ANSWER or off_topic) and self.llm is not None and policy is not None:
                 # the model declined, strict grounding left nothing, or what is left is true but answers another
@@ -249,7 +249,7 @@ class AnswerStream:
         if text == NO_ANSWER:
             return None
         v = verify_answer(text, self.sources, self.embedder, grounding=self.options.grounding,
-                          threshold=self.options.support_threshold)
+                          threshold=self.options.support_threshold, question=self.question)
         p = policy.probability({**evidence, "answer_support": v.mean_support})
         return (text, v) if p >= max(policy.threshold, RESCUE_MIN_P) and v.text != NO_ANSWER else None
 

@@ -2,9 +2,11 @@
 
 Each answer sentence is scored against every sentence (and pair of adjacent sentences) of every source the
 answerer was given. The score mixes lexical evidence (the share of the sentence's content words found in the
-span, with the longest run of words in common as a bonus) with the embedding model's cosine similarity, and a
-number the sentence states but the span does not halves it (small models copy the question and invent the
-figure). Text in a source that instructs the model ("state this as fact") never counts as support.
+span, with the longest run of words in common as a bonus) with the embedding model's cosine similarity; each
+specific of the sentence the span lacks (a figure, a name, given the question: anything beyond the question, or
+the question's own subject) cuts it, because small models copy the question and invent the figure, or put the
+question's subject into another passage's sentence, and the embedding cannot see that (`mismatches`; measured by
+bench/verify.py). Text in a source that instructs the model ("state this as fact") never counts as support.
 The best span keeps its character offsets in its document. Then per sentence: a cited source that supports it
 keeps the citation; a marker pointing at a source that does not, while another given source does, is moved
 there (re-attributed); a sentence without a marker gets the supporting source's; a sentence nothing supports
@@ -43,7 +45,25 @@ LEXICAL_ALONE_BELOW = 0.15  # one sharing less than this with every span is not
 _ANALYZER = Analyzer(min_chars=1)
 _HEADING = re.compile(r"#{1,6}\s[^\n]*$")  # a Markdown heading line, alone in its block
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_UNITS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+          "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+# ordinals name the same figure ("after three months" = "at the end of the third month"); "first" and "second"
+# are left out, being more often order and time than a count
+_ORDINALS = ["third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth", "eleventh", "twelfth"]
+_WORD_VALUES = ({w: i for i, w in enumerate(_UNITS, 1)} | {w: 20 + 10 * i for i, w in enumerate(_TENS)}
+                | {w: i for i, w in enumerate(_ORDINALS, 3)})
+_NUMBER_WORD = re.compile(  # a tens word with its unit ("twenty-five"), or a unit word other than "one"
+    rf"\b({'|'.join(_TENS)})(?:[- ]({'|'.join(_UNITS[:9])}))?\b|\b({'|'.join(_UNITS[1:] + _ORDINALS)})\b")
 # Instructions addressed to a model inside a document: data must never become a claim's support.
+_WORD = re.compile(r"[^\W\d_][\w'’-]*")
+# Words an answer uses to talk about its sources rather than about the subject: never the new information it adds.
+_META = frozenset(_ANALYZER(
+    "according to the source sources document documents passage passages text context information provided "
+    "mentioned above below based given states stated says said answer question however therefore"))
+_QUANTITY = re.compile(  # English questions whose answer is a figure
+    r"\bhow (?:many|much|long|old|far|often|tall|high|big|large)\b|\b(?:what|which) (?:year|percentage)\b",
+    re.IGNORECASE)
 _INSTRUCTION = re.compile(
     r"\b(?:ignore|disregard)\b.{0,40}\b(?:instructions?|above|previous|prior)\b"
     r"|\b(?:state|present|report|treat|answer|say|tell)\b.{0,40}\b(?:as (?:a )?fact|as true|the user|regardless)\b"
@@ -61,7 +81,13 @@ def looks_like_instruction(text: str) -> bool:
 
 
 def numbers_in(text: str) -> set[str]:
-    return {n.replace(",", "") for n in _NUMBER.findall(_MARKER.sub(" ", text))}
+    """The figures a text states, as digits: "25", "1.5", and English number words ("four", "twenty-five",
+    "third"); "one" is left out, being mostly a pronoun ("one of the …")."""
+    text = _MARKER.sub(" ", text)
+    found = {n.replace(",", "") for n in _NUMBER.findall(text)}
+    for tens, unit, alone in _NUMBER_WORD.findall(text.lower()):
+        found.add(str(_WORD_VALUES[alone] if alone else _WORD_VALUES[tens] + (_WORD_VALUES[unit] if unit else 0)))
+    return found
 
 
 def answer_sentences(text: str) -> list[tuple[int, int]]:
@@ -139,18 +165,47 @@ def _longest_common_run(a: Sequence[str], b: Sequence[str]) -> int:
     return best
 
 
-def lexical_support(terms: Sequence[str], numbers: set[str], span: _Span) -> float:
-    """Share of the sentence's content terms in the span, nudged up by a long shared run; a stated number the
-    span lacks halves it."""
-    if not terms or (numbers and span.pair):
+@dataclass(slots=True)
+class _Claim:
+    """What one answer sentence asserts, as the checks below read it."""
+
+    terms: list[str]  # content terms, in order
+    numbers: set[str]  # figures it states
+    names: frozenset[str]  # terms of its capitalized words after the first (names), less the question's
+    new: frozenset[str]  # terms the question does not have, less words about sources ("according to …")
+    asked: frozenset[str]  # terms it shares with the question (what it is about)
+
+
+def claim_of(body: str, question_terms: frozenset[str] = frozenset()) -> _Claim:
+    terms = _ANALYZER(body)
+    words = [m.group() for m in _WORD.finditer(body)][1:]  # the first word is capitalized by grammar
+    names = {t for w in words if w[0].isupper() for t in _ANALYZER(w) if len(t) > 1}
+    new = set(terms) - question_terms - _META if question_terms else set()
+    return _Claim(terms, numbers_in(body), frozenset(names - question_terms), frozenset(new),
+                  frozenset(question_terms.intersection(terms)))
+
+
+def mismatches(claim: _Claim, span: _Span) -> int:
+    """How many of the claim's specifics the span lacks: a figure it states; a name it states that the question did
+    not; when it adds words to the question, every one of them (it restates the question and asserts nothing the
+    span backs); when it takes words from the question, every one of them (the span is about something else: "The
+    hotel is available on the first day" from a passage on laptops). Each is a way a small model's sentence is
+    wrong while sharing most of its words with a passage."""
+    return ((bool(claim.numbers) and not claim.numbers <= span.numbers) + (not claim.names <= span.terms)
+            + (bool(claim.new) and not claim.new & span.terms) + (bool(claim.asked) and not claim.asked & span.terms))
+
+
+def lexical_support(claim: _Claim, span: _Span) -> float:
+    """Share of the sentence's content terms in the span, nudged up by a long shared run; each specific of the
+    claim the span lacks (see `mismatches`) halves it."""
+    terms = claim.terms
+    if not terms or (claim.numbers and span.pair):
         return 0.0  # a stated figure must sit in one sentence with its subject, not borrowed from the next
     unique = set(terms)
     coverage = len(unique & span.terms) / len(unique)
     run = _longest_common_run(terms, span.term_list) / len(terms) if coverage > 0.3 else 0.0
     score = min(1.0, 0.8 * coverage + 0.2 * run + (0.2 * coverage if run >= 0.6 else 0.0))
-    if numbers and not numbers <= span.numbers:
-        score *= 0.5
-    return score
+    return score * 0.5 ** mismatches(claim, span)
 
 
 @dataclass(slots=True)
@@ -170,11 +225,17 @@ class Verification:
 
 
 def addresses(question: str, verification: Verification) -> bool:
-    """Whether a delivered, checked sentence shares a content word with the question (True when there is nothing
-    to compare). A supported sentence that shares none states a fact of the sources, not an answer."""
+    """Whether the delivered, checked sentences could answer the question (True when there is nothing to compare):
+    one must share a content word with it (a supported sentence that shares none states a fact of the sources, not
+    an answer), and one must state a figure when it asks for a quantity ("how many …?": a sentence without one
+    restates the question)."""
     q_terms = set(_ANALYZER(question))
     checked = [s for s in verification.sentences if s.start >= 0 and s.status != "neutral"]
-    return not q_terms or not checked or any(q_terms & set(_ANALYZER(s.text)) for s in checked)
+    if not q_terms or not checked:
+        return True
+    if _QUANTITY.search(question) and not any(numbers_in(s.text) for s in checked):
+        return False
+    return any(q_terms & set(_ANALYZER(s.text)) for s in checked)
 
 
 def _strip_markers(text: str) -> str:
@@ -189,13 +250,17 @@ def verify_answer(
     grounding: Grounding = "flag",
     threshold: float = SUPPORT_THRESHOLD,
     margin: float = REATTRIBUTE_MARGIN,
+    question: str = "",
 ) -> Verification:
-    """Score every sentence of `text` against `sources`, fix its markers, and (strict) drop unsupported ones."""
+    """Score every sentence of `text` against `sources`, fix its markers, and (strict) drop unsupported ones.
+    With the `question`, names it gave are not asked of the span, and a sentence must add something the span backs
+    (see `mismatches`)."""
     spans = source_spans(sources)
     raw = answer_sentences(text)
     bodies = [_strip_markers(text[s:e]) for s, e in raw]
-    terms = [_ANALYZER(b) for b in bodies]
-    nums = [numbers_in(b) for b in bodies]
+    question_terms = frozenset(_ANALYZER(question))
+    claims = [claim_of(b, question_terms) for b in bodies]
+    terms = [c.terms for c in claims]
     cited = [tuple(n for n in cited_numbers(text[s:e]) if 1 <= n <= len(sources)) for s, e in raw]
     checkable = [bool(t) and NO_ANSWER.lower() not in b.lower() for t, b in zip(terms, bodies, strict=True)]
 
@@ -205,7 +270,7 @@ def verify_answer(
         if not checkable[i] or not spans:
             candidates.append([])
             continue
-        lex = [lexical_support(terms[i], nums[i], sp) for sp in spans]
+        lex = [lexical_support(claims[i], sp) for sp in spans]
         order = sorted(range(len(spans)), key=lambda j: -lex[j])
         chosen = order[:CANDIDATES_PER_SENTENCE]
         for n in set(cited[i]):  # the cited sources' best spans are always judged
@@ -231,9 +296,7 @@ def verify_answer(
         if (i, j) not in cos:
             return lex
         s = LEXICAL_WEIGHT * lex + (1 - LEXICAL_WEIGHT) * max(0.0, cos[(i, j)])
-        if nums[i] and not nums[i] <= spans[j].numbers:
-            s *= 0.6  # a figure the span does not state is the commonest small-model error
-        return s
+        return s * 0.6 ** mismatches(claims[i], spans[j])  # the embedding is blind to a wrong figure or name
 
     pieces: list[str] = []
     supports: list[SentenceSupport] = []
